@@ -1,0 +1,548 @@
+"""Tests of cvgrid.stats against values computed by hand on small made-up fold accuracies.
+
+Each expected value is derived step by step in the test (mean, variance,
+corrected variance, t, then the tail probability from scipy.stats), so that a
+wrong formula in the library -- a missing correction, the wrong degrees of
+freedom, a one-sided p -- makes a test fail.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from cvgrid import stats
+
+N_TRAIN, N_TEST = 80, 20  # n_test / n_train = 0.25
+
+# Made-up per-fold differences used in several tests: mean 0.02, deviations
+# (0, -0.01, +0.01, -0.02, +0.02), sum of squares 0.001, sample variance
+# 0.001 / 4 = 0.00025.
+DIFFS = [0.02, 0.01, 0.03, 0.00, 0.04]
+HAND_MEAN = 0.02
+HAND_VAR = 0.001 / 4
+HAND_CORR_VAR = (1 / 5 + 20 / 80) * HAND_VAR  # = 0.45 * 0.00025 = 0.0001125
+HAND_SE = math.sqrt(HAND_CORR_VAR)  # = 0.010606601717798...
+HAND_T = HAND_MEAN / HAND_SE  # = 1.885618083164127
+HAND_P = 2 * sps.t.sf(HAND_T, 4)
+
+
+def make_folds(accuracies: dict, repeats: int = 1, n_train=N_TRAIN, n_test=N_TEST) -> pd.DataFrame:
+    """Long `folds` frame from {(model, batch_size, learning_rate, augmentation): [acc per pair]}.
+
+    The accuracies of a configuration are listed repeat by repeat, fold by fold.
+    """
+    rows = []
+    for (model, bs, lr, aug), accs in accuracies.items():
+        n_folds = len(accs) // repeats
+        assert n_folds * repeats == len(accs)
+        for i, acc in enumerate(accs):
+            rows.append({"model": model, "batch_size": bs, "learning_rate": lr, "augmentation": aug,
+                         "repeat": i // n_folds, "fold": i % n_folds, "accuracy": acc,
+                         "n_train": n_train, "n_test": n_test})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------
+# corrected_resampled_ttest
+# ---------------------------------------------------------------------------
+
+
+def test_hand_constants_are_what_the_comments_say():
+    assert np.mean(DIFFS) == pytest.approx(HAND_MEAN)
+    assert np.var(DIFFS, ddof=1) == pytest.approx(HAND_VAR)
+    assert HAND_CORR_VAR == pytest.approx(0.0001125)
+    assert HAND_T == pytest.approx(1.885618083164127)
+    assert 0.13 < HAND_P < 0.14
+
+
+def test_corrected_ttest_matches_hand_computation():
+    r = stats.corrected_resampled_ttest(DIFFS, N_TRAIN, N_TEST)
+    assert r["k"] == 5 and r["df"] == 4
+    assert r["mean_diff"] == pytest.approx(HAND_MEAN)
+    assert r["se"] == pytest.approx(HAND_SE)
+    assert r["t"] == pytest.approx(HAND_T)
+    assert r["p"] == pytest.approx(HAND_P)
+    half = sps.t.ppf(0.975, 4) * HAND_SE  # 2.776445 * 0.0106066 = 0.029449
+    assert half == pytest.approx(0.0294486, abs=1e-6)
+    assert r["ci_low"] == pytest.approx(HAND_MEAN - half)
+    assert r["ci_high"] == pytest.approx(HAND_MEAN + half)
+
+
+def test_correction_is_applied_and_vanishes_for_tiny_test_sets():
+    plain = sps.ttest_1samp(DIFFS, 0.0)  # t = 0.02 / sqrt(0.00025 / 5) = 2.828
+    r = stats.corrected_resampled_ttest(DIFFS, N_TRAIN, N_TEST)
+    assert plain.statistic == pytest.approx(2.8284271)
+    assert r["t"] < plain.statistic - 0.9  # the correction widens the variance
+    assert r["p"] > plain.pvalue
+    # n_test / n_train -> 0 leaves only the 1/k term: the ordinary paired t-test.
+    r0 = stats.corrected_resampled_ttest(DIFFS, 10**12, 1)
+    assert r0["t"] == pytest.approx(plain.statistic, rel=1e-9)
+    assert r0["p"] == pytest.approx(plain.pvalue, rel=1e-9)
+
+
+def test_corrected_ttest_sign_and_per_fold_sizes():
+    r = stats.corrected_resampled_ttest([-d for d in DIFFS], [80, 80, 80, 80, 80], [20] * 5)
+    assert r["t"] == pytest.approx(-HAND_T)
+    assert r["p"] == pytest.approx(HAND_P)
+    assert r["ci_high"] == pytest.approx(-HAND_MEAN + sps.t.ppf(0.975, 4) * HAND_SE)
+
+
+def test_identical_configurations_give_p_one_and_zero_difference():
+    acc = np.array([0.91, 0.87, 0.93, 0.89, 0.90])
+    r = stats.corrected_resampled_ttest(acc - acc, N_TRAIN, N_TEST)
+    assert r["mean_diff"] == 0.0
+    assert r["p"] == 1.0
+    assert r["t"] == 0.0
+    assert (r["ci_low"], r["ci_high"]) == (0.0, 0.0)
+
+
+def test_constant_offset_is_detected():
+    a = np.array([0.91, 0.87, 0.93, 0.89, 0.90])
+    b = a - 0.02  # better on every fold by exactly 2 points; float rounding makes tiny jitter
+    r = stats.corrected_resampled_ttest(a - b, N_TRAIN, N_TEST)
+    assert r["mean_diff"] == pytest.approx(0.02)
+    assert r["p"] == 0.0
+    assert r["t"] == math.inf
+    assert r["ci_low"] == pytest.approx(0.02) and r["ci_high"] == pytest.approx(0.02)
+    r = stats.corrected_resampled_ttest(b - a, N_TRAIN, N_TEST)
+    assert r["t"] == -math.inf and r["p"] == 0.0
+
+
+def test_ttest_rejects_fewer_than_two_pairs_and_nan():
+    with pytest.raises(ValueError):
+        stats.corrected_resampled_ttest([0.1], N_TRAIN, N_TEST)
+    with pytest.raises(ValueError):
+        stats.corrected_resampled_ttest([0.1, np.nan, 0.2], N_TRAIN, N_TEST)
+
+
+# ---------------------------------------------------------------------------
+# holm
+# ---------------------------------------------------------------------------
+
+
+def test_holm_on_a_known_vector():
+    # sorted: 0.005 * 4 = 0.02; 0.01 * 3 = 0.03; 0.03 * 2 = 0.06; 0.04 * 1 = 0.04 -> max(0.06, 0.04)
+    adjusted = stats.holm([0.01, 0.04, 0.03, 0.005])
+    np.testing.assert_allclose(adjusted, [0.03, 0.06, 0.06, 0.02])
+
+
+def test_holm_caps_at_one_and_skips_nan():
+    np.testing.assert_allclose(stats.holm([0.5, 0.6]), [1.0, 1.0])  # 0.5*2 = 1.0; max(1.0, 0.6)
+    out = stats.holm([0.01, np.nan, 0.04])  # family of m = 2: 0.02, 0.04
+    assert np.isnan(out[1])
+    np.testing.assert_allclose(out[[0, 2]], [0.02, 0.04])
+    assert stats.holm([]).size == 0
+    np.testing.assert_allclose(stats.holm([0.2]), [0.2])
+
+
+# ---------------------------------------------------------------------------
+# McNemar
+# ---------------------------------------------------------------------------
+
+
+def _mcnemar_table(both_correct, a_only, b_only, both_wrong):
+    """Predictions for a binary task (true label 0) with the given 2x2 counts."""
+    true = np.zeros(both_correct + a_only + b_only + both_wrong, dtype=int)
+    pa = np.array([0] * both_correct + [0] * a_only + [1] * b_only + [1] * both_wrong)
+    pb = np.array([0] * both_correct + [1] * a_only + [0] * b_only + [1] * both_wrong)
+    return pa, pb, true
+
+
+def test_mcnemar_exact_on_tiny_table():
+    pa, pb, true = _mcnemar_table(5, 1, 6, 2)
+    r = stats.mcnemar_exact(pa, pb, true)
+    assert (r["both_correct"], r["a_only_correct"], r["b_only_correct"], r["both_wrong"]) == (5, 1, 6, 2)
+    # Under H0, a_only ~ Binomial(7, 1/2): p = 2 * P(X <= 1) = 2 * (C(7,0) + C(7,1)) / 2^7 = 16/128
+    hand = 2 * (math.comb(7, 0) + math.comb(7, 1)) / 2**7
+    assert hand == 0.125
+    assert r["p"] == pytest.approx(hand)
+    assert r["n"] == 14
+    assert r["accuracy_a"] == pytest.approx(6 / 14) and r["accuracy_b"] == pytest.approx(11 / 14)
+    # symmetric in a and b
+    assert stats.mcnemar_exact(pb, pa, true)["p"] == pytest.approx(hand)
+
+
+def test_mcnemar_exact_extreme_and_no_discordance():
+    pa, pb, true = _mcnemar_table(3, 0, 8, 1)
+    assert stats.mcnemar_exact(pa, pb, true)["p"] == pytest.approx(2 / 2**8)  # 0.0078125
+    pa, pb, true = _mcnemar_table(4, 0, 0, 3)
+    assert stats.mcnemar_exact(pa, pb, true)["p"] == 1.0
+
+
+def _predictions_frame():
+    """Two models' out-of-fold predictions, 2 repeats x 2 folds x 3 samples, rows shuffled."""
+    rows = []
+    cfg_a = {"model": "A", "batch_size": 16, "learning_rate": 0.001, "augmentation": "none"}
+    cfg_b = {"model": "B", "batch_size": 32, "learning_rate": 0.01, "augmentation": "affine"}
+    for repeat, fold, s in itertools.product(range(2), range(2), range(3)):
+        sample = fold * 3 + s  # each sample in exactly one fold per repeat
+        true = sample % 2
+        rows.append({**cfg_a, "repeat": repeat, "fold": fold, "sample": sample, "true": true,
+                     "predicted": true})  # A always right
+        rows.append({**cfg_b, "repeat": repeat, "fold": fold, "sample": sample, "true": true,
+                     "predicted": true if sample < 2 else 1 - true})  # B wrong on samples 2..5
+    frame = pd.DataFrame(rows)
+    return frame.sample(frac=1.0, random_state=3).reset_index(drop=True), cfg_a, cfg_b
+
+
+def test_paired_predictions_aligns_by_repeat_fold_sample():
+    preds, cfg_a, cfg_b = _predictions_frame()
+    paired = stats.paired_predictions(preds, cfg_a, cfg_b, repeat=0)
+    assert list(paired["sample"]) == [0, 1, 2, 3, 4, 5]
+    assert list(paired["true"]) == [0, 1, 0, 1, 0, 1]
+    assert list(paired["pred_a"]) == [0, 1, 0, 1, 0, 1]
+    assert list(paired["pred_b"]) == [0, 1, 1, 0, 1, 0]
+    assert len(stats.paired_predictions(preds, cfg_a, cfg_b, repeat=None)) == 12
+    broken = preds.drop(index=preds.index[(preds["model"] == "B") & (preds["sample"] == 4)])
+    with pytest.raises(ValueError, match="same samples"):
+        stats.paired_predictions(broken, cfg_a, cfg_b)
+
+
+def test_mcnemar_models_uses_best_configurations():
+    preds, cfg_a, cfg_b = _predictions_frame()
+    folds = make_folds({tuple(cfg_a.values()): [1.0, 1.0], tuple(cfg_b.values()): [0.5, 0.5]})
+    out = stats.mcnemar_models(preds, folds)
+    assert len(out) == 1
+    r = out.iloc[0]
+    assert (r["model_a"], r["model_b"]) == ("A", "B")
+    assert (r["a_only_correct"], r["b_only_correct"], r["both_correct"]) == (4, 0, 2)
+    assert r["p"] == pytest.approx(2 / 2**4)  # b = 4, c = 0: 2 * (1/2)^4 = 0.125
+    assert r["p_holm"] == pytest.approx(r["p"])
+
+
+# ---------------------------------------------------------------------------
+# Bayesian correlated t-test
+# ---------------------------------------------------------------------------
+
+
+def test_bayesian_matches_hand_computation():
+    rho = 20 / (80 + 20)  # correlation between folds, Corani & Benavoli (2015)
+    assert rho / (1 - rho) == pytest.approx(20 / 80)
+    scale = math.sqrt((1 / 5 + rho / (1 - rho)) * HAND_VAR)
+    assert scale == pytest.approx(HAND_SE)
+    r = stats.bayesian_correlated_ttest(DIFFS, N_TRAIN, N_TEST, rope=0.005)
+    left = sps.t.cdf(-0.005, 4, loc=0.02, scale=scale)
+    right = sps.t.sf(0.005, 4, loc=0.02, scale=scale)
+    assert r["p_left"] == pytest.approx(left)
+    assert r["p_right"] == pytest.approx(right)
+    assert r["p_rope"] == pytest.approx(1 - left - right)
+    assert r["p_left"] + r["p_rope"] + r["p_right"] == pytest.approx(1.0)
+    assert r["p_right"] > 0.8 > r["p_rope"] > r["p_left"] > 0
+
+
+def test_bayesian_large_offset_is_certain():
+    noise = np.array([0.01, -0.01, 0.005, 0.0, -0.005, 0.002, -0.002, 0.0, 0.003, -0.003])
+    r = stats.bayesian_correlated_ttest(0.10 + noise, 900, 100, rope=0.005)
+    assert r["p_right"] > 0.9999
+    assert r["p_left"] + r["p_rope"] + r["p_right"] == pytest.approx(1.0)
+    r = stats.bayesian_correlated_ttest(-0.10 + noise, 900, 100, rope=0.005)
+    assert r["p_left"] > 0.9999
+
+
+def test_bayesian_zero_variance():
+    a = np.array([0.91, 0.87, 0.93, 0.89, 0.90])
+    r = stats.bayesian_correlated_ttest(a - (a - 0.02), N_TRAIN, N_TEST, rope=0.005)
+    assert (r["p_left"], r["p_rope"], r["p_right"]) == (0.0, 0.0, 1.0)
+    r = stats.bayesian_correlated_ttest(a - a, N_TRAIN, N_TEST, rope=0.005)
+    assert (r["p_left"], r["p_rope"], r["p_right"]) == (0.0, 1.0, 0.0)
+    r = stats.bayesian_correlated_ttest(a - (a + 0.002), N_TRAIN, N_TEST, rope=0.005)
+    assert r["p_rope"] == 1.0  # a constant offset inside the ROPE is practically equivalent
+
+
+def test_bayesian_small_difference_is_in_rope():
+    diffs = np.array([0.001, -0.001, 0.0005, -0.0005, 0.0, 0.0002, -0.0002, 0.0, 0.0001, -0.0001])
+    r = stats.bayesian_correlated_ttest(diffs, 900, 100, rope=0.005)
+    assert r["p_rope"] > 0.99
+
+
+# ---------------------------------------------------------------------------
+# Grid comparisons
+# ---------------------------------------------------------------------------
+
+C1 = ("A", 16, 0.001, "none")
+C2 = ("A", 16, 0.01, "none")
+C3 = ("A", 32, 0.001, "none")
+C4 = ("A", 16, 0.001, "affine")
+CB = ("B", 16, 0.001, "none")
+ACC1 = [0.90, 0.88, 0.92, 0.86, 0.94]  # mean 0.90, sample variance 0.004 / 4 = 0.001
+
+
+def grid_folds() -> pd.DataFrame:
+    a1 = np.array(ACC1)
+    return make_folds({
+        C1: list(a1),
+        C2: list(a1 - np.array(DIFFS)),  # C2 - C1 = -DIFFS: mean -0.02
+        C3: list(a1),  # identical to C1: same mean, tie broken by batch size 16 < 32
+        C4: list(a1 - 0.05),  # 5 points worse on every fold
+        CB: [0.80, 0.79, 0.83, 0.78, 0.80],  # mean 0.80
+    })
+
+
+def test_config_summary_by_hand():
+    s = stats.config_summary(grid_folds())
+    row = s[(s["model"] == "A") & (s["batch_size"] == 16) & (s["learning_rate"] == 0.001)
+            & (s["augmentation"] == "none")].iloc[0]
+    assert row["mean_accuracy"] == pytest.approx(0.90)
+    assert row["std_accuracy"] == pytest.approx(math.sqrt(0.001))
+    assert row["k"] == 5
+    assert list(s["model"]) == ["A"] * 4 + ["B"]
+    best = stats.best_configs(grid_folds())
+    assert [tuple(r) for r in best[list(stats.CONFIG_KEYS)].itertuples(index=False)] == [C1, CB]
+
+
+def test_compare_to_best_by_hand():
+    cmp = stats.compare_to_best(grid_folds(), alpha=0.05)
+    by_cfg = {tuple(r[k] for k in stats.CONFIG_KEYS): r for _, r in cmp.iterrows()}
+    best = by_cfg[C1]
+    assert best["is_best"] and best["tied_with_best"] and np.isnan(best["p"])
+    assert best["mean_diff"] == 0.0
+    # identical configuration: difference 0, p = 1
+    same = by_cfg[C3]
+    assert not same["is_best"]
+    assert same["mean_diff"] == 0.0 and same["p"] == 1.0 and same["tied_with_best"]
+    assert (same["best_batch_size"], same["best_learning_rate"]) == (16, 0.001)
+    # C2: the hand example with the sign flipped
+    c2 = by_cfg[C2]
+    assert c2["mean_diff"] == pytest.approx(-0.02)
+    assert c2["t"] == pytest.approx(-HAND_T)
+    assert c2["p"] == pytest.approx(HAND_P)
+    assert c2["ci_low"] == pytest.approx(-0.02 - sps.t.ppf(0.975, 4) * HAND_SE)
+    # constant offset: detected
+    c4 = by_cfg[C4]
+    assert c4["mean_diff"] == pytest.approx(-0.05) and c4["p"] == 0.0
+    assert c4["prob_worse"] == 1.0
+    # Holm over model A's family {1, HAND_P, 0}: 0*3 = 0; HAND_P*2; max(1*1, ...) = 1
+    assert c4["p_holm"] == 0.0 and not c4["tied_with_best"]
+    assert c2["p_holm"] == pytest.approx(2 * HAND_P) and c2["tied_with_best"]
+    assert same["p_holm"] == 1.0
+    # model B has one configuration: it is its own best
+    assert by_cfg[CB]["is_best"] and by_cfg[CB]["tied_with_best"]
+    assert int(cmp.loc[cmp["model"] == "A", "tied_with_best"].sum()) == 3
+
+
+def test_ties_use_the_holm_adjusted_p():
+    def c2_tied(alpha):
+        cmp = stats.compare_to_best(grid_folds(), alpha=alpha)
+        return bool(cmp[(cmp["model"] == "A") & (cmp["learning_rate"] == 0.01)].iloc[0]["tied_with_best"])
+
+    # raw p = HAND_P = 0.132, Holm-adjusted 2 * HAND_P = 0.265
+    assert c2_tied(0.2)  # significant before Holm, not after: still tied
+    assert not c2_tied(0.3)  # significant even after Holm
+
+
+def test_compare_to_best_over_whole_grid():
+    cmp = stats.compare_to_best(grid_folds(), by_model=False)
+    assert int(cmp["is_best"].sum()) == 1
+    b = cmp[cmp["model"] == "B"].iloc[0]
+    assert b["best_model"] == "A"
+    # B - C1 per fold: -0.10, -0.09, -0.09, -0.08, -0.14: mean -0.10
+    assert b["mean_diff"] == pytest.approx(-0.10)
+
+
+def test_compare_models_by_hand():
+    out = stats.compare_models(grid_folds())
+    assert len(out) == 1
+    r = out.iloc[0]
+    assert (r["model_a"], r["model_b"]) == ("A", "B")
+    assert r["config_a"] == "batch size 16, learning rate 0.001, augmentation none"
+    # C1 - CB per fold: 0.10, 0.09, 0.09, 0.08, 0.14; mean 0.10;
+    # deviations 0, -0.01, -0.01, -0.02, 0.04: SS = 0.0022, var = 0.00055
+    d = np.array([0.10, 0.09, 0.09, 0.08, 0.14])
+    var = 0.0022 / 4
+    assert np.var(d, ddof=1) == pytest.approx(var)
+    t = 0.10 / math.sqrt((1 / 5 + 20 / 80) * var)
+    assert r["mean_diff"] == pytest.approx(0.10)
+    assert r["t"] == pytest.approx(t)
+    assert r["p"] == pytest.approx(2 * sps.t.sf(t, 4))
+    assert r["p_holm"] == pytest.approx(r["p"]) and r["significant"]
+    assert r["prob_better"] > 0.99
+
+
+def test_missing_or_duplicated_folds_are_refused():
+    folds = grid_folds()
+    with pytest.raises(ValueError, match="same folds"):
+        stats.compare_to_best(folds.drop(index=3))
+    with pytest.raises(ValueError, match="duplicated"):
+        stats.compare_to_best(pd.concat([folds, folds.iloc[[0]]]))
+
+
+# ---------------------------------------------------------------------------
+# Noise floor
+# ---------------------------------------------------------------------------
+
+
+def test_repeat_noise_by_hand():
+    folds = make_folds({
+        C1: [0.90, 0.92, 0.88, 0.90],  # repeat means 0.91, 0.89
+        C2: [0.80, 0.80, 0.83, 0.85],  # repeat means 0.80, 0.84
+        CB: [0.70, 0.70, 0.70, 0.70],  # no noise
+    }, repeats=2)
+    noise = stats.repeat_noise(folds)
+    by_cfg = {tuple(r[k] for k in stats.CONFIG_KEYS): r for _, r in noise.iterrows()}
+    r1 = by_cfg[C1]
+    assert r1["n_repeats"] == 2
+    assert r1["repeat_mean_min"] == pytest.approx(0.89)
+    assert r1["repeat_mean_max"] == pytest.approx(0.91)
+    assert r1["repeat_range"] == pytest.approx(0.02)
+    # std of (0.91, 0.89), ddof=1: sqrt((0.01^2 + 0.01^2) / 1)
+    assert r1["repeat_std"] == pytest.approx(math.sqrt(0.0002))
+    assert by_cfg[C2]["repeat_range"] == pytest.approx(0.04)
+    assert by_cfg[CB]["repeat_range"] == pytest.approx(0.0)
+
+    summary = stats.repeat_noise_by_model(noise)
+    a = summary[summary["model"] == "A"].iloc[0]
+    assert a["n_configs"] == 2
+    assert a["repeat_range_max"] == pytest.approx(0.04)
+    assert a["repeat_range_median"] == pytest.approx(0.03)
+    # stds sqrt(0.0002) and sqrt(0.0008): root mean square = sqrt(0.0005)
+    assert a["repeat_std_pooled"] == pytest.approx(math.sqrt(0.0005))
+    assert a["config_range"] == pytest.approx(0.90 - 0.82)
+
+
+def test_repeat_noise_single_repeat_is_empty():
+    noise = stats.repeat_noise(grid_folds())
+    assert noise.empty
+    assert {"repeat_range", "repeat_std", "model"} <= set(noise.columns)
+    assert stats.repeat_noise_by_model(noise).empty
+
+
+# ---------------------------------------------------------------------------
+# Factor effects
+# ---------------------------------------------------------------------------
+
+BASE = [0.80, 0.82, 0.78, 0.81, 0.79, 0.83]  # 2 repeats x 3 folds
+LR_EFFECT = [-0.03, -0.01, -0.02, -0.04, 0.00, -0.02]  # lr 0.01 vs 0.001, varies by fold
+MODEL_EFFECT = [-0.05, -0.03, -0.04, -0.06, -0.05, -0.04]  # B vs A
+
+
+def factor_grid() -> pd.DataFrame:
+    """Full 2x2x2x2 grid: affine adds exactly +0.02, batch size does nothing."""
+    acc = {}
+    for model, bs, lr, aug in itertools.product(["A", "B"], [16, 32], [0.001, 0.01], ["none", "affine"]):
+        acc[(model, bs, lr, aug)] = [
+            BASE[i] + (0.02 if aug == "affine" else 0.0) + (LR_EFFECT[i] if lr == 0.01 else 0.0)
+            + (MODEL_EFFECT[i] if model == "B" else 0.0)
+            for i in range(6)]
+    return make_folds(acc, repeats=2, n_train=90, n_test=10)
+
+
+def test_factor_effects_on_constructed_grid():
+    eff = stats.factor_effects(factor_grid())
+    assert list(eff["factor"]) == ["augmentation", "batch_size", "learning_rate", "model"]
+    rows = {r["factor"]: r for _, r in eff.iterrows()}
+
+    aug = rows["augmentation"]
+    assert (aug["level"], aug["reference"]) == ("affine", "none")  # "none" is the reference
+    assert aug["mean_diff"] == pytest.approx(0.02, abs=1e-12)
+    assert aug["p"] == 0.0 and aug["significant"]
+    assert aug["n_matched"] == 8 and aug["k"] == 6
+
+    bs = rows["batch_size"]
+    assert (bs["level"], bs["reference"]) == (32, 16)
+    assert bs["mean_diff"] == 0.0 and bs["p"] == 1.0 and not bs["significant"]
+
+    # learning rate by hand: diffs = LR_EFFECT, mean -0.02, deviations
+    # (-0.01, 0.01, 0, -0.02, 0.02, 0): SS = 0.001, var = 0.001 / 5 = 0.0002;
+    # corrected var = (1/6 + 10/90) * 0.0002; t = -0.02 / sqrt(that); df = 5
+    lr = rows["learning_rate"]
+    var = 0.001 / 5
+    assert np.var(LR_EFFECT, ddof=1) == pytest.approx(var)
+    se = math.sqrt((1 / 6 + 10 / 90) * var)
+    t = -0.02 / se
+    assert t == pytest.approx(-2.683281573)
+    assert lr["mean_diff"] == pytest.approx(-0.02)
+    assert lr["t"] == pytest.approx(t)
+    assert lr["p"] == pytest.approx(2 * sps.t.sf(abs(t), 5))
+    assert lr["ci_low"] == pytest.approx(-0.02 - sps.t.ppf(0.975, 5) * se)
+    assert lr["ci_high"] == pytest.approx(-0.02 + sps.t.ppf(0.975, 5) * se)
+    # marginal means: accuracy averaged over the other factors
+    assert lr["mean_reference"] == pytest.approx(np.mean(BASE) + 0.01 + np.mean(MODEL_EFFECT) / 2)
+    assert lr["mean_level"] - lr["mean_reference"] == pytest.approx(-0.02)
+
+    model = rows["model"]
+    assert (model["level"], model["reference"]) == ("B", "A")
+    assert model["mean_diff"] == pytest.approx(np.mean(MODEL_EFFECT))
+
+
+def test_factor_effects_skip_single_level_and_accept_reference():
+    folds = factor_grid()
+    folds = folds[folds["augmentation"] == "none"]
+    eff = stats.factor_effects(folds, reference={"model": "B"})
+    assert "augmentation" not in set(eff["factor"])
+    model = eff[eff["factor"] == "model"].iloc[0]
+    assert (model["level"], model["reference"]) == ("A", "B")
+    assert model["mean_diff"] == pytest.approx(-np.mean(MODEL_EFFECT))
+    with pytest.raises(ValueError):
+        stats.factor_effects(folds, reference={"model": "C"})
+
+
+def test_factor_effects_three_levels_holm_within_factor():
+    acc = {}
+    lr_effect = {0.001: 0.0, 0.01: -0.02, 0.1: -0.20}
+    jitter = [0.01, -0.01, 0.0, 0.005, -0.005, 0.0]
+    for lr, eff in lr_effect.items():
+        acc[("A", 16, lr, "none")] = [BASE[i] + eff + (jitter[i] if lr != 0.001 else 0) for i in range(6)]
+    eff = stats.factor_effects(make_folds(acc, repeats=2))
+    lr = eff[eff["factor"] == "learning_rate"].reset_index(drop=True)
+    assert list(lr["level"]) == [0.01, 0.1] and set(lr["reference"]) == {0.001}
+    np.testing.assert_allclose(lr["mean_diff"], [-0.02, -0.20])
+    np.testing.assert_allclose(lr["p_holm"], stats.holm(lr["p"].to_numpy()))
+    assert set(eff["factor"]) == {"learning_rate"}
+
+
+def test_factor_effects_pair_the_other_factors_on_an_incomplete_grid():
+    # Model A has two learning rates; model B (10 points worse) only the small one.
+    # A marginal mean over "all configs with lr 0.001" would mix in model B and
+    # report a +6 point effect; matching the other factors gives the true +1 point.
+    acc = {
+        ("A", 16, 0.001, "none"): BASE,
+        ("A", 16, 0.01, "none"): [b + 0.01 for b in BASE],
+        ("B", 16, 0.001, "none"): [b - 0.10 for b in BASE],
+    }
+    eff = stats.factor_effects(make_folds(acc, repeats=2))
+    rows = {r["factor"]: r for _, r in eff.iterrows()}
+    assert rows["learning_rate"]["mean_diff"] == pytest.approx(0.01)
+    assert rows["learning_rate"]["n_matched"] == 1
+    assert rows["model"]["mean_diff"] == pytest.approx(-0.10)
+
+
+# ---------------------------------------------------------------------------
+# Written summary
+# ---------------------------------------------------------------------------
+
+
+def test_summary_text_reports_the_numbers():
+    folds = grid_folds()
+    text = stats.summary_text(stats.config_summary(folds), stats.compare_to_best(folds),
+                              stats.factor_effects(folds),
+                              model_comparisons=stats.compare_models(folds))
+    # best of A: mean 0.90, std sqrt(0.001) = 0.0316 -> "90.0% ± 6.3%"
+    assert f"{200 * math.sqrt(0.001):.1f}" == "6.3"
+    assert "model A with batch size 16, learning rate 0.001, augmentation none: 90.0% ± 6.3%" in text
+    assert "model B with batch size 16, learning rate 0.001, augmentation none: 80.0%" in text
+    assert "over 5 folds" in text
+    assert "Model A is more accurate than model B by 10.0 percentage points" in text
+    assert "model A: 3 of 4 configurations" in text
+    assert "model B: 1 of 1 configurations (only the best)" in text
+    # augmentation on this grid: C4 vs C1 only, -5 points on every fold
+    assert "Augmentation matters: affine vs none -5.0 points" in text
+    assert text == stats.summary_text(stats.config_summary(folds), stats.compare_to_best(folds),
+                                      stats.factor_effects(folds),
+                                      model_comparisons=stats.compare_models(folds))
+
+
+def test_summary_text_names_factors_without_effect_and_noise():
+    folds = factor_grid()
+    noise = stats.repeat_noise_by_model(stats.repeat_noise(folds))
+    text = stats.summary_text(stats.config_summary(folds), stats.compare_to_best(folds),
+                              stats.factor_effects(folds), noise_by_model=noise)
+    assert "Batch size has no significant effect: 32 vs 16 +0.0 points" in text
+    assert "Augmentation matters: affine vs none +2.0 points" in text
+    assert "Noise floor" in text
+    assert text.index("Augmentation matters") < text.index("Batch size has no significant effect")
