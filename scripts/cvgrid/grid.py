@@ -1,0 +1,38 @@
+"""The grid of configurations, from the config. Pure pandas: the Snakefile imports this,
+so nothing here may import torch (a dry run of 180 jobs must stay fast)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pandas as pd
+
+# Column order = folder order in results/train/... and column order in cv_summary.tsv.
+GRID_KEYS = ["model", "batch_size", "learning_rate", "augmentation"]
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def grid_table(config: dict) -> pd.DataFrame:
+    """One row per grid point: the Cartesian product of config["grid"] lists."""
+    grid = config["grid"]
+    for key, known in (("model", config.get("models", {})), ("augmentation", config.get("augmentations", {}))):
+        unknown = [v for v in grid[key] if v not in known]
+        if unknown:
+            raise ConfigError(
+                f"grid.{key} names {unknown}, which {'is' if len(unknown) == 1 else 'are'} not defined "
+                f"under '{key}s:' in the config (defined: {sorted(known)})"
+            )
+    rows = list(itertools.product(*(grid[key] for key in GRID_KEYS)))
+    table = pd.DataFrame(rows, columns=GRID_KEYS)
+    duplicated = table[table.duplicated()]
+    if not duplicated.empty:
+        raise ConfigError(f"the grid lists a point twice: {duplicated.iloc[0].to_dict()}")
+    return table.astype({"model": str, "batch_size": int, "learning_rate": float, "augmentation": str})
+
+
+def fold_keys(config: dict) -> list[tuple[int, int]]:
+    cv = config["cv"]
+    return [(r, f) for r in range(cv["repeats"]) for f in range(cv["folds"])]

@@ -1,0 +1,104 @@
+"""Models by name.
+
+Adding a model is one decorated function here plus an entry under `models:` in the
+config. The function gets the number of classes and returns an `nn.Module` that maps a
+float batch (N, 3, input_size, input_size) in [0, 1] to logits (N, num_classes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    build: Callable[[int], nn.Module]
+    input_size: int
+    description: str
+
+
+MODELS: dict[str, ModelSpec] = {}
+
+
+def register(name: str, input_size: int):
+    """Add the decorated builder to the registry under `name`."""
+
+    def add(build: Callable[[int], nn.Module]) -> Callable[[int], nn.Module]:
+        if name in MODELS:
+            raise ValueError(f"model {name!r} is registered twice")
+        MODELS[name] = ModelSpec(build, input_size, (build.__doc__ or "").strip())
+        return build
+
+    return add
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return MODELS[name]
+    except KeyError:
+        known = ", ".join(sorted(MODELS))
+        raise ValueError(f"unknown model {name!r}; known models: {known}") from None
+
+
+def build_model(name: str, num_classes: int) -> nn.Module:
+    return get_spec(name).build(num_classes)
+
+
+def count_trainable_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def dense_head(in_features: int, num_classes: int) -> nn.Sequential:
+    """Dense(256, ReLU) | Dropout(0.3) | Dense(256, ReLU) | Dense(classes), as in the protocol."""
+    return nn.Sequential(
+        nn.Linear(in_features, 256),
+        nn.ReLU(inplace=True),
+        nn.Dropout(0.3),
+        nn.Linear(256, 256),
+        nn.ReLU(inplace=True),
+        nn.Linear(256, num_classes),
+    )
+
+
+def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
+    """Conv2D(3x3, same, ELU) | MaxPool(3x3) | BatchNorm, Keras order."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
+        nn.ELU(inplace=True),
+        nn.MaxPool2d(3),
+        nn.BatchNorm2d(out_channels),
+    )
+
+
+@register("model_a", input_size=100)
+def model_a(num_classes: int) -> nn.Module:
+    """Reference model A: three conv blocks (32, 64, 128) and a dense head, 100 x 100 input."""
+    # 100 -> 33 -> 11 -> 3 after the three 3x3 max-pools.
+    return nn.Sequential(
+        conv_block(3, 32),
+        conv_block(32, 64),
+        conv_block(64, 128),
+        nn.Flatten(),
+        dense_head(128 * 3 * 3, num_classes),
+    )
+
+
+class GlobalMaxPool(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.amax(x, dim=(2, 3))
+
+
+@register("model_b", input_size=128)
+def model_b(num_classes: int) -> nn.Module:
+    """Reference model B: MobileNetV2 features | GlobalMaxPool | dense head, 128 x 128 input."""
+    from torchvision.models import mobilenet_v2
+
+    return nn.Sequential(
+        mobilenet_v2(weights=None).features,
+        GlobalMaxPool(),
+        dense_head(1280, num_classes),
+    )

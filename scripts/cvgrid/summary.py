@@ -1,0 +1,69 @@
+"""Gather the training jobs' metrics.json files into CV statistics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from cvgrid.grid import GRID_KEYS
+
+# Each metrics.json must have these, or the gather step names the file and stops.
+REQUIRED_METRICS = ("accuracy", "loss", "epochs_run", "best_epoch", "n_train", "n_validation", "n_test", "config")
+
+
+class MetricsError(ValueError):
+    pass
+
+
+def read_metrics(path: str | Path) -> dict:
+    """One job's metrics.json, checked; a malformed file is named in the error."""
+    try:
+        metrics = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise MetricsError(f"cannot read metrics file {path}: {error}") from error
+    missing = [key for key in REQUIRED_METRICS if key not in metrics]
+    if not isinstance(metrics, dict) or missing:
+        raise MetricsError(f"metrics file {path} lacks {missing}")
+    accuracy = metrics["accuracy"]
+    if not isinstance(accuracy, (int, float)) or not 0.0 <= accuracy <= 1.0:
+        raise MetricsError(f"metrics file {path} has accuracy {accuracy!r}, not a number in [0, 1]")
+    return metrics
+
+
+def fold_table(metrics_paths) -> pd.DataFrame:
+    """One row per training job: grid keys, repeat, fold, accuracy, and run facts."""
+    rows = []
+    for path in metrics_paths:
+        m = read_metrics(path)
+        c = m["config"]
+        rows.append({
+            **{key: c[key] for key in GRID_KEYS},
+            "repeat": c["repeat"], "fold": c["fold"],
+            "accuracy": m["accuracy"], "loss": m["loss"],
+            "epochs_run": m["epochs_run"], "best_epoch": m["best_epoch"],
+            "n_train": m["n_train"] + m["n_validation"], "n_test": m["n_test"],
+            "seconds": m.get("seconds"), "images_per_second": m.get("images_per_second"),
+            "precision": m.get("precision"), "device": m.get("device"),
+        })
+    table = pd.DataFrame(rows)
+    return table.sort_values([*GRID_KEYS, "repeat", "fold"], ignore_index=True)
+
+
+def cv_summary(folds: pd.DataFrame) -> pd.DataFrame:
+    """One row per grid point, best first: mean accuracy, 2 x std over the folds, each fold.
+
+    The std is numpy's default (ddof=0), as in the reference study, so the figures compare.
+    """
+    grouped = folds.groupby(GRID_KEYS, sort=False)
+    summary = grouped["accuracy"].agg(
+        mean_accuracy="mean", acc_std_x2=lambda a: 2 * a.std(ddof=0), folds="size"
+    )
+    summary["mean_epochs"] = grouped["epochs_run"].mean()
+    summary["minutes"] = grouped["seconds"].sum() / 60
+    per_fold = folds.pivot_table(index=GRID_KEYS, columns=["repeat", "fold"], values="accuracy", sort=False)
+    per_fold.columns = [f"acc_r{r}_f{f}" for r, f in per_fold.columns]
+    summary = summary.join(per_fold).reset_index()
+    return summary.sort_values(["mean_accuracy", *GRID_KEYS], ascending=[False, True, True, True, True],
+                               ignore_index=True)

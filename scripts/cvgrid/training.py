@@ -1,0 +1,292 @@
+"""Train one model on one fold: the whole data set on the device, batches resized and
+augmented there, Adam, early stopping on validation accuracy, the test fold scored once.
+
+The loop is written out in full (no callbacks): `fit` is the story, the helpers above it
+are its steps.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from cvgrid.hardware import AUTOCAST_DTYPES
+from cvgrid.io import atomic_path
+from cvgrid.models import build_model, get_spec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    model: str
+    batch_size: int
+    learning_rate: float
+    augmentation: str  # the policy's name, e.g. "none" or "affine"
+    rotation_degrees: float  # +- range of the random rotation
+    shift_fraction: float  # +- range of the random shift, as a fraction of width/height
+    zoom_fraction: float  # +- range of the random zoom, independently per axis
+    max_epochs: int
+    patience: int
+    seed: int
+    repeat: int
+    fold: int
+    eval_batch_size: int = 512
+
+    @property
+    def augments(self) -> bool:
+        return bool(self.rotation_degrees or self.shift_fraction or self.zoom_fraction)
+
+    def label(self) -> str:
+        return (
+            f"model={self.model} batch_size={self.batch_size} learning_rate={self.learning_rate} "
+            f"augmentation={self.augmentation} repeat={self.repeat} fold={self.fold}"
+        )
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+class BatchTransform:
+    """uint8 (N, 3, H, W) on the device -> float in [0, 1] at the model's input size.
+
+    With augmentation, every image gets its own random rotation, shift and zoom, applied
+    together with the resize in one `grid_sample`; borders repeat the edge pixels, like
+    Keras' fill_mode="nearest". The random draws come from a CPU generator so that they are
+    the same on every device.
+    """
+
+    def __init__(self, input_size: int, settings: TrainSettings):
+        self.size = input_size
+        self.rotation = math.radians(settings.rotation_degrees)
+        self.shift = 2.0 * settings.shift_fraction  # grid coordinates span [-1, 1]
+        self.zoom = settings.zoom_fraction
+
+    def __call__(self, batch: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        x = batch.float().div_(255.0)
+        if generator is not None:
+            x = self.augment(x, generator)
+        elif x.shape[-1] != self.size or x.shape[-2] != self.size:
+            downscale = x.shape[-1] > self.size
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=downscale)
+        return x.contiguous(memory_format=torch.channels_last)
+
+    def augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        n = x.shape[0]
+        u = torch.rand(n, 5, generator=generator).mul_(2).sub_(1).to(x.device)  # U(-1, 1)
+        angle = u[:, 0] * self.rotation
+        zoom_x, zoom_y = 1 + u[:, 1] * self.zoom, 1 + u[:, 2] * self.zoom
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        theta = torch.stack(
+            [
+                torch.stack([cos * zoom_x, -sin * zoom_y, u[:, 3] * self.shift], 1),
+                torch.stack([sin * zoom_x, cos * zoom_y, u[:, 4] * self.shift], 1),
+            ],
+            1,
+        )
+        grid = F.affine_grid(theta, [n, x.shape[1], self.size, self.size], align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision])
+
+
+def evaluate(model, data, labels, indices, transform, device, precision, batch_size):
+    """Mean loss, accuracy and per-sample softmax probabilities on `indices`."""
+    model.eval()
+    probabilities = []
+    with torch.inference_mode():
+        for start in range(0, len(indices), batch_size):
+            idx = indices[start : start + batch_size]
+            with autocast(device, precision):
+                logits = model(transform(data[idx]))
+            probabilities.append(torch.softmax(logits.float(), dim=1))
+    probs = torch.cat(probabilities)
+    truth = labels[indices]
+    loss = F.nll_loss(torch.log(probs.clamp_min(1e-12)), truth).item()
+    accuracy = (probs.argmax(1) == truth).float().mean().item()
+    return loss, accuracy, probs
+
+
+def train_epoch(model, optimizer, scaler, data, labels, order, transform, generator, settings, device, precision):
+    """One pass over `order` in mini-batches. Returns (mean loss, accuracy, seconds)."""
+    model.train()
+    started = time.perf_counter()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    augment_generator = generator if settings.augments else None
+    for start in range(0, len(order), settings.batch_size):
+        idx = order[start : start + settings.batch_size]
+        x, y = transform(data[idx], augment_generator), labels[idx]
+        with autocast(device, precision):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        # Accumulate on the device: no host sync inside the loop.
+        loss_sum += loss.detach() * len(idx)
+        correct += (logits.argmax(1) == y).sum()
+    n = len(order)
+    mean_loss, accuracy = loss_sum.item() / n, correct.item() / n
+    return mean_loss, accuracy, time.perf_counter() - started
+
+
+@dataclass
+class FoldResult:
+    test_loss: float
+    test_accuracy: float
+    test_probabilities: np.ndarray  # (n_test, classes)
+    history: pd.DataFrame
+    best_epoch: int
+    epochs_run: int
+    train_seconds: float  # time in training steps only, summed over epochs
+    seconds: float  # wall time of the whole fit, including evaluation
+    images_trained: int
+    resumed_from_epoch: int
+
+
+def _rng_state(generator: torch.Generator) -> dict:
+    state = {"generator": generator.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(generator: torch.Generator, state: dict) -> None:
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_checkpoint(path: Path, settings: TrainSettings, precision: str) -> dict | None:
+    """The checkpoint at `path` if it belongs to this very job, else None (and a warning)."""
+    if not path.exists():
+        return None
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable file means: start afresh
+        log.warning("ignoring checkpoint %s, which cannot be read: %s", path, error)
+        return None
+    if not isinstance(checkpoint, dict) or checkpoint.get("settings") != asdict(settings) or checkpoint.get("precision") != precision:
+        log.warning("ignoring checkpoint %s: it was written for other settings", path)
+        return None
+    return checkpoint
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def fit(
+    images: np.ndarray,
+    labels: np.ndarray,
+    split: dict[str, np.ndarray],
+    num_classes: int,
+    settings: TrainSettings,
+    device: torch.device,
+    precision: str,
+    checkpoint_path: Path | None = None,
+) -> FoldResult:
+    """Train on split["train"], stop early on split["validation"], score split["test"] once."""
+    started = time.perf_counter()
+    torch.manual_seed(settings.seed)
+    generator = torch.Generator().manual_seed(settings.seed)
+    spec = get_spec(settings.model)
+    model = build_model(settings.model, num_classes).to(device, memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    transform = BatchTransform(spec.input_size, settings)
+
+    # The whole data set lives on the device for the whole job.
+    data = torch.from_numpy(images).permute(0, 3, 1, 2).to(device).contiguous(memory_format=torch.channels_last)
+    labels_t = torch.from_numpy(np.array(labels, dtype=np.int64)).to(device)
+    train_idx, val_idx, test_idx = (torch.from_numpy(split[r]).to(device) for r in ("train", "validation", "test"))
+
+    history: list[dict] = []
+    best_accuracy, best_epoch, best_state = -1.0, 0, None
+    train_seconds, images_trained, start_epoch, seconds_before = 0.0, 0, 1, 0.0
+    checkpoint = load_checkpoint(checkpoint_path, settings, precision) if checkpoint_path else None
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scaler.load_state_dict(checkpoint["scaler"])
+        best_state = checkpoint["best_state"]
+        best_accuracy, best_epoch = checkpoint["best_accuracy"], checkpoint["best_epoch"]
+        history = checkpoint["history"]
+        train_seconds, images_trained = checkpoint["train_seconds"], checkpoint["images_trained"]
+        seconds_before = checkpoint["seconds"]
+        _set_rng_state(generator, checkpoint["rng"])
+        start_epoch = checkpoint["epoch"] + 1
+        log.info("resuming %s after epoch %d from %s", settings.label(), checkpoint["epoch"], checkpoint_path)
+
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, settings.max_epochs + 1):
+        if epoch - best_epoch > settings.patience:
+            break
+        order = train_idx[torch.randperm(len(train_idx), generator=generator).to(device)]
+        train_loss, train_accuracy, seconds = train_epoch(
+            model, optimizer, scaler, data, labels_t, order, transform, generator, settings, device, precision
+        )
+        if not math.isfinite(train_loss):
+            raise TrainingDiverged(f"training loss became {train_loss} in epoch {epoch} of {settings.label()}")
+        train_seconds += seconds
+        images_trained += len(order)
+        val_loss, val_accuracy, _ = evaluate(
+            model, data, labels_t, val_idx, transform, device, precision, settings.eval_batch_size
+        )
+        history.append(
+            {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
+             "val_loss": val_loss, "val_accuracy": val_accuracy, "seconds": seconds}
+        )
+        improved = val_accuracy > best_accuracy
+        if improved:
+            best_accuracy, best_epoch = val_accuracy, epoch
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        log.info(
+            "epoch %3d  train loss %.4f acc %.4f  val loss %.4f acc %.4f  %.1fs (%.0f img/s)%s",
+            epoch, train_loss, train_accuracy, val_loss, val_accuracy, seconds, len(order) / seconds,
+            "  *" if improved else "",
+        )
+        if checkpoint_path is not None:
+            save_checkpoint(checkpoint_path, {
+                "settings": asdict(settings), "precision": precision, "epoch": epoch,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                "best_state": best_state, "best_accuracy": best_accuracy, "best_epoch": best_epoch,
+                "history": history, "train_seconds": train_seconds, "images_trained": images_trained,
+                "seconds": seconds_before + time.perf_counter() - started, "rng": _rng_state(generator),
+            })
+
+    model.load_state_dict(best_state)
+    test_loss, test_accuracy, probs = evaluate(
+        model, data, labels_t, test_idx, transform, device, precision, settings.eval_batch_size
+    )
+    log.info("best epoch %d (val acc %.4f); test loss %.4f acc %.4f", best_epoch, best_accuracy, test_loss, test_accuracy)
+    return FoldResult(
+        test_loss=test_loss,
+        test_accuracy=test_accuracy,
+        test_probabilities=probs.cpu().numpy(),
+        history=pd.DataFrame(history),
+        best_epoch=best_epoch,
+        epochs_run=len(history),
+        train_seconds=train_seconds,
+        seconds=seconds_before + time.perf_counter() - started,
+        images_trained=images_trained,
+        resumed_from_epoch=start_epoch - 1,
+    )

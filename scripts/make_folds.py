@@ -1,0 +1,34 @@
+#!/usr/bin/env python
+"""Write the one fold assignment that every configuration uses: a table of
+(repeat, fold, sample, role) with role train, validation (early stopping) or test."""
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from cvgrid.folds import FoldError, make_folds
+from cvgrid.io import write_tsv
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--index", type=Path, required=True, help="index.tsv from prepare_dataset.py")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--validation-fraction", type=float, default=0.1)
+    p.add_argument("--out", type=Path, required=True)
+    a = p.parse_args(argv)
+    index = pd.read_csv(a.index, sep="\t", dtype={"file": str, "class_name": str})
+    try:
+        folds = make_folds(index["label"].to_numpy(), a.folds, a.repeats, a.seed, a.validation_fraction)
+    except FoldError as error:
+        names = index.groupby("label")["class_name"].first().to_dict()
+        sys.exit(f"error in {a.index}: {error} (class numbers: {names})")
+    write_tsv(folds, a.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+#!/usr/bin/env python
+"""Plots of the CV results: a heatmap per model and every fold's accuracy per grid point."""
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from cvgrid import plots
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--summary", type=Path, required=True, help="cv_summary.tsv")
+    p.add_argument("--folds", type=Path, help="cv_folds.tsv (for --fold-plot)")
+    p.add_argument("--heatmap", nargs=2, metavar=("MODEL", "OUT"), help="heatmap of MODEL to OUT")
+    p.add_argument("--fold-plot", type=Path, help="every fold's accuracy per grid point to this file")
+    a = p.parse_args(argv)
+    summary = pd.read_csv(a.summary, sep="\t")
+    if a.heatmap:
+        plots.heatmap(summary, a.heatmap[0], a.heatmap[1])
+    if a.fold_plot:
+        plots.fold_accuracies(pd.read_csv(a.folds, sep="\t"), summary, a.fold_plot)
+
+
+if __name__ == "__main__":
+    main()

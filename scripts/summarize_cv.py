@@ -1,0 +1,28 @@
+#!/usr/bin/env python
+"""Gather metrics.json files into results/cv_folds.tsv (one row per job) and
+results/cv_summary.tsv (one row per grid point, best first)."""
+
+import argparse
+import sys
+from pathlib import Path
+
+from cvgrid.io import write_tsv
+from cvgrid.summary import MetricsError, cv_summary, fold_table
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--folds-out", type=Path, required=True)
+    p.add_argument("--summary-out", type=Path, required=True)
+    p.add_argument("metrics", nargs="+", type=Path, help="metrics.json files of the training jobs")
+    a = p.parse_args(argv)
+    try:
+        folds = fold_table(a.metrics)
+    except MetricsError as error:
+        sys.exit(f"error: {error}")
+    write_tsv(folds, a.folds_out)
+    write_tsv(cv_summary(folds), a.summary_out)
+
+
+if __name__ == "__main__":
+    main()

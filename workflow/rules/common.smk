@@ -1,0 +1,64 @@
+import os
+import sys
+from pathlib import Path
+
+from snakemake.utils import Paramspace, validate
+
+# The library behind the scripts; grid.py imports pandas only, which keeps dry runs fast.
+SCRIPTS = str(Path(workflow.basedir).parent / "scripts")
+sys.path.insert(0, SCRIPTS)
+from cvgrid.grid import GRID_KEYS, ConfigError, fold_keys, grid_table  # noqa: E402
+
+validate(config, schema="../schemas/config.schema.yaml")
+try:
+    GRID = Paramspace(grid_table(config), filename_params="*")
+except ConfigError as error:
+    raise WorkflowError(f"config: {error}") from None
+
+HP = GRID.wildcard_pattern  # model~{model}/batch_size~{batch_size}/...
+FOLD = "repeat~{repeat}/fold~{fold}"
+
+
+wildcard_constraints:
+    model="|".join(config["grid"]["model"]),
+    augmentation="|".join(config["grid"]["augmentation"]),
+    batch_size=r"\d+",
+    learning_rate=r"[0-9.eE+-]+",
+    repeat=r"\d+",
+    fold=r"\d+",
+
+
+def script_path(name):
+    """Absolute path of a command-line script in scripts/ (rules call them with explicit arguments)."""
+    return os.path.join(SCRIPTS, name)
+
+
+def dataset_dir():
+    """The user's image folder, or the one fetch_dataset downloads."""
+    return config["data_dir"] or "resources/sign-language-digits"
+
+
+def train_outputs(name):
+    """Every training job's `name` file (metrics.json, ...) over the grid and the folds."""
+    return [
+        f"results/train/{point}/repeat~{r}/fold~{f}/{name}"
+        for point in GRID.instance_patterns
+        for r, f in fold_keys(config)
+    ]
+
+
+def augmentation_args(wildcards):
+    policy = config["augmentations"][wildcards.augmentation]
+    return (
+        f"--rotation-degrees {policy['rotation_degrees']} --shift-fraction {policy['shift_fraction']}"
+        f" --zoom-fraction {policy['zoom_fraction']}"
+    )
+
+
+def final_outputs():
+    models = config["grid"]["model"]
+    return [
+        "results/cv_summary.tsv",
+        "results/plots/fold_accuracies.svg",
+        *expand("results/plots/heatmap_{model}.svg", model=models),
+    ]

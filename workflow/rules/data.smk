@@ -1,0 +1,65 @@
+rule fetch_dataset:
+    output:
+        directory("resources/sign-language-digits"),
+    log:
+        "logs/fetch_dataset.log",
+    retries: 2
+    # Runs only when data_dir is empty: downloads the pinned Sign Language Digits commit.
+    localrule: True
+    conda:
+        "../../envs/cvgrid.yaml"
+    params:
+        script=script_path("fetch_dataset.py"),
+        url=config["download"]["url"],
+        subdir=config["download"]["subdir"],
+        classes=config["download"]["expected_classes"],
+        images=config["download"]["expected_images"],
+    shell:
+        "python {params.script:q} --url {params.url:q} --subdir {params.subdir:q}"
+        " --expected-classes {params.classes} --expected-images {params.images}"
+        " --dest {output:q} > {log:q} 2>&1"
+
+
+rule prepare_dataset:
+    input:
+        dataset_dir(),
+    output:
+        images="results/data/images.npy",
+        index="results/data/index.tsv",
+        report="results/data/prepare_report.json",
+    log:
+        "logs/prepare_dataset.log",
+    benchmark:
+        "benchmarks/prepare_dataset.tsv"
+    conda:
+        "../../envs/cvgrid.yaml"
+    resources:
+        mem_mb=8000,
+    params:
+        script=script_path("prepare_dataset.py"),
+        size=config["image_size"],
+        skip=("--skip-unreadable" if config["skip_unreadable"] else ""),
+    shell:
+        "python {params.script:q} --data-dir {input:q} --size {params.size} {params.skip}"
+        " --images {output.images:q} --index {output.index:q} --report {output.report:q} > {log:q} 2>&1"
+
+
+rule make_folds:
+    input:
+        index="results/data/index.tsv",
+    output:
+        "results/data/folds.tsv",
+    log:
+        "logs/make_folds.log",
+    conda:
+        "../../envs/cvgrid.yaml"
+    params:
+        script=script_path("make_folds.py"),
+        folds=config["cv"]["folds"],
+        repeats=config["cv"]["repeats"],
+        seed=config["cv"]["seed"],
+        validation=config["cv"]["validation_fraction"],
+    shell:
+        "python {params.script:q} --index {input.index:q} --folds {params.folds}"
+        " --repeats {params.repeats} --seed {params.seed} --validation-fraction {params.validation}"
+        " --out {output:q} > {log:q} 2>&1"

@@ -1,0 +1,36 @@
+rule train:
+    # One job per grid point and fold. On SLURM: one GPU (profiles/slurm/config.yaml).
+    input:
+        images="results/data/images.npy",
+        index="results/data/index.tsv",
+        folds="results/data/folds.tsv",
+    output:
+        metrics=f"results/train/{HP}/{FOLD}/metrics.json",
+        history=f"results/train/{HP}/{FOLD}/history.tsv",
+        predictions=f"results/train/{HP}/{FOLD}/predictions.tsv",
+    log:
+        f"logs/train/{HP}/{FOLD}.log",
+    benchmark:
+        f"benchmarks/train/{HP}/{FOLD}.tsv"
+    group:
+        "train_folds"
+    conda:
+        "../../envs/cvgrid.yaml"
+    threads: config["training"]["threads"]
+    params:
+        script=script_path("train.py"),
+        augmentation=augmentation_args,
+        training=config["training"],
+        # Not an output: Snakemake deletes the outputs of a failed job, the checkpoint must
+        # survive it so that the retry resumes.
+        out_dir=lambda w, output: os.path.dirname(output.metrics),
+        checkpoint=lambda w: f"results/checkpoints/{GRID.wildcard_pattern.format(**w)}/{FOLD.format(**w)}.pt",
+    shell:
+        "python {params.script:q} --images {input.images:q} --index {input.index:q}"
+        " --folds {input.folds:q} --repeat {wildcards.repeat} --fold {wildcards.fold}"
+        " --model {wildcards.model:q} --batch-size {wildcards.batch_size}"
+        " --learning-rate {wildcards.learning_rate} --augmentation {wildcards.augmentation:q}"
+        " {params.augmentation} --max-epochs {params.training[max_epochs]}"
+        " --patience {params.training[patience]} --seed {params.training[seed]}"
+        " --precision {params.training[precision]} --threads {threads}"
+        " --out-dir {params.out_dir:q} --checkpoint {params.checkpoint:q} > {log:q} 2>&1"
