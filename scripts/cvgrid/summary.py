@@ -67,3 +67,20 @@ def cv_summary(folds: pd.DataFrame) -> pd.DataFrame:
     summary = summary.join(per_fold).reset_index()
     return summary.sort_values(["mean_accuracy", *GRID_KEYS], ascending=[False, True, True, True, True],
                                ignore_index=True)
+
+
+def prediction_table(metrics_paths) -> pd.DataFrame:
+    """Every job's predictions.tsv (the file beside its metrics.json), with the grid keys,
+    repeat and fold of that job: the pooled out-of-fold predictions."""
+    parts = []
+    for path in metrics_paths:
+        config = read_metrics(path)["config"]
+        predictions = pd.read_csv(Path(path).with_name("predictions.tsv"), sep="\t", dtype={"file": str})
+        keys = {key: config[key] for key in (*GRID_KEYS, "repeat", "fold")}
+        parts.append(predictions.assign(**keys))
+    return pd.concat(parts, ignore_index=True)
+
+
+def best_points(summary: pd.DataFrame) -> pd.DataFrame:
+    """The best grid point of each model (cv_summary is sorted best first)."""
+    return summary.groupby("model", sort=True).head(1).reset_index(drop=True)

@@ -11,7 +11,7 @@ from cvgrid.grid import GRID_KEYS, ConfigError, fold_keys, grid_table  # noqa: E
 
 validate(config, schema="../schemas/config.schema.yaml")
 try:
-    GRID = Paramspace(grid_table(config), filename_params="*")
+    GRID = Paramspace(grid_table(config))
 except ConfigError as error:
     raise WorkflowError(f"config: {error}") from None
 
@@ -38,11 +38,17 @@ def dataset_dir():
     return config["data_dir"] or "resources/sign-language-digits"
 
 
-def train_outputs(name):
-    """Every training job's `name` file (metrics.json, ...) over the grid and the folds."""
+def train_outputs(name, model=None):
+    """Every training job's `name` file (metrics.json, ...) over the grid and the folds,
+    or only those of `model`."""
+    points = (
+        GRID.dataframe
+        if model is None
+        else GRID.dataframe[GRID.dataframe["model"] == model]
+    )
     return [
         f"results/train/{point}/repeat~{r}/fold~{f}/{name}"
-        for point in GRID.instance_patterns
+        for point in Paramspace(points).instance_patterns
         for r, f in fold_keys(config)
     ]
 
@@ -60,5 +66,7 @@ def final_outputs():
     return [
         "results/cv_summary.tsv",
         "results/plots/fold_accuracies.svg",
+        "results/stats/summary.html",
         *expand("results/plots/heatmap_{model}.svg", model=models),
+        *expand("results/diagnostics/{model}/confusion.svg", model=models),
     ]

@@ -6,8 +6,8 @@ rule summarize_cv:
         summary=report(
             "results/cv_summary.tsv",
             caption="../report/cv_summary.rst",
-            category="CV summary",
-            labels={"table": "CV summary"},
+            category="1. Summary",
+            labels={"item": "CV summary table"},
         ),
     log:
         "logs/summarize_cv.log",
@@ -28,8 +28,9 @@ rule plot_heatmap:
         report(
             "results/plots/heatmap_{model}.svg",
             caption="../report/heatmap.rst",
-            category="Heatmaps",
-            labels={"model": "{model}"},
+            category="2. Per model",
+            subcategory="{model}",
+            labels={"model": "{model}", "figure": "heatmap"},
         ),
     log:
         "logs/plot_heatmap/{model}.log",
@@ -51,8 +52,8 @@ rule plot_fold_accuracies:
         report(
             "results/plots/fold_accuracies.svg",
             caption="../report/fold_accuracies.rst",
-            category="Fold accuracies",
-            labels={"figure": "every fold"},
+            category="3. Statistics",
+            labels={"item": "every fold's accuracy"},
         ),
     log:
         "logs/plot_fold_accuracies.log",
@@ -64,3 +65,125 @@ rule plot_fold_accuracies:
     shell:
         "python {params.script:q} --summary {input.summary:q} --folds {input.folds:q}"
         " --fold-plot {output:q} > {log:q} 2>&1"
+
+
+rule cv_statistics:
+    input:
+        folds="results/cv_folds.tsv",
+        summary="results/cv_summary.tsv",
+        metrics=train_outputs("metrics.json"),
+        predictions=train_outputs("predictions.tsv"),
+    output:
+        summary=report(
+            "results/stats/summary.html",
+            caption="../report/summary.rst",
+            category="1. Summary",
+            labels={"item": "written summary"},
+        ),
+        to_best=report(
+            "results/stats/compare_to_best.tsv",
+            caption="../report/compare_to_best.rst",
+            category="3. Statistics",
+            labels={"item": "each grid point vs its model's best"},
+        ),
+        models=report(
+            "results/stats/compare_models.tsv",
+            caption="../report/compare_models.rst",
+            category="3. Statistics",
+            labels={"item": "best of each model vs the others"},
+        ),
+        mcnemar=report(
+            "results/stats/mcnemar.tsv",
+            caption="../report/mcnemar.rst",
+            category="3. Statistics",
+            labels={"item": "McNemar test of the models' bests"},
+        ),
+        effects=report(
+            "results/stats/factor_effects.tsv",
+            caption="../report/factor_effects.rst",
+            category="3. Statistics",
+            labels={"item": "factor effects (table)"},
+        ),
+        noise=report(
+            "results/stats/repeat_noise.tsv",
+            caption="../report/repeat_noise.rst",
+            category="3. Statistics",
+            labels={"item": "noise floor across repeats"},
+        ),
+        effects_plot=report(
+            "results/stats/factor_effects.svg",
+            caption="../report/factor_effects.rst",
+            category="3. Statistics",
+            labels={"item": "factor effects (plot)"},
+        ),
+        parallel=report(
+            "results/stats/parallel_coordinates.svg",
+            caption="../report/parallel_coordinates.rst",
+            category="1. Summary",
+            labels={"item": "the whole grid"},
+        ),
+    log:
+        "logs/cv_statistics.log",
+    localrule: True
+    conda:
+        "../../envs/cvgrid.yaml"
+    params:
+        script=script_path("cv_statistics.py"),
+        out_dir=lambda w, output: os.path.dirname(output.summary),
+        alpha=config["statistics"]["alpha"],
+        rope=config["statistics"]["rope"],
+    shell:
+        "python {params.script:q} --folds {input.folds:q} --summary {input.summary:q}"
+        " --alpha {params.alpha} --rope {params.rope} --out-dir {params.out_dir:q}"
+        " {input.metrics:q} > {log:q} 2>&1"
+
+
+rule plot_diagnostics:
+    input:
+        summary="results/cv_summary.tsv",
+        images="results/data/images.npy",
+        index="results/data/index.tsv",
+        metrics=lambda w: train_outputs("metrics.json", model=w.model),
+        histories=lambda w: train_outputs("history.tsv", model=w.model),
+        predictions=lambda w: train_outputs("predictions.tsv", model=w.model),
+    output:
+        confusion=report(
+            "results/diagnostics/{model}/confusion.svg",
+            caption="../report/confusion.rst",
+            category="2. Per model",
+            subcategory="{model}",
+            labels={"model": "{model}", "figure": "confusion matrix"},
+        ),
+        per_class=report(
+            "results/diagnostics/{model}/per_class_accuracy.tsv",
+            caption="../report/per_class.rst",
+            category="2. Per model",
+            subcategory="{model}",
+            labels={"model": "{model}", "figure": "per-class accuracy"},
+        ),
+        curves=report(
+            "results/diagnostics/{model}/learning_curves.svg",
+            caption="../report/learning_curves.rst",
+            category="2. Per model",
+            subcategory="{model}",
+            labels={"model": "{model}", "figure": "learning curves"},
+        ),
+        errors=report(
+            "results/diagnostics/{model}/errors.png",
+            caption="../report/errors.rst",
+            category="2. Per model",
+            subcategory="{model}",
+            labels={"model": "{model}", "figure": "misclassified test images"},
+        ),
+    log:
+        "logs/plot_diagnostics/{model}.log",
+    localrule: True
+    conda:
+        "../../envs/cvgrid.yaml"
+    params:
+        script=script_path("plot_diagnostics.py"),
+        out_dir=lambda w, output: os.path.dirname(output.confusion),
+    shell:
+        "python {params.script:q} --model {wildcards.model:q} --summary {input.summary:q}"
+        " --images {input.images:q} --index {input.index:q} --out-dir {params.out_dir:q}"
+        " {input.metrics:q} > {log:q} 2>&1"
