@@ -158,6 +158,7 @@ class FoldResult:
     seconds: float  # wall time of the whole fit, including evaluation
     images_trained: int
     resumed_from_epoch: int
+    model: torch.nn.Module  # with the best epoch's weights restored
 
 
 def _rng_state(generator: torch.Generator) -> dict:
@@ -204,7 +205,8 @@ def fit(
     precision: str,
     checkpoint_path: Path | None = None,
 ) -> FoldResult:
-    """Train on split["train"], stop early on split["validation"], score split["test"] once."""
+    """Train on split["train"], stop early on split["validation"], score split["test"] once
+    (if it is not empty: a refit on all data has none)."""
     started = time.perf_counter()
     torch.manual_seed(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
@@ -274,10 +276,13 @@ def fit(
             })
 
     model.load_state_dict(best_state)
-    test_loss, test_accuracy, probs = evaluate(
-        model, data, labels_t, test_idx, transform, device, precision, settings.eval_batch_size
-    )
-    log.info("best epoch %d (val acc %.4f); test loss %.4f acc %.4f", best_epoch, best_accuracy, test_loss, test_accuracy)
+    if len(test_idx):
+        test_loss, test_accuracy, probs = evaluate(
+            model, data, labels_t, test_idx, transform, device, precision, settings.eval_batch_size
+        )
+        log.info("best epoch %d (val acc %.4f); test loss %.4f acc %.4f", best_epoch, best_accuracy, test_loss, test_accuracy)
+    else:  # a refit on all data has no test part
+        test_loss, test_accuracy, probs = math.nan, math.nan, torch.empty(0, num_classes)
     return FoldResult(
         test_loss=test_loss,
         test_accuracy=test_accuracy,
@@ -289,4 +294,5 @@ def fit(
         seconds=seconds_before + time.perf_counter() - started,
         images_trained=images_trained,
         resumed_from_epoch=start_epoch - 1,
+        model=model,
     )
