@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Write the one fold assignment that every configuration uses: a table of
-(repeat, fold, sample, role) with role train, validation (early stopping) or test."""
+(repeat, fold, sample, role) with role train, validation (early stopping) or test.
+With --groups, no group (e.g. a person) is in two of train, validation and test."""
 
 import argparse
 import sys
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cvgrid.folds import FoldError, make_folds
+from cvgrid.folds import FoldError, groups_for_index, make_folds
 from cvgrid.io import write_tsv
 
 
@@ -19,11 +20,15 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--validation-fraction", type=float, default=0.1)
+    p.add_argument("--groups", type=Path, help="TSV with columns file, group: no group in two folds")
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args(argv)
     index = pd.read_csv(a.index, sep="\t", dtype={"file": str, "class_name": str})
     try:
-        folds = make_folds(index["label"].to_numpy(), a.folds, a.repeats, a.seed, a.validation_fraction)
+        groups = None
+        if a.groups:
+            groups = groups_for_index(index, pd.read_csv(a.groups, sep="\t", dtype=str), str(a.groups))
+        folds = make_folds(index["label"].to_numpy(), a.folds, a.repeats, a.seed, a.validation_fraction, groups)
     except FoldError as error:
         names = index.groupby("label")["class_name"].first().to_dict()
         sys.exit(f"error in {a.index}: {error} (class numbers: {names})")

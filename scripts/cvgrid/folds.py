@@ -82,6 +82,25 @@ def make_folds(
     return pd.concat(parts, ignore_index=True)
 
 
+def groups_for_index(index: pd.DataFrame, groups_table: pd.DataFrame, source: str) -> np.ndarray:
+    """The group of every sample in `index`, from a table with columns file, group (`source`
+    names that table in errors). Every indexed file must have a group."""
+    missing_columns = {"file", "group"} - set(groups_table.columns)
+    if missing_columns:
+        raise FoldError(f"groups file {source} lacks the column(s) {sorted(missing_columns)}")
+    duplicated = groups_table["file"][groups_table["file"].duplicated()]
+    if not duplicated.empty:
+        raise FoldError(f"groups file {source} lists {duplicated.iloc[0]!r} twice")
+    group_of = dict(zip(groups_table["file"].astype(str), groups_table["group"].astype(str)))
+    missing = [f for f in index["file"] if f not in group_of]
+    if missing:
+        raise FoldError(
+            f"groups file {source} has no group for {len(missing)} image(s), e.g. {missing[0]!r} "
+            "(file names are relative to data_dir, as in results/data/index.tsv)"
+        )
+    return np.array([group_of[f] for f in index["file"]])
+
+
 def split_indices(folds: pd.DataFrame, repeat: int, fold: int) -> dict[str, np.ndarray]:
     """Sample indices of each role for one (repeat, fold), sorted."""
     rows = folds[(folds["repeat"] == repeat) & (folds["fold"] == fold)]

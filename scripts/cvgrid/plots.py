@@ -162,3 +162,22 @@ def error_gallery(images: np.ndarray, errors: pd.DataFrame, class_names: list[st
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def protocol_comparison(table: pd.DataFrame, primary: str, compared: str, path) -> None:
+    """Each grid point's mean accuracy (+- 2 x std) under two CV protocols, best (primary) on top."""
+    labels = table.apply(
+        lambda r: f"{r.model} bs={r.batch_size} lr={r.learning_rate:g} aug={r.augmentation}", axis=1
+    )
+    y = np.arange(len(table))[::-1]
+    fig, ax = plt.subplots(figsize=(8, 1.4 + 0.35 * len(table)))
+    for side, label, offset, colour in (("primary", primary, 0.12, "tab:blue"), ("compared", compared, -0.12, "tab:orange")):
+        ax.errorbar(100 * table[f"mean_accuracy_{side}"], y + offset, xerr=100 * table[f"acc_std_x2_{side}"],
+                    fmt="o", color=colour, capsize=3, label=label)
+    ax.set_yticks(y, labels)
+    ax.set_xlabel("mean test-fold accuracy (%) ± 2 × std")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -84,3 +84,31 @@ def prediction_table(metrics_paths) -> pd.DataFrame:
 def best_points(summary: pd.DataFrame) -> pd.DataFrame:
     """The best grid point of each model (cv_summary is sorted best first)."""
     return summary.groupby("model", sort=True).head(1).reset_index(drop=True)
+
+
+def compare_protocols(primary: pd.DataFrame, compared: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """The same grid under two CV protocols: each grid point's mean and 2 x std under both,
+    the difference (compared - primary) and its rank under both. The folds differ between
+    protocols, so the differences are not paired; the facts dict says whether the ranking
+    changes (Spearman correlation of the means, same best grid point or not)."""
+    from scipy.stats import spearmanr
+
+    columns = [*GRID_KEYS, "mean_accuracy", "acc_std_x2"]
+    table = primary[columns].merge(compared[columns], on=GRID_KEYS, suffixes=("_primary", "_compared"))
+    if len(table) != len(primary) or len(table) != len(compared):
+        raise MetricsError("the two protocols' summaries do not hold the same grid points")
+    table["difference"] = table["mean_accuracy_compared"] - table["mean_accuracy_primary"]
+    for side in ("primary", "compared"):
+        table[f"rank_{side}"] = table[f"mean_accuracy_{side}"].rank(ascending=False, method="min").astype(int)
+    table = table.sort_values("rank_primary", kind="stable", ignore_index=True)
+    best_primary = table.loc[table["rank_primary"].idxmin(), GRID_KEYS].to_dict()
+    best_compared = table.loc[table["rank_compared"].idxmin(), GRID_KEYS].to_dict()
+    rho = spearmanr(table["mean_accuracy_primary"], table["mean_accuracy_compared"]).statistic if len(table) > 2 else float("nan")
+    facts = {
+        "mean_difference": float(table["difference"].mean()),
+        "spearman_rank_correlation": float(rho),
+        "same_best": best_primary == best_compared,
+        "best_primary": best_primary,
+        "best_compared": best_compared,
+    }
+    return table, facts

@@ -1,4 +1,5 @@
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -26,6 +27,8 @@ wildcard_constraints:
     learning_rate=r"[0-9.eE+-]+",
     repeat=r"\d+",
     fold=r"\d+",
+    # results/ holds the CV under cv.groups; results/compare/ the same grid under cv.compare_groups.
+    root="results|results/compare",
 
 
 def script_path(name):
@@ -38,16 +41,33 @@ def dataset_dir():
     return config["data_dir"] or "resources/sign-language-digits"
 
 
-def train_outputs(name, model=None):
+def groups_table(wildcards):
+    """The (file, group) table of the CV scheme of this root: [] for plain stratified folds."""
+    scheme = config["cv"]["groups" if wildcards.root == "results" else "compare_groups"]
+    if scheme == "none":
+        return []
+    if scheme == "participants":
+        return ["results/data/participants.tsv"]
+    return [scheme]  # the user's own TSV with columns file, group
+
+
+def scheme_label(scheme):
+    return {
+        "none": "stratified folds",
+        "participants": "participant-grouped folds",
+    }.get(scheme, f"grouped by {os.path.basename(scheme)}")
+
+
+def train_outputs(name, model=None, root="results"):
     """Every training job's `name` file (metrics.json, ...) over the grid and the folds,
-    or only those of `model`."""
+    or only those of `model`; under results/ (cv.groups) or results/compare/."""
     points = (
         GRID.dataframe
         if model is None
         else GRID.dataframe[GRID.dataframe["model"] == model]
     )
     return [
-        f"results/train/{point}/repeat~{r}/fold~{f}/{name}"
+        f"{root}/train/{point}/repeat~{r}/fold~{f}/{name}"
         for point in Paramspace(points).instance_patterns
         for r, f in fold_keys(config)
     ]
@@ -69,4 +89,9 @@ def final_outputs():
         "results/stats/summary.html",
         *expand("results/plots/heatmap_{model}.svg", model=models),
         *expand("results/diagnostics/{model}/confusion.svg", model=models),
+        *(
+            ["results/stats/protocol_comparison.tsv"]
+            if config["cv"]["compare_groups"]
+            else []
+        ),
     ]

@@ -44,13 +44,39 @@ rule prepare_dataset:
         " --images {output.images:q} --index {output.index:q} --report {output.report:q} > {log:q} 2>&1"
 
 
-rule make_folds:
+rule infer_participants:
     input:
         index="results/data/index.tsv",
     output:
-        "results/data/folds.tsv",
+        table=report(
+            "results/data/participants.tsv",
+            caption="../report/participants.rst",
+            category="3. Statistics",
+            labels={"item": "participants inferred from file names"},
+        ),
+        summary="results/data/participants.json",
     log:
-        "logs/make_folds.log",
+        "logs/infer_participants.log",
+    # cv.groups (or cv.compare_groups) = participants: who is in which Sign Language Digits photo.
+    localrule: True
+    conda:
+        "../../envs/cvgrid.yaml"
+    params:
+        script=script_path("infer_participants.py"),
+    shell:
+        "python {params.script:q} --index {input.index:q} --out {output.table:q}"
+        " --summary {output.summary:q} > {log:q} 2>&1"
+
+
+rule make_folds:
+    # One fold table per CV scheme: results/ for cv.groups, results/compare/ for cv.compare_groups.
+    input:
+        index="results/data/index.tsv",
+        groups=groups_table,
+    output:
+        "{root}/data/folds.tsv",
+    log:
+        "logs/{root}/make_folds.log",
     conda:
         "../../envs/cvgrid.yaml"
     params:
@@ -59,7 +85,10 @@ rule make_folds:
         repeats=config["cv"]["repeats"],
         seed=config["cv"]["seed"],
         validation=config["cv"]["validation_fraction"],
+        groups=lambda w, input: (
+            f"--groups {shlex.quote(input.groups[0])}" if input.groups else ""
+        ),
     shell:
         "python {params.script:q} --index {input.index:q} --folds {params.folds}"
         " --repeats {params.repeats} --seed {params.seed} --validation-fraction {params.validation}"
-        " --out {output:q} > {log:q} 2>&1"
+        " {params.groups} --out {output:q} > {log:q} 2>&1"

@@ -1,16 +1,16 @@
 rule summarize_cv:
     input:
-        train_outputs("metrics.json"),
+        lambda w: train_outputs("metrics.json", root=w.root),
     output:
-        folds="results/cv_folds.tsv",
+        folds="{root}/cv_folds.tsv",
         summary=report(
-            "results/cv_summary.tsv",
+            "{root}/cv_summary.tsv",
             caption="../report/cv_summary.rst",
             category="1. Summary",
             labels={"item": "CV summary table"},
         ),
     log:
-        "logs/summarize_cv.log",
+        "logs/{root}/summarize_cv.log",
     localrule: True
     conda:
         "../../envs/cvgrid.yaml"
@@ -187,3 +187,36 @@ rule plot_diagnostics:
         "python {params.script:q} --model {wildcards.model:q} --summary {input.summary:q}"
         " --images {input.images:q} --index {input.index:q} --out-dir {params.out_dir:q}"
         " {input.metrics:q} > {log:q} 2>&1"
+
+
+rule compare_protocols:
+    input:
+        primary="results/cv_summary.tsv",
+        compared="results/compare/cv_summary.tsv",
+    output:
+        table=report(
+            "results/stats/protocol_comparison.tsv",
+            caption="../report/protocol_comparison.rst",
+            category="1. Summary",
+            labels={"item": "CV protocols side by side (table)"},
+        ),
+        plot=report(
+            "results/stats/protocol_comparison.svg",
+            caption="../report/protocol_comparison.rst",
+            category="1. Summary",
+            labels={"item": "CV protocols side by side (plot)"},
+        ),
+    log:
+        "logs/compare_protocols.log",
+    # The same grid under cv.groups and cv.compare_groups (e.g. random vs participant folds).
+    localrule: True
+    conda:
+        "../../envs/cvgrid.yaml"
+    params:
+        script=script_path("compare_protocols.py"),
+        primary=scheme_label(config["cv"]["groups"]),
+        compared=scheme_label(config["cv"]["compare_groups"]),
+    shell:
+        "python {params.script:q} --primary {input.primary:q} --primary-label {params.primary:q}"
+        " --compared {input.compared:q} --compared-label {params.compared:q}"
+        " --out {output.table:q} --plot {output.plot:q} > {log:q} 2>&1"

@@ -3,15 +3,15 @@ rule train:
     input:
         images="results/data/images.npy",
         index="results/data/index.tsv",
-        folds="results/data/folds.tsv",
+        folds="{root}/data/folds.tsv",
     output:
-        metrics=f"results/train/{HP}/{FOLD}/metrics.json",
-        history=f"results/train/{HP}/{FOLD}/history.tsv",
-        predictions=f"results/train/{HP}/{FOLD}/predictions.tsv",
+        metrics=f"{{root}}/train/{HP}/{FOLD}/metrics.json",
+        history=f"{{root}}/train/{HP}/{FOLD}/history.tsv",
+        predictions=f"{{root}}/train/{HP}/{FOLD}/predictions.tsv",
     log:
-        f"logs/train/{HP}/{FOLD}.log",
+        f"logs/{{root}}/train/{HP}/{FOLD}.log",
     benchmark:
-        f"benchmarks/train/{HP}/{FOLD}.tsv"
+        f"benchmarks/{{root}}/train/{HP}/{FOLD}.tsv"
     group:
         "train_folds"
     conda:
@@ -24,7 +24,7 @@ rule train:
         # Not an output: Snakemake deletes the outputs of a failed job, the checkpoint must
         # survive it so that the retry resumes.
         out_dir=lambda w, output: os.path.dirname(output.metrics),
-        checkpoint=lambda w: f"results/checkpoints/{GRID.wildcard_pattern.format(**w)}/{FOLD.format(**w)}.pt",
+        checkpoint=lambda w: f"{w.root}/checkpoints/{HP.format(**w)}/{FOLD.format(**w)}.pt",
     shell:
         "python {params.script:q} --images {input.images:q} --index {input.index:q}"
         " --folds {input.folds:q} --repeat {wildcards.repeat} --fold {wildcards.fold}"
