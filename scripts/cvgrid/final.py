@@ -1,0 +1,390 @@
+"""The winner: refit each model's best grid point on all images and export it.
+
+Same protocol as a CV training job (cvgrid.training.fit): early stopping on a seeded,
+stratified (grouped, with cv.groups) validation split, best weights restored; only there is
+no test fold, because every image is used. The folder results/final/{model}/ then holds
+
+    model.pt           state_dict (torch.load(..., weights_only=True))
+    model.onnx         the same network for onnxruntime; input "image": float32
+                       (N, 3, input_size, input_size) in [0, 1], output "logits": (N, classes)
+    model.json         configuration, grid point, class names, sizes, CV estimate, checks
+    history.tsv        the refit's learning curve
+    final_model.html   the report page: what it is and how to call scripts/predict.py
+
+Preprocessing (cvgrid.predict.preprocess) is the training pipeline's: decode to RGB like the
+prepare step (EXIF upright, transparency on white, 16-bit scaled), resize to image_size
+(bilinear), divide by 255, resize to the model's input size if that differs (bilinear).
+No mean/std normalisation.
+"""
+
+from __future__ import annotations
+
+import copy
+import html
+import json
+import logging
+import math
+import os
+import signal
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cvgrid.io import atomic_path, write_json, write_tsv
+from cvgrid.summary import best_points
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+ONNX_INPUT, ONNX_OUTPUT = "image", "logits"
+ONNX_TOLERANCE = 1e-4  # largest allowed |p_onnx - p_torch| of any class probability
+CHECK_IMAGES = 64  # images of the data set the export is checked on
+# TrainSettings needs a repeat and a fold; a refit on all data has neither.
+ALL_DATA = -1
+
+
+class FinalError(ValueError):
+    """The CV summary or the refit's inputs cannot give a final model; the message says why."""
+
+
+def best_point(summary: pd.DataFrame, model: str) -> dict:
+    """`model`'s best grid point (cv_summary.tsv is sorted best first) and its CV estimate.
+
+    The interval is the one the summary and the report show: mean accuracy +- 2 x std over
+    the folds (ddof=0), clipped to [0, 1].
+    """
+    best = best_points(summary)
+    rows = best[best["model"] == model]
+    if rows.empty:
+        raise FinalError(f"the CV summary has no grid point of model {model!r} (models: {sorted(best['model'])})")
+    row = rows.iloc[0]
+    mean, spread = float(row["mean_accuracy"]), float(row["acc_std_x2"])
+    point = {
+        "model": str(row["model"]),
+        "batch_size": int(row["batch_size"]),
+        "learning_rate": float(row["learning_rate"]),
+        "augmentation": str(row["augmentation"]),
+    }
+    estimate = {
+        "mean_accuracy": mean,
+        "acc_std_x2": spread,
+        "interval": [max(0.0, mean - spread), min(1.0, mean + spread)],
+        "interval_definition": "mean accuracy +- 2 x std over the CV test folds (ddof=0), clipped to [0, 1]",
+        "folds": int(row["folds"]),
+        "fold_accuracies": {k: float(row[k]) for k in row.index if str(k).startswith("acc_r") and pd.notna(row[k])},
+    }
+    return {"grid_point": point, "cv_estimate": estimate}
+
+
+def refit_split(labels, seed: int, validation_fraction: float, groups=None) -> dict[str, np.ndarray]:
+    """Roles of all samples for the refit: "train" and "validation" (early stopping), no "test".
+
+    The validation part is drawn the way cvgrid.folds.make_folds draws it inside a training
+    fold: the first part of a stratified (grouped, if `groups`) shuffled split into
+    round(1 / validation_fraction) parts, here of all samples, seeded from SeedSequence([seed])
+    (the CV folds use (seed, repeat) and (seed, repeat, fold), so this draw is its own).
+    """
+    from cvgrid.folds import FoldError, _random_state, _splitter  # sklearn: imported when needed
+
+    labels = np.asarray(labels)
+    if not 0 < validation_fraction < 0.5:
+        raise FoldError(f"validation_fraction must be in (0, 0.5), got {validation_fraction}")
+    grouped = groups is not None
+    samples = np.arange(len(labels))
+    splitter = _splitter(round(1 / validation_fraction), _random_state(seed), grouped)
+    fit_idx, val_idx = next(splitter.split(samples, labels, np.asarray(groups) if grouped else None))
+    return {
+        "train": np.sort(samples[fit_idx]),
+        "validation": np.sort(samples[val_idx]),
+        "test": np.array([], dtype=np.int64),
+    }
+
+
+def class_names(index: pd.DataFrame) -> list[str]:
+    """Class name of every label 0..K-1, from index.tsv."""
+    names = index.groupby("label")["class_name"].first().sort_index()
+    if list(names.index) != list(range(len(names))):
+        raise FinalError(f"index labels are not 0..{len(names) - 1}: {list(names.index)}")
+    return names.astype(str).tolist()
+
+
+def export_onnx(model, input_size: int, path: Path) -> dict:
+    """Export `model` (a CPU float32 copy, eval mode) to ONNX with a dynamic batch size."""
+    import torch
+
+    net = copy.deepcopy(model).to("cpu", dtype=torch.float32, memory_format=torch.contiguous_format).eval()
+    example = torch.rand(2, 3, input_size, input_size)
+    # Written beside `path` and renamed onto it: a killed export leaves no model.onnx behind.
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.onnx")  # the exporter wants the suffix
+    try:
+        torch.onnx.export(
+            net, (example,), str(tmp), dynamo=True, external_data=False, optimize=True,
+            input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
+            dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=65536)},),
+        )
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    info = {"file": path.name, "input": ONNX_INPUT, "output": ONNX_OUTPUT,
+            "input_shape": ["batch", 3, input_size, input_size], "torch_exporter": "dynamo"}
+    try:
+        import onnx
+
+        proto = onnx.load(str(path), load_external_data=False)
+        info["opset"] = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    except ImportError:
+        pass
+    return info
+
+
+def check_onnx(model, onnx_path: Path, batch: np.ndarray) -> dict:
+    """Class probabilities of PyTorch and onnxruntime on `batch` (float32 NCHW in [0, 1]).
+
+    Raises FinalError when they disagree on a class or by more than ONNX_TOLERANCE; without
+    onnxruntime the check is skipped and says so.
+    """
+    from cvgrid.predict import OnnxBackend, TorchBackend, softmax
+
+    try:
+        onnx_backend = OnnxBackend(onnx_path)
+    except ImportError as error:
+        log.warning("onnxruntime is not installed, the ONNX export is not checked: %s", error)
+        return {"checked": False, "reason": "onnxruntime not installed"}
+    torch_probs = softmax(TorchBackend.from_module(model).logits(batch))
+    onnx_probs = softmax(onnx_backend.logits(batch))
+    difference = float(np.abs(torch_probs - onnx_probs).max())
+    same = bool((torch_probs.argmax(1) == onnx_probs.argmax(1)).all())
+    result = {"checked": True, "images": int(len(batch)), "same_class": same,
+              "max_abs_probability_difference": difference, "tolerance": ONNX_TOLERANCE}
+    if not same or difference > ONNX_TOLERANCE:
+        raise FinalError(f"the ONNX export disagrees with PyTorch: {result}")
+    return result
+
+
+def save_weights(model, path: Path) -> None:
+    import torch
+
+    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def predict_command(model_dir: str) -> str:
+    return f"python scripts/predict.py --model-dir {model_dir} IMAGE_OR_FOLDER [...]"
+
+
+def write_page(info: dict, model_dir: str, path: Path) -> None:
+    """The report's "final model" page: configuration, CV estimate, files, how to predict."""
+    e = html.escape
+    point, est, refit = info["grid_point"], info["cv_estimate"], info["refit"]
+    lo, hi = est["interval"]
+    rows = "".join(f"<tr><th>{e(str(k))}</th><td>{e(str(v))}</td></tr>" for k, v in point.items())
+    policy = ", ".join(f"{k}={v}" for k, v in info["augmentation_policy"].items()) or "no augmentation"
+    files = "".join(
+        f"<tr><th>{e(what)}</th><td><code>{e(model_dir)}/{e(name)}</code></td></tr>"
+        for what, name in (("weights (state_dict)", "model.pt"), ("ONNX", "model.onnx"),
+                           ("configuration", "model.json"), ("refit learning curve", "history.tsv"))
+    )
+    check = info["onnx"].get("check", {})
+    check_text = (
+        f"ONNX and PyTorch agree on {check['images']} images of the data set (largest probability "
+        f"difference {check['max_abs_probability_difference']:.1e})." if check.get("checked")
+        else "The ONNX export was not checked (onnxruntime missing)."
+    )
+    command = predict_command(model_dir)
+    page = f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>Final model {e(point['model'])}</title>
+<style>body{{font-family:sans-serif;max-width:60em;margin:1em auto}}table{{border-collapse:collapse}}
+th,td{{border:1px solid #ccc;padding:.2em .6em;text-align:left}}pre{{background:#f4f4f4;padding:.6em}}</style>
+</head><body>
+<h1>Final model: {e(point['model'])}</h1>
+<p>The best grid point of <b>{e(point['model'])}</b> in the cross-validation, trained again on all
+{info['data']['images']} images ({refit['n_train']} for training, {refit['n_validation']} held out for early
+stopping; best epoch {refit['best_epoch']} of {refit['epochs_run']}, validation accuracy
+{refit['best_val_accuracy']:.3f}).</p>
+<h2>Configuration</h2>
+<table>{rows}<tr><th>augmentation policy</th><td>{e(policy)}</td></tr>
+<tr><th>max_epochs / patience / seed</th><td>{refit['max_epochs']} / {refit['patience']} / {refit['seed']}</td></tr>
+<tr><th>precision</th><td>{e(refit['precision'])}</td></tr></table>
+<h2>Expected accuracy (cross-validation)</h2>
+<p><b>{est['mean_accuracy']:.4f}</b>, interval [{lo:.4f}, {hi:.4f}]: {e(est['interval_definition'])},
+{est['folds']} folds. This is the estimate for the CV protocol's models, each trained on
+{e('(k-1)/k')} of the images; the refit has seen all of them, and no held-out images remain to test it.</p>
+<h2>Classes and input</h2>
+<p>{len(info['class_names'])} classes: {e(', '.join(info['class_names']))}. Input: float32 tensor
+(N, 3, {info['input_size']}, {info['input_size']}), RGB in [0, 1]. {e(info['preprocessing'])}</p>
+<h2>Files</h2>
+<table>{files}</table>
+<p>{e(check_text)}</p>
+<h2>Predict</h2>
+<pre>{e(command)}
+python scripts/predict.py --model-dir {e(model_dir)} --format json photos/
+python scripts/predict.py --model-dir {e(model_dir)} --backend torch photo.jpg</pre>
+<p>One line per image: file, predicted class, probability (TSV; <code>--format json</code>: one JSON object
+per line). Files that cannot be read are named on stderr, the others are still predicted, and the exit
+status is then 1. The default backend is onnxruntime with <code>model.onnx</code> (PyTorch with
+<code>model.pt</code> if onnxruntime is missing, or with <code>--backend torch</code>).</p>
+</body></html>
+"""
+    with atomic_path(path) as tmp:
+        tmp.write_text(page)
+
+
+def refit(
+    summary_path: Path,
+    model_name: str,
+    images_path: Path,
+    index_path: Path,
+    out_dir: Path,
+    augmentations: dict,
+    training: dict,
+    split_seed: int,
+    validation_fraction: float,
+    model_options: dict | None = None,
+    groups_path: Path | None = None,
+    weights_path: Path | None = None,
+    checkpoint_path: Path | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+) -> dict:
+    """Read the best grid point, refit it on all images, write the final model's files."""
+    import torch
+
+    from cvgrid import hardware
+    from cvgrid.data import load_prepared
+    from cvgrid.job import Terminated
+    from cvgrid.models import get_spec
+    from cvgrid.predict import preprocess_array
+    from cvgrid.training import TrainSettings, fit
+
+    def terminated(signum, frame):  # SLURM's time limit: keep the checkpoint, exit 143
+        raise Terminated(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminated)
+    if threads:
+        torch.set_num_threads(threads)
+    summary = pd.read_csv(summary_path, sep="\t")
+    chosen = best_point(summary, model_name)
+    point = chosen["grid_point"]
+    if point["augmentation"] not in augmentations:
+        raise FinalError(f"augmentation {point['augmentation']!r} of the best grid point is not defined under "
+                         f"'augmentations:' in the config (defined: {sorted(augmentations)})")
+    policy = {"rotation_degrees": 0.0, "shift_fraction": 0.0, "zoom_fraction": 0.0,
+              **{k: float(v) for k, v in (augmentations[point["augmentation"]] or {}).items()}}
+    settings = TrainSettings(
+        **point, **policy, max_epochs=int(training["max_epochs"]), patience=int(training["patience"]),
+        seed=int(training["seed"]), repeat=ALL_DATA, fold=ALL_DATA,
+        # Pretrained backbone, as the CV jobs of this model had it (TrainSettings.weights).
+        **({"weights": str(weights_path)} if weights_path is not None else {}),
+    )
+    torch_device = hardware.select_device(device)
+    precision = hardware.choose_precision(torch_device, training.get("precision", "auto"))
+
+    images, index = load_prepared(images_path, index_path)
+    labels = index["label"].to_numpy()
+    names = class_names(index)
+    groups = None
+    if groups_path is not None:
+        from cvgrid.folds import groups_for_index
+
+        groups = groups_for_index(index, pd.read_csv(groups_path, sep="\t", dtype=str), str(groups_path))
+    split = refit_split(labels, split_seed, validation_fraction, groups)
+    log.info("refit %s on %s (%s): %d train, %d validation", settings.label(), torch_device, precision,
+             len(split["train"]), len(split["validation"]))
+    result = fit(images, labels, split, len(names), settings, torch_device, precision, checkpoint_path)
+
+    spec = get_spec(model_name)
+    model = result.model.to("cpu").float().eval()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_weights(model, out_dir / "model.pt")
+    onnx_info = export_onnx(model, spec.input_size, out_dir / "model.onnx")
+    check_idx = split["validation"][:CHECK_IMAGES]
+    batch = np.stack([preprocess_array(images[i], spec.input_size) for i in check_idx])
+    onnx_info["check"] = check_onnx(model, out_dir / "model.onnx", batch)
+
+    info = {
+        "format_version": FORMAT_VERSION,
+        "model": model_name,
+        "description": spec.description,
+        **chosen,
+        "augmentation_policy": policy,
+        "model_options": model_options or {},
+        "class_names": names,
+        "num_classes": len(names),
+        "input_size": spec.input_size,
+        "image_size": int(images.shape[1]),
+        "preprocessing": (
+            f"Decode to RGB like the prepare step (cvgrid.data.load_image: EXIF upright, transparency on "
+            f"white, 16-bit scaled), resize to image_size {int(images.shape[1])} (bilinear), divide by 255, "
+            f"resize to the input size {spec.input_size} if it differs (bilinear). No mean/std normalisation."
+        ),
+        "refit": {
+            **{k: v for k, v in asdict(settings).items() if k not in ("repeat", "fold")},
+            "precision_requested": training.get("precision", "auto"),
+            "precision": precision,
+            "split": ("all images; early-stopping split = first part of a stratified"
+                      f"{' grouped' if groups is not None else ''} split into round(1/validation_fraction) "
+                      "parts seeded from SeedSequence([seed]) (cvgrid.final.refit_split)"),
+            "split_seed": split_seed,
+            "validation_fraction": validation_fraction,
+            "groups": str(groups_path) if groups_path else None,
+            "n_train": len(split["train"]),
+            "n_validation": len(split["validation"]),
+            "epochs_run": result.epochs_run,
+            "best_epoch": result.best_epoch,
+            "best_val_accuracy": float(result.history["val_accuracy"].max()),
+            "seconds": round(result.seconds, 3),
+            **hardware.describe(torch_device),
+        },
+        "files": {"weights": "model.pt", "onnx": "model.onnx", "history": "history.tsv"},
+        "onnx": onnx_info,
+        "data": {"images": int(len(index)), "images_file": str(images_path), "index_file": str(index_path),
+                 "summary_file": str(summary_path)},
+        "versions": _versions(),
+    }
+    write_tsv(result.history, out_dir / "history.tsv")
+    write_page(info, str(out_dir), out_dir / "final_model.html")
+    write_json(_finite(info), out_dir / "model.json")
+    if checkpoint_path is not None:
+        Path(checkpoint_path).unlink(missing_ok=True)
+    return info
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for package in ("torch", "torchvision", "onnx", "onnxruntime", "onnxscript"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+def _finite(value):
+    """NaN/inf -> None, so that model.json is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def read_info(model_dir: str | Path) -> dict:
+    """model.json of a final-model folder, with a named error if it is missing or broken."""
+    path = Path(model_dir) / "model.json"
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise FinalError(f"cannot read {path}: {error} (is {model_dir} a results/final/MODEL folder?)") from error
+    missing = [k for k in ("model", "class_names", "input_size", "image_size", "files") if k not in info]
+    if missing:
+        raise FinalError(f"{path} lacks {missing}")
+    return info
+

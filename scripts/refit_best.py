@@ -1,0 +1,54 @@
+#!/usr/bin/env python
+"""Refit one model's best grid point (from cv_summary.tsv, read now, not when the workflow
+was planned) on ALL images with the CV protocol (seeded stratified early-stopping split,
+best weights restored) and write OUT_DIR/{model.pt, model.onnx, model.json, history.tsv,
+final_model.html}. E.g.:
+
+    python scripts/refit_best.py --summary results/cv_summary.tsv --model model_a \\
+        --images results/data/images.npy --index results/data/index.tsv \\
+        --augmentations '{"none": {}}' --out-dir results/final/model_a
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from cvgrid import job
+from cvgrid.final import FinalError, refit
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--summary", type=Path, required=True, help="cv_summary.tsv (best grid point first per model)")
+    p.add_argument("--model", required=True, help="which model's best grid point to refit")
+    p.add_argument("--images", type=Path, required=True, help="images.npy from prepare_dataset.py")
+    p.add_argument("--index", type=Path, required=True, help="index.tsv from prepare_dataset.py")
+    p.add_argument("--augmentations", type=json.loads, default={"none": {}},
+                   help="JSON object: the config's augmentation policies by name")
+    p.add_argument("--model-options", type=json.loads, default={}, help="JSON: the config's models.<model> entry")
+    p.add_argument("--max-epochs", type=int, default=50)
+    p.add_argument("--patience", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0, help="training seed (weights, shuffling, augmentation)")
+    p.add_argument("--precision", choices=["auto", "fp32"], default="auto")
+    p.add_argument("--split-seed", type=int, default=42, help="seed of the early-stopping split (config cv.seed)")
+    p.add_argument("--validation-fraction", type=float, default=0.1)
+    p.add_argument("--groups", type=Path, default=None, help="TSV file, group: no group in train and validation")
+    p.add_argument("--weights", type=Path, default=None,
+                   help="pretrained weights file for the backbone, as train.py --weights (read, never downloaded)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--checkpoint", type=Path, default=None, help="resume from / save to this file")
+    p.add_argument("--out-dir", type=Path, required=True)
+    a = p.parse_args(argv)
+    job.configure_logging()
+    training = {"max_epochs": a.max_epochs, "patience": a.patience, "seed": a.seed, "precision": a.precision}
+    try:
+        refit(a.summary, a.model, a.images, a.index, a.out_dir, a.augmentations, training, a.split_seed,
+              a.validation_fraction, a.model_options, a.groups, a.weights, a.checkpoint, a.device, a.threads)
+    except FinalError as error:
+        sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""The final model: the refit's early-stopping split and best-point choice, and a real
+quick-config-like workflow run (generated images, one grid point, two folds, two epochs) that
+ends with results/final/model_a/ and a report with a "4. Final model" section.
+
+The workflow run is a session fixture (`final_run`) that tests/test_predict.py reuses."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import run_snakemake, write_config, write_image_folder
+from cvgrid.final import FinalError, best_point, refit_split
+from cvgrid.folds import FoldError
+from cvgrid.models import build_model
+
+MODEL = "model_a"
+FINAL_FILES = ["model.pt", "model.onnx", "model.json", "history.tsv", "final_model.html"]
+QUICK = {
+    "data_dir": "data",
+    "image_size": 32,
+    "cv": {"folds": 2, "repeats": 1, "seed": 42, "validation_fraction": 0.2},
+    "training": {"max_epochs": 2, "patience": 1, "seed": 0, "precision": "fp32", "threads": 1},
+    "models": {MODEL: {}},
+    "augmentations": {"none": {}},
+    "grid": {"model": [MODEL], "batch_size": [16], "learning_rate": [0.001], "augmentation": ["none"]},
+}
+
+
+_RUNS: dict = {}
+
+
+@pytest.fixture(scope="session")
+def final_run(tmp_path_factory):
+    """The workflow on 3 classes x 10 generated 40 x 40 images, asked for the final model's files only.
+
+    Run once per session: tests/test_predict.py imports this fixture, which makes it a second
+    fixture definition, so the result is kept in this module."""
+    if "run" not in _RUNS:
+        work = tmp_path_factory.mktemp("final_run")
+        write_image_folder(work / "data", n_classes=3, per_class=10, size=(40, 40))
+        config = write_config(work / "config.yaml", QUICK)
+        targets = [f"results/final/{MODEL}/{name}" for name in FINAL_FILES]
+        run_snakemake(work, config, "--cores", "2", *targets)
+        _RUNS["run"] = SimpleNamespace(work=work, config=config, model_dir=work / "results" / "final" / MODEL,
+                                       data=work / "data")
+    return _RUNS["run"]
+
+
+# --- the early-stopping split of the refit --------------------------------------------------
+
+LABELS = np.repeat(np.arange(4), [30, 20, 20, 10])
+
+
+def test_refit_split_uses_every_sample_once_with_a_stratified_validation_share():
+    split = refit_split(LABELS, seed=42, validation_fraction=0.1)
+    assert len(split["test"]) == 0
+    both = np.concatenate([split["train"], split["validation"]])
+    assert sorted(both.tolist()) == list(range(len(LABELS)))
+    counts = np.bincount(LABELS[split["validation"]], minlength=4)
+    assert counts.tolist() == [3, 2, 2, 1]  # 10% of every class
+
+
+def test_refit_split_is_seeded():
+    a, b = refit_split(LABELS, 42, 0.2), refit_split(LABELS, 42, 0.2)
+    other = refit_split(LABELS, 43, 0.2)
+    assert np.array_equal(a["validation"], b["validation"])
+    assert not np.array_equal(a["validation"], other["validation"])
+
+
+def test_refit_split_keeps_groups_on_one_side():
+    groups = np.arange(len(LABELS)) // 2  # pairs of images of one "person"
+    split = refit_split(LABELS, 0, 0.2, groups=groups)
+    assert not set(groups[split["train"]]) & set(groups[split["validation"]])
+
+
+def test_refit_split_refuses_a_bad_fraction():
+    with pytest.raises(FoldError, match="validation_fraction"):
+        refit_split(LABELS, 0, 0.6)
+
+
+# --- which grid point ------------------------------------------------------------------------
+
+SUMMARY = pd.DataFrame({
+    "model": ["model_b", "model_a", "model_a", "model_b"],
+    "batch_size": [64, 32, 128, 32],
+    "learning_rate": [0.001, 0.0004, 0.001, 0.0001],
+    "augmentation": ["affine", "none", "affine", "none"],
+    "mean_accuracy": [0.95, 0.90, 0.85, 0.80],
+    "acc_std_x2": [0.02, 0.15, 0.01, 0.03],
+    "folds": [5, 5, 5, 5],
+})
+
+
+def test_best_point_is_the_models_first_row_with_its_interval():
+    chosen = best_point(SUMMARY, "model_a")
+    assert chosen["grid_point"] == {"model": "model_a", "batch_size": 32, "learning_rate": 0.0004,
+                                    "augmentation": "none"}
+    assert chosen["cv_estimate"]["mean_accuracy"] == 0.90
+    assert chosen["cv_estimate"]["interval"] == pytest.approx([0.75, 1.0])  # 1.05 clipped to 1
+    assert best_point(SUMMARY, "model_b")["grid_point"]["augmentation"] == "affine"
+
+
+def test_best_point_of_a_model_not_in_the_summary_is_named():
+    with pytest.raises(FinalError, match="resnet18"):
+        best_point(SUMMARY, "resnet18")
+
+
+# --- the workflow run --------------------------------------------------------------------------
+
+def test_workflow_ends_with_the_final_model_files(final_run):
+    for name in FINAL_FILES:
+        assert (final_run.model_dir / name).stat().st_size > 0, name
+
+
+def test_weights_load_with_weights_only_and_the_config_names_the_best_point(final_run):
+    info = json.loads((final_run.model_dir / "model.json").read_text())
+    summary = pd.read_csv(final_run.work / "results" / "cv_summary.tsv", sep="\t")
+    expected = best_point(summary, MODEL)
+    assert info["grid_point"] == expected["grid_point"]
+    assert info["cv_estimate"]["mean_accuracy"] == pytest.approx(summary["mean_accuracy"].iloc[0])
+    assert info["cv_estimate"]["interval"] == pytest.approx(expected["cv_estimate"]["interval"])
+    assert info["class_names"] == ["class_0", "class_1", "class_2"]
+    assert (info["input_size"], info["image_size"]) == (100, 32)
+    assert info["refit"]["n_train"] + info["refit"]["n_validation"] == 30 == info["data"]["images"]
+    assert info["refit"]["n_validation"] == 6  # validation_fraction 0.2
+    assert (info["refit"]["max_epochs"], info["refit"]["patience"]) == (2, 1)
+    assert info["onnx"]["check"]["checked"] and info["onnx"]["check"]["same_class"]
+    state = torch.load(final_run.model_dir / "model.pt", weights_only=True)
+    model = build_model(MODEL, 3)
+    model.load_state_dict(state)  # strict: every key, every shape
+    history = pd.read_csv(final_run.model_dir / "history.tsv", sep="\t")
+    assert len(history) == info["refit"]["epochs_run"] >= 1
+
+
+def test_page_says_configuration_estimate_files_and_predict(final_run):
+    page = (final_run.model_dir / "final_model.html").read_text()
+    info = json.loads((final_run.model_dir / "model.json").read_text())
+    lo, hi = info["cv_estimate"]["interval"]
+    for text in ("learning_rate", f"{info['cv_estimate']['mean_accuracy']:.4f}", f"[{lo:.4f}, {hi:.4f}]",
+                 "results/final/model_a/model.onnx", "results/final/model_a/model.pt",
+                 "scripts/predict.py --model-dir results/final/model_a"):
+        assert text in page, text
+
+
+def test_report_has_a_final_model_section(final_run):
+    run_snakemake(final_run.work, final_run.config, "--report", "report.zip",
+                  *[f"results/final/{MODEL}/{name}" for name in FINAL_FILES])
+    with zipfile.ZipFile(final_run.work / "report.zip") as report:
+        names = report.namelist()
+        text = "\n".join(report.read(n).decode("utf-8", "replace") for n in names if n.endswith((".html", ".js")))
+    assert any(n.endswith("final_model.html") for n in names), names
+    assert "4. Final model" in text

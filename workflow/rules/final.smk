@@ -1,0 +1,62 @@
+import json
+from types import SimpleNamespace
+
+
+rule refit_best:
+    # Each model's best grid point, trained again on all images with the CV protocol. Which
+    # point that is, the script reads from cv_summary.tsv when it runs (known only after the
+    # CV), so nothing here depends on it. A training job like `train`, not a local rule: on
+    # SLURM give it the same resources (profiles/slurm/config.yaml, set-resources).
+    input:
+        summary="results/cv_summary.tsv",
+        images="results/data/images.npy",
+        index="results/data/index.tsv",
+        # cv.groups: the early-stopping split keeps groups apart, as make_folds does.
+        groups=lambda w: groups_table(SimpleNamespace(root="results")),
+        # Pretrained models start from the same weights file as their CV jobs (weights.smk).
+        weights=lambda w: globals().get("model_weights", lambda _: [])(w),
+    output:
+        weights="results/final/{model}/model.pt",
+        onnx="results/final/{model}/model.onnx",
+        info="results/final/{model}/model.json",
+        history="results/final/{model}/history.tsv",
+        page=report(
+            "results/final/{model}/final_model.html",
+            caption="../report/final_model.rst",
+            category="4. Final model",
+            subcategory="{model}",
+            labels={"model": "{model}", "item": "final model"},
+        ),
+    log:
+        "logs/refit_best/{model}.log",
+    benchmark:
+        "benchmarks/refit_best/{model}.tsv"
+    conda:
+        "../../envs/cvgrid.yaml"
+    threads: config["training"]["threads"]
+    params:
+        script=script_path("refit_best.py"),
+        training=config["training"],
+        cv=config["cv"],
+        augmentations=json.dumps(config["augmentations"], sort_keys=True),
+        model_options=lambda w: json.dumps(
+            config["models"].get(w.model) or {}, sort_keys=True
+        ),
+        groups=lambda w, input: (
+            " ".join(f"--groups {shlex.quote(f)}" for f in input.get("groups", []))
+        ),
+        weights=lambda w, input: (
+            " ".join(f"--weights {shlex.quote(f)}" for f in input.get("weights", []))
+        ),
+        out_dir=lambda w, output: os.path.dirname(output.info),
+        # Not an output, like train's: it must survive a failed attempt so that a retry resumes.
+        checkpoint="results/checkpoints/final/{model}.pt",
+    shell:
+        "python {params.script:q} --summary {input.summary:q} --model {wildcards.model:q}"
+        " --images {input.images:q} --index {input.index:q}"
+        " --augmentations {params.augmentations:q} --model-options {params.model_options:q}"
+        " --max-epochs {params.training[max_epochs]} --patience {params.training[patience]}"
+        " --seed {params.training[seed]} --precision {params.training[precision]}"
+        " --split-seed {params.cv[seed]} --validation-fraction {params.cv[validation_fraction]}"
+        " {params.groups} {params.weights} --threads {threads}"
+        " --checkpoint {params.checkpoint:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"
