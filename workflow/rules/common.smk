@@ -89,6 +89,11 @@ def final_outputs():
         "results/stats/summary.html",
         *expand("results/plots/heatmap_{model}.svg", model=models),
         *expand("results/diagnostics/{model}/confusion.svg", model=models),
+        *expand(
+            "results/final/{model}/{name}",
+            model=models,
+            name=["model.pt", "model.onnx", "model.json", "final_model.html"],
+        ),
         *(
             ["results/stats/protocol_comparison.tsv"]
             if config["cv"]["compare_groups"]
