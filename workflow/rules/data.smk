@@ -26,7 +26,12 @@ rule prepare_dataset:
     output:
         images="results/data/images.npy",
         index="results/data/index.tsv",
-        report="results/data/prepare_report.json",
+        report=report(
+            "results/data/prepare_report.json",
+            caption="../report/prepare_report.rst",
+            category="1. Summary",
+            labels={"item": "data: images used, ignored and skipped"},
+        ),
     log:
         "logs/prepare_dataset.log",
     benchmark:
