@@ -13,6 +13,7 @@ from pathlib import Path
 
 from cvgrid import job
 from cvgrid.training import TrainSettings
+from cvgrid.weights import WeightsError
 
 
 def main(argv=None):
@@ -37,20 +38,26 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--out-dir", type=Path, required=True, help="where the three result files go")
     p.add_argument("--checkpoint", type=Path, default=None, help="resume from / save to this file")
+    p.add_argument("--weights", type=Path, default=None,
+                   help="pretrained weights file for the model's backbone (read, never downloaded)")
     a = p.parse_args(argv)
     settings = TrainSettings(
         model=a.model, batch_size=a.batch_size, learning_rate=a.learning_rate,
         augmentation=a.augmentation, rotation_degrees=a.rotation_degrees,
         shift_fraction=a.shift_fraction, zoom_fraction=a.zoom_fraction,
         max_epochs=a.max_epochs, patience=a.patience, seed=a.seed, repeat=a.repeat, fold=a.fold,
+        weights=None if a.weights is None else str(a.weights),
     )
     job.configure_logging()
-    job.run(
-        settings, a.images, a.index, a.folds,
-        metrics_path=a.out_dir / "metrics.json", history_path=a.out_dir / "history.tsv",
-        predictions_path=a.out_dir / "predictions.tsv", checkpoint_path=a.checkpoint,
-        precision=a.precision, device=a.device, threads=a.threads,
-    )
+    try:
+        job.run(
+            settings, a.images, a.index, a.folds,
+            metrics_path=a.out_dir / "metrics.json", history_path=a.out_dir / "history.tsv",
+            predictions_path=a.out_dir / "predictions.tsv", checkpoint_path=a.checkpoint,
+            precision=a.precision, device=a.device, threads=a.threads,
+        )
+    except WeightsError as error:
+        sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":

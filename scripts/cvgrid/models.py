@@ -3,15 +3,24 @@
 Adding a model is one decorated function here plus an entry under `models:` in the
 config. The function gets the number of classes and returns an `nn.Module` that maps a
 float batch (N, 3, input_size, input_size) in [0, 1] to logits (N, num_classes).
+
+A model that can start from ImageNet weights says so in its registration,
+`pretrained=Pretrained(weights=<torchvision weights enum member>, backbone=<submodule>, ...)`
+(see cvgrid.weights.Pretrained); the workflow downloads that file once and
+`build_model(..., weights_path=...)` fills the backbone from it. Builders always build with
+random weights: nothing here downloads anything.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
+
+from cvgrid.weights import Pretrained, WeightsError, load_backbone
 
 
 @dataclass(frozen=True)
@@ -19,18 +28,19 @@ class ModelSpec:
     build: Callable[[int], nn.Module]
     input_size: int
     description: str
+    pretrained: Pretrained | None = None  # where its ImageNet weights come from, if it has any
 
 
 MODELS: dict[str, ModelSpec] = {}
 
 
-def register(name: str, input_size: int):
+def register(name: str, input_size: int, pretrained: Pretrained | None = None):
     """Add the decorated builder to the registry under `name`."""
 
     def add(build: Callable[[int], nn.Module]) -> Callable[[int], nn.Module]:
         if name in MODELS:
             raise ValueError(f"model {name!r} is registered twice")
-        MODELS[name] = ModelSpec(build, input_size, (build.__doc__ or "").strip())
+        MODELS[name] = ModelSpec(build, input_size, (build.__doc__ or "").strip(), pretrained)
         return build
 
     return add
@@ -44,8 +54,16 @@ def get_spec(name: str) -> ModelSpec:
         raise ValueError(f"unknown model {name!r}; known models: {known}") from None
 
 
-def build_model(name: str, num_classes: int) -> nn.Module:
-    return get_spec(name).build(num_classes)
+def build_model(name: str, num_classes: int, weights_path: str | Path | None = None) -> nn.Module:
+    """The model `name` for `num_classes` classes: random weights, or with its backbone filled
+    from the pretrained weights file `weights_path` (never downloaded here)."""
+    spec = get_spec(name)
+    model = spec.build(num_classes)
+    if weights_path is not None:
+        if spec.pretrained is None:
+            raise WeightsError(f"model {name!r} has no pretrained weights (its registry entry names none)")
+        load_backbone(model, spec.pretrained, weights_path)
+    return model
 
 
 def count_trainable_parameters(model: nn.Module) -> int:
@@ -92,7 +110,11 @@ class GlobalMaxPool(nn.Module):
         return torch.amax(x, dim=(2, 3))
 
 
-@register("model_b", input_size=128)
+@register(
+    "model_b",
+    input_size=128,
+    pretrained=Pretrained("MobileNet_V2_Weights.IMAGENET1K_V1", backbone="0", source_prefix="features."),
+)
 def model_b(num_classes: int) -> nn.Module:
     """Reference model B: MobileNetV2 features | GlobalMaxPool | dense head, 128 x 128 input."""
     from torchvision.models import mobilenet_v2
@@ -102,3 +124,13 @@ def model_b(num_classes: int) -> nn.Module:
         GlobalMaxPool(),
         dense_head(1280, num_classes),
     )
+
+
+@register("resnet18", input_size=128, pretrained=Pretrained("ResNet18_Weights.IMAGENET1K_V1", skip=("fc.",)))
+def resnet18(num_classes: int) -> nn.Module:
+    """ResNet-18 (torchvision) with a new fc layer for the classes, 128 x 128 input."""
+    from torchvision.models import resnet18 as torchvision_resnet18
+
+    model = torchvision_resnet18(weights=None)
+    model.fc = nn.Linear(model.fc.in_features, num_classes)
+    return model

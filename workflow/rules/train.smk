@@ -4,6 +4,7 @@ rule train:
         images="results/data/images.npy",
         index="results/data/index.tsv",
         folds="{root}/data/folds.tsv",
+        weights=model_weights,  # [] from scratch, the weights file if pretrained
     output:
         metrics=f"{{root}}/train/{HP}/{FOLD}/metrics.json",
         history=f"{{root}}/train/{HP}/{FOLD}/history.tsv",
@@ -20,6 +21,7 @@ rule train:
     params:
         script=script_path("train.py"),
         augmentation=augmentation_args,
+        weights=weights_arg,
         training=config["training"],
         # Not an output: Snakemake deletes the outputs of a failed job, the checkpoint must
         # survive it so that the retry resumes.
@@ -32,5 +34,5 @@ rule train:
         " --learning-rate {wildcards.learning_rate} --augmentation {wildcards.augmentation:q}"
         " {params.augmentation} --max-epochs {params.training[max_epochs]}"
         " --patience {params.training[patience]} --seed {params.training[seed]}"
-        " --precision {params.training[precision]} --threads {threads}"
+        " --precision {params.training[precision]} --threads {threads} {params.weights}"
         " --out-dir {params.out_dir:q} --checkpoint {params.checkpoint:q} > {log:q} 2>&1"
