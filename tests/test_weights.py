@@ -30,7 +30,15 @@ from cvgrid.folds import make_folds, split_indices
 from cvgrid.io import write_tsv
 from cvgrid.models import build_model, count_trainable_parameters, get_spec
 from cvgrid.training import TrainSettings, fit
-from cvgrid.weights import HASH_REGEX, WeightsError, fetch, file_name, hash_prefix, torchvision_url
+from cvgrid.weights import (
+    HASH_REGEX,
+    WeightsError,
+    fetch,
+    file_name,
+    hash_prefix,
+    plan_weights,
+    torchvision_url,
+)
 
 CPU = torch.device("cpu")
 MOBILENET_URL = "https://download.pytorch.org/models/mobilenet_v2-b0353104.pth"
@@ -96,6 +104,31 @@ def test_a_name_without_a_full_hash_prefix_is_refused(name):
 def test_unknown_torchvision_weights_are_named():
     with pytest.raises(WeightsError, match="No_Such_Weights"):
         torchvision_url("No_Such_Weights.IMAGENET1K_V1")
+
+
+def test_the_plan_fetches_each_file_once_and_names_config_mistakes(tmp_path, monkeypatch):
+    config = {
+        "models": {"model_a": {}, "model_b": {"pretrained": "imagenet"}, "resnet18": {"pretrained": "imagenet"}},
+        "grid": {"model": ["model_a", "model_b"]},
+    }
+    weights, fetches = plan_weights(config)  # resnet18 is not in the grid: nothing for it
+    assert weights == {"model_b": {"path": "resources/weights/mobilenet_v2-b0353104.pth", "url": MOBILENET_URL}}
+    assert fetches == {"mobilenet_v2-b0353104.pth": {"url": MOBILENET_URL, "models": ["model_b"]}}
+    config["grid"]["model"].append("resnet18")
+    assert plan_weights(config)[1]["resnet18-f37072fd.pth"]["url"] == RESNET18_URL
+
+    def plan(model, **entry):
+        return plan_weights({"models": {model: {"pretrained": "imagenet", **entry}}, "grid": {"model": [model]}})
+
+    with pytest.raises(WeightsError, match="registry entry of model_a"):
+        plan("model_a")
+    with pytest.raises(WeightsError, match="SHA256 prefix"):
+        plan("model_b", weights_url="https://mirror.example/mobilenet_v2.pth")
+    with pytest.raises(WeightsError, match="models.model_b.weights_file is mine.pth"):
+        plan("model_b", weights_file="mine.pth")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.pth").write_bytes(b"x")
+    assert plan("model_b", weights_file="mine.pth") == ({"model_b": {"path": "mine.pth", "url": None}}, {})
 
 
 # ------------------------------------------------------------------ download

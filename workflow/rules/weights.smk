@@ -2,77 +2,23 @@
 # `weights_file`, or the file that the local rule fetch_weights downloads once (login nodes
 # have internet, GPU nodes usually do not) into resources/weights/ under torchvision's own
 # file name, checking the SHA256 prefix in that name. Training jobs only read the file.
+# The logic is in scripts/cvgrid/weights.py.
 import re
-import shlex
+from functools import partial
 
+from cvgrid.weights import WeightsError, plan_weights, weights_argument, weights_input
 
-def _pretrained_weights():
-    """{model: {"path": file the job loads, "url": where fetch_weights gets it or None}}
-    for the grid's models with pretrained: imagenet."""
-    models = [
-        m
-        for m in config["grid"]["model"]
-        if config["models"].get(m, {}).get("pretrained", "none") == "imagenet"
-    ]
-    if not models:
-        return {}
-    # Imports torch and torchvision, so only when a model is pretrained.
-    from cvgrid.models import get_spec
-    from cvgrid.weights import WeightsError, file_name, torchvision_url
+try:
+    # {model: {"path", "url"}} and {file name: {"url", "models"}}: one download per file.
+    WEIGHTS, FETCH = plan_weights(config)
+except WeightsError as error:
+    raise WorkflowError(f"config: {error}") from None
 
-    table = {}
-    for model in models:
-        entry = config["models"][model]
-        if entry.get("weights_file"):
-            path = entry["weights_file"]
-            if not os.path.isfile(path):
-                raise WorkflowError(
-                    f"config: models.{model}.weights_file is {path}, which is not a file"
-                    f" (relative paths start in the working directory {os.getcwd()})"
-                )
-            table[model] = {"path": path, "url": None}
-            continue
-        pretrained = get_spec(model).pretrained
-        if pretrained is None:
-            raise WorkflowError(
-                f"config: models.{model}.pretrained is imagenet, but the registry entry of"
-                f" {model} (scripts/cvgrid/models.py) names no pretrained weights"
-            )
-        try:
-            url = entry.get("weights_url") or torchvision_url(pretrained.weights)
-            name = file_name(url)
-        except WeightsError as error:
-            raise WorkflowError(f"config: models.{model}: {error}") from None
-        table[model] = {"path": f"resources/weights/{name}", "url": url}
-    return table
-
-
-WEIGHTS = _pretrained_weights()
-# resources/weights/ file name -> {"url", "models"}: one download per file.
-FETCH = {}
-for _model, _w in WEIGHTS.items():
-    if _w["url"] is None:
-        continue
-    _name = os.path.basename(_w["path"])
-    _fetch = FETCH.setdefault(_name, {"url": _w["url"], "models": []})
-    if _fetch["url"] != _w["url"]:
-        raise WorkflowError(
-            f"config: two weight URLs end in the same file name {_name}: {_fetch['url']} and {_w['url']}"
-        )
-    _fetch["models"].append(_model)
-
-
-def model_weights(wildcards):
-    """The train rule's weights input: [] for a model from scratch, else [its file]. Marked
-    ancient: a re-downloaded copy of the same hash-named file does not retrain everything."""
-    w = WEIGHTS.get(wildcards.model)
-    return [ancient(w["path"])] if w else []
-
-
-def weights_arg(wildcards):
-    """train.py's --weights argument, or nothing for a model from scratch."""
-    w = WEIGHTS.get(wildcards.model)
-    return f"--weights {shlex.quote(w['path'])}" if w else ""
+# Input function of the training rules: [] from scratch, else [the weights file]. Marked
+# ancient: a re-downloaded copy of the same hash-named file does not retrain everything.
+model_weights = partial(weights_input, WEIGHTS, mark=ancient)
+# Params function: train.py's --weights argument, or "".
+weights_arg = partial(weights_argument, WEIGHTS)
 
 
 rule fetch_weights:
