@@ -228,6 +228,15 @@ def test_files_without_num_batches_tracked_still_load(mobilenet_file, tmp_path):
     assert backbone_equals_file(model[0], {**state}, prefix="features.")
 
 
+def test_a_file_in_the_legacy_serialization_loads(mobilenet_file, tmp_path):
+    # Older torchvision files (2018, e.g. mobilenet_v2-b0353104.pth) predate the zip format.
+    _, state = mobilenet_file
+    torch.save(state, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    assert not __import__("zipfile").is_zipfile(tmp_path / "legacy.pth")
+    model = build_model("model_b", 10, weights_path=tmp_path / "legacy.pth")
+    assert backbone_equals_file(model[0], state, prefix="features.")
+
+
 class NotAllowed:  # weights_only=True refuses to unpickle arbitrary classes
     pass
 
