@@ -1,0 +1,136 @@
+"""Gathering metrics.json files: malformed files named, the CV summary's columns, order and spread."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import REPO
+from cvgrid.summary import MetricsError, cv_summary, fold_table, read_metrics
+
+# Made-up fold accuracies of three grid points over 2 repeats x 3 folds.
+ACCURACIES = {
+    ("model_a", 32, 0.001, "none"): [0.80, 0.84, 0.78, 0.82, 0.86, 0.80],
+    ("model_a", 64, 0.0004, "affine"): [0.90, 0.88, 0.93, 0.91, 0.87, 0.92],
+    ("model_b", 32, 0.0001, "none"): [0.70, 0.95, 0.60, 0.75, 0.65, 0.99],
+}
+KEYS = ("repeat", "fold")
+
+
+def metrics_for(point, repeat, fold, accuracy):
+    model, batch_size, learning_rate, augmentation = point
+    return {
+        "accuracy": accuracy, "loss": 1 - accuracy, "epochs_run": 10 + fold, "best_epoch": 5,
+        "n_train": 90, "n_validation": 10, "n_test": 25, "seconds": 60.0, "images_per_second": 100.0,
+        "precision": "fp32", "device": "cpu",
+        "config": {"model": model, "batch_size": batch_size, "learning_rate": learning_rate,
+                   "augmentation": augmentation, "repeat": repeat, "fold": fold},
+    }
+
+
+@pytest.fixture
+def metrics_files(tmp_path):
+    paths = []
+    for p, (point, accs) in enumerate(ACCURACIES.items()):
+        for i, accuracy in enumerate(accs):
+            repeat, fold = divmod(i, 3)
+            path = tmp_path / f"point{p}" / f"r{repeat}f{fold}" / "metrics.json"
+            path.parent.mkdir(parents=True)
+            path.write_text(json.dumps(metrics_for(point, repeat, fold, accuracy)))
+            paths.append(path)
+    return paths[::-1]  # order of the inputs must not matter
+
+
+def test_read_metrics_returns_a_good_file(tmp_path):
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps(metrics_for(("model_a", 32, 0.001, "none"), 0, 1, 0.75)))
+    assert read_metrics(path)["accuracy"] == 0.75
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",  # empty (a job killed mid-write by an older version)
+        "{\"accuracy\": 0.9",  # not JSON
+        json.dumps({"accuracy": 0.9}),  # keys missing
+        json.dumps({**metrics_for(("m", 1, 0.1, "none"), 0, 0, 0.5), "accuracy": 1.5}),
+        json.dumps({**metrics_for(("m", 1, 0.1, "none"), 0, 0, 0.5), "accuracy": "0.5"}),
+        json.dumps({**metrics_for(("m", 1, 0.1, "none"), 0, 0, 0.5), "accuracy": None}),
+        "[1, 2, 3]",  # JSON, but not an object
+        "null",
+        "0.93",
+    ],
+    ids=["empty", "truncated", "missing-keys", "accuracy-above-1", "accuracy-string", "accuracy-null",
+         "list", "null", "number"],
+)
+def test_read_metrics_names_a_malformed_file(tmp_path, text):
+    path = tmp_path / "fold~3" / "metrics.json"
+    path.parent.mkdir()
+    path.write_text(text)
+    with pytest.raises(MetricsError, match="fold~3"):
+        read_metrics(path)
+
+
+def test_read_metrics_names_a_missing_file(tmp_path):
+    with pytest.raises(MetricsError, match="gone.json"):
+        read_metrics(tmp_path / "gone.json")
+
+
+def test_fold_table_has_one_row_per_job(metrics_files):
+    table = fold_table(metrics_files)
+    assert len(table) == 18
+    assert {"model", "batch_size", "learning_rate", "augmentation", "repeat", "fold", "accuracy"} <= set(table.columns)
+    assert (table["n_train"] == 100).all()  # training part = train + validation
+    assert not table.duplicated(["model", "batch_size", "learning_rate", "augmentation", "repeat", "fold"]).any()
+
+
+def test_cv_summary_columns_order_and_spread(metrics_files):
+    summary = cv_summary(fold_table(metrics_files))
+    for column in ("model", "batch_size", "learning_rate", "augmentation", "mean_accuracy", "acc_std_x2", "folds"):
+        assert column in summary.columns, column
+    fold_columns = [f"acc_r{r}_f{f}" for r in range(2) for f in range(3)]
+    assert set(fold_columns) <= set(summary.columns)
+    assert len(summary) == len(ACCURACIES)
+    assert summary["mean_accuracy"].is_monotonic_decreasing
+    for row in summary.itertuples():
+        accs = np.array(ACCURACIES[(row.model, row.batch_size, row.learning_rate, row.augmentation)])
+        assert row.folds == 6
+        assert row.mean_accuracy == pytest.approx(accs.mean())
+        assert row.acc_std_x2 == pytest.approx(2 * np.std(accs, ddof=0))
+        assert row.acc_std_x2 != pytest.approx(2 * np.std(accs, ddof=1))
+        assert [getattr(row, c) for c in fold_columns] == pytest.approx(list(accs))
+    expected_order = sorted(ACCURACIES, key=lambda k: -np.mean(ACCURACIES[k]))
+    assert list(summary[["model", "batch_size", "learning_rate", "augmentation"]].itertuples(index=False, name=None)) \
+        == expected_order
+
+
+def test_ties_in_mean_accuracy_are_broken_by_the_grid_keys(tmp_path):
+    rows = []
+    for point in [("model_b", 32, 0.001, "none"), ("model_a", 64, 0.001, "none"), ("model_a", 32, 0.001, "none")]:
+        for fold, acc in enumerate([0.5, 0.7]):
+            rows.append({"model": point[0], "batch_size": point[1], "learning_rate": point[2],
+                         "augmentation": point[3], "repeat": 0, "fold": fold, "accuracy": acc,
+                         "epochs_run": 3, "seconds": 1.0})
+    summary = cv_summary(pd.DataFrame(rows))
+    assert list(zip(summary["model"], summary["batch_size"])) == [("model_a", 32), ("model_a", 64), ("model_b", 32)]
+
+
+def test_summarize_cli_writes_both_tables_and_names_a_bad_file(tmp_path, metrics_files):
+    script = str(REPO / "scripts" / "summarize_cv.py")
+    folds_out, summary_out = tmp_path / "cv_folds.tsv", tmp_path / "cv_summary.tsv"
+    subprocess.run([sys.executable, script, "--folds-out", str(folds_out), "--summary-out", str(summary_out),
+                    *map(str, metrics_files)], check=True, capture_output=True)
+    summary = pd.read_csv(summary_out, sep="\t")
+    assert len(summary) == 3 and summary["folds"].tolist() == [6, 6, 6]
+    assert len(pd.read_csv(folds_out, sep="\t")) == 18
+    metrics_files[0].write_text("{}")
+    bad = subprocess.run([sys.executable, script, "--folds-out", str(tmp_path / "f2.tsv"), "--summary-out",
+                          str(tmp_path / "s2.tsv"), *map(str, metrics_files)], capture_output=True, text=True)
+    assert bad.returncode != 0
+    assert str(metrics_files[0]) in bad.stderr
+    assert not (tmp_path / "s2.tsv").exists()

@@ -1,0 +1,226 @@
+"""The workflow through the real `snakemake` CLI: the reference plan, lint, a whole tiny run
+with its report, config validation, and the download rule on a local archive."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, build_archive, write_config, write_image_folder
+
+GRID_KEYS = ["model", "batch_size", "learning_rate", "augmentation"]
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The first 'Job stats' table of a snakemake run: rule -> count."""
+    match = re.search(r"Job stats:\n.*?\n-+\s+-+\n(.*?)\ntotal\s+(\d+)", output, re.S)
+    assert match, f"no job stats table in:\n{output}"
+    counts = {}
+    for line in match[1].splitlines():
+        name, count = line.split()
+        counts[name] = int(count)
+    assert sum(counts.values()) == int(match[2])
+    return counts
+
+
+def tiny_config(data_dir, **changes) -> dict:
+    config = {
+        "data_dir": str(data_dir),
+        "image_size": 32,
+        "cv": {"folds": 2, "repeats": 1, "seed": 42, "validation_fraction": 0.1},
+        "training": {"max_epochs": 2, "patience": 2, "seed": 0, "precision": "auto", "threads": 1},
+        "models": {"model_a": {}},
+        "augmentations": {"none": {}},
+        "grid": {"model": ["model_a"], "batch_size": [16], "learning_rate": [0.001, 0.0004], "augmentation": ["none"]},
+    }
+    for key, value in changes.items():
+        config[key] = value
+    return config
+
+
+@pytest.mark.real_data
+def test_reference_config_plans_180_training_jobs(real_data_dir, tmp_path, snakemake):
+    result = snakemake(tmp_path, REPO / "config" / "config.yaml", "-n", "--config", f"data_dir={real_data_dir}")
+    counts = job_counts(result.stdout + result.stderr)
+    assert counts["train"] == 180
+    assert counts["prepare_dataset"] == 1 and counts["make_folds"] == 1
+    assert "fetch_dataset" not in counts  # the given folder is used, nothing downloaded
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    grid = config["grid"]
+    points = len(grid["model"]) * len(grid["batch_size"]) * len(grid["learning_rate"]) * len(grid["augmentation"])
+    assert counts["train"] == points * config["cv"]["folds"] * config["cv"]["repeats"]
+
+
+def test_lint_finds_nothing(tmp_path, snakemake):
+    result = snakemake(tmp_path, REPO / "config" / "config.yaml", "--lint", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Lints for" not in output, output
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A whole run of a 2-point grid x 2 folds on 3 colours x 20 images, then its report."""
+    from conftest import run_snakemake
+
+    root = tmp_path_factory.mktemp("workflow")
+    data = write_image_folder(root / "images", n_classes=3, per_class=20, size=(40, 40))
+    (data / "class_1" / ".DS_Store").write_bytes(b"\0")
+    work = root / "work"
+    work.mkdir()
+    configfile = write_config(root / "config.yaml", tiny_config(data))
+    first = run_snakemake(work, configfile, "--cores", "2")
+    report = run_snakemake(work, configfile, "--report", "report.html")
+    return {"work": work, "config": configfile, "first": first, "report": report,
+            "settings": yaml.safe_load(configfile.read_text())}
+
+
+def test_tiny_grid_runs_end_to_end(finished_run):
+    work, config = finished_run["work"], finished_run["settings"]
+    counts = job_counts(finished_run["first"].stdout + finished_run["first"].stderr)
+    assert counts["train"] == 4
+    summary = pd.read_csv(work / "results" / "cv_summary.tsv", sep="\t")
+    assert len(summary) == 2
+    assert set(GRID_KEYS + ["mean_accuracy", "acc_std_x2", "folds"]) <= set(summary.columns)
+    assert (summary["folds"] == 2).all()
+    assert sorted(summary["learning_rate"]) == sorted(config["grid"]["learning_rate"])
+    assert summary["mean_accuracy"].is_monotonic_decreasing
+
+    metrics_files = sorted((work / "results" / "train").rglob("metrics.json"))
+    assert len(metrics_files) == 4
+    by_point = {}
+    for path in metrics_files:
+        for name in ("history.tsv", "predictions.tsv"):
+            assert (path.parent / name).stat().st_size > 0, path.parent / name
+        metrics = json.loads(path.read_text())
+        c = metrics["config"]
+        assert c["max_epochs"] == 2 and c["batch_size"] == 16 and metrics["epochs_run"] <= 2
+        assert len(pd.read_csv(path.parent / "history.tsv", sep="\t")) == metrics["epochs_run"]
+        by_point.setdefault(c["learning_rate"], []).append(metrics["accuracy"])
+    for row in summary.itertuples():
+        assert row.mean_accuracy == pytest.approx(sum(by_point[row.learning_rate]) / 2)
+    # The two folds' test sets together are every image once (per grid point).
+    n_test = [json.loads(p.read_text())["n_test"] for p in metrics_files]
+    assert sum(n_test) == 2 * 60
+
+    for svg in ("heatmap_model_a.svg", "fold_accuracies.svg"):
+        text = (work / "results" / "plots" / svg).read_text()
+        assert "<svg" in text, svg
+    # Every training job has its log and its benchmark (wherever the rules put them).
+    train_logs = [p for p in (work / "logs").rglob("*.log") if "train" in p.relative_to(work / "logs").parts[:-1]
+                  or "train" in str(p.relative_to(work / "logs"))]
+    assert len([p for p in train_logs if "model~" in str(p)]) == 4, train_logs
+    assert all(p.stat().st_size > 0 for p in train_logs)
+    benchmarks = [p for p in (work / "benchmarks").rglob("*.tsv") if "model~" in str(p)]
+    assert len(benchmarks) == 4, benchmarks
+    prepared = json.loads((work / "results" / "data" / "prepare_report.json").read_text())
+    assert prepared["images"] == 60
+    assert prepared["ignored_files"] == ["class_1/.DS_Store"]
+
+
+def report_results(html: str) -> dict[str, dict]:
+    """The results embedded in a Snakemake report: file name -> entry (caption, data_uri, ...)."""
+    match = re.search(r"var results = (\{.*?\});\n", html, re.S)
+    assert match, "no embedded results in the report"
+    return {entry["filename"]: entry for entry in json.loads(match[1]).values()}
+
+
+def test_report_holds_the_summary_and_the_plots(finished_run):
+    work = finished_run["work"]
+    html = (work / "report.html").read_text()
+    results = report_results(html)
+    for name in ("cv_summary.tsv", "heatmap_model_a.svg", "fold_accuracies.svg"):
+        assert name in results, sorted(results)
+        assert re.sub(r"<[^>]+>", "", results[name]["caption"]).strip(), f"{name} has no caption"
+    encoded = results["cv_summary.tsv"]["data_uri"].split("base64,", 1)[1]
+    assert base64.b64decode(encoded) == (work / "results" / "cv_summary.tsv").read_bytes()
+    svg = base64.b64decode(results["heatmap_model_a.svg"]["data_uri"].split("base64,", 1)[1])
+    assert svg == (work / "results" / "plots" / "heatmap_model_a.svg").read_bytes()
+
+
+def test_report_text_renders_without_errors(finished_run):
+    """The workflow description is reStructuredText: a broken link shows as an error box."""
+    html = (finished_run["work"] / "report.html").read_text()
+    report_output = finished_run["report"].stdout + finished_run["report"].stderr
+    assert "(ERROR/" not in report_output and "(WARNING/" not in report_output, report_output
+    assert "System Message" not in html
+
+
+def test_a_second_run_has_nothing_to_do(finished_run):
+    from conftest import run_snakemake
+
+    work = finished_run["work"]
+    before = {p: p.stat().st_mtime_ns for p in (work / "results").rglob("*") if p.is_file()}
+    again = run_snakemake(work, finished_run["config"], "--cores", "2")
+    output = again.stdout + again.stderr
+    assert "Nothing to be done" in output, output
+    assert "rule train" not in output
+    assert {p: p.stat().st_mtime_ns for p in (work / "results").rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (lambda c: c["grid"].update(learning_rate=[-1]), ("-1", "learning_rate")),
+        (lambda c: c["grid"].update(batch_size=[0]), ("batch_size",)),
+        (lambda c: c.update(epochs=3), "epochs"),
+        (lambda c: c["training"].update(max_epoch=3), "max_epoch"),
+        (lambda c: c["grid"].update(model=["model_a", "model_q"]), "model_q"),
+        (lambda c: c["grid"].update(augmentation=["flip"]), "flip"),
+        (lambda c: (c["models"].update(model_q={}), c["grid"].update(model=["model_q"])), "model_q"),
+    ],
+    ids=["negative-learning-rate", "zero-batch-size", "unknown-key", "unknown-training-key",
+         "grid-model-not-in-models", "unknown-augmentation", "unregistered-model"],
+)
+def test_a_bad_config_fails_before_any_job_naming_the_value(tmp_path, snakemake, image_folder, change, named):
+    config = tiny_config(image_folder(n_classes=3, per_class=20))
+    change(config)
+    configfile = write_config(tmp_path / "bad.yaml", config)
+    work = tmp_path / "work"
+    work.mkdir()
+    # Refused while the workflow is read, so a dry run already fails: no job could have started.
+    result = snakemake(work, configfile, "--dry-run", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    for word in [named] if isinstance(named, str) else named:
+        assert word in output, output
+    assert "Job stats" not in output and not (work / "results").exists()
+
+
+def fetch_config(tmp_path, expected_classes, expected_images):
+    source = write_image_folder(tmp_path / "upstream", n_classes=3, per_class=20, size=(40, 40), suffix=".JPG")
+    archive = build_archive(tmp_path / "archive.zip", source, top="Sign-Language-Digits-Dataset-4b09433ef9d5")
+    config = tiny_config("", download={"url": archive.as_uri(), "subdir": "Dataset",
+                                       "expected_classes": expected_classes, "expected_images": expected_images})
+    return write_config(tmp_path / "fetch.yaml", config)
+
+
+def test_an_empty_data_dir_downloads_the_archive_and_goes_on(tmp_path, snakemake):
+    configfile = fetch_config(tmp_path, 3, 60)
+    work = tmp_path / "work"
+    work.mkdir()
+    result = snakemake(work, configfile, "--cores", "2", "results/data/folds.tsv")
+    assert job_counts(result.stdout + result.stderr) == {"fetch_dataset": 1, "prepare_dataset": 1, "make_folds": 1}
+    fetched = work / "resources" / "sign-language-digits"
+    assert sorted(p.name for p in fetched.iterdir() if not p.name.startswith(".")) == ["class_0", "class_1", "class_2"]
+    index = pd.read_csv(work / "results" / "data" / "index.tsv", sep="\t")
+    assert len(index) == 60 and index["class_name"].nunique() == 3
+    folds = pd.read_csv(work / "results" / "data" / "folds.tsv", sep="\t")
+    assert len(folds) == 2 * 60 and set(folds["role"]) == {"train", "validation", "test"}
+
+
+def test_an_archive_with_other_counts_stops_the_workflow(tmp_path, snakemake):
+    configfile = fetch_config(tmp_path, 10, 2062)
+    work = tmp_path / "work"
+    work.mkdir()
+    result = snakemake(work, configfile, "--cores", "2", "results/data/folds.tsv", check=False)
+    assert result.returncode != 0
+    assert not (work / "resources" / "sign-language-digits").exists()
+    assert not (work / "results" / "data" / "index.tsv").exists()
+    log = (work / "logs" / "fetch_dataset.log").read_text()
+    assert "expected 10 and 2062" in log
