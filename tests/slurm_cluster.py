@@ -6,9 +6,9 @@ nothing here depends on those names except the defaults of the tests.
 
 Skip rule (fixture ``slurm_cluster``, function ``require_slurm``): when SLURM
 is not reachable the test is skipped with the reason, unless the environment
-variable ``CI`` is set to a true value (``CI=true``, as ``.ci/run`` and most CI
-services do): then the test fails, so that a broken cluster never turns into
-a green run with skipped tests.
+variable ``CI`` is set and not empty (``CI=true``, as ``.ci/run`` and most CI
+services set it; the same rule as tests/conftest.py): then the test fails, so
+that a broken cluster never turns into a green run with skipped tests.
 
 Usage in a test module::
 
@@ -62,8 +62,9 @@ class SlurmError(RuntimeError):
 
 
 def in_ci() -> bool:
-    """True when the environment variable CI is set to a true value."""
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no", "off")
+    """True when the environment variable CI is set and not empty (the same rule
+    as tests/conftest.py; .ci/run exports CI=true)."""
+    return bool(os.environ.get("CI"))
 
 
 def run(args: list[str], timeout: float = 30, check: bool = True) -> subprocess.CompletedProcess:
