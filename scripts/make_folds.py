@@ -28,10 +28,11 @@ def main(argv=None):
         groups = None
         if a.groups:
             groups = groups_for_index(index, pd.read_csv(a.groups, sep="\t", dtype=str), str(a.groups))
-        folds = make_folds(index["label"].to_numpy(), a.folds, a.repeats, a.seed, a.validation_fraction, groups)
+        class_names = index.groupby("label")["class_name"].first().to_dict()
+        folds = make_folds(index["label"].to_numpy(), a.folds, a.repeats, a.seed, a.validation_fraction,
+                           groups, class_names)
     except FoldError as error:
-        names = index.groupby("label")["class_name"].first().to_dict()
-        sys.exit(f"error in {a.index}: {error} (class numbers: {names})")
+        sys.exit(f"error in {a.index}: {error}")
     write_tsv(folds, a.out)
 
 

@@ -50,6 +50,7 @@ def make_folds(
     seed: int,
     validation_fraction: float,
     groups=None,
+    class_names=None,
 ) -> pd.DataFrame:
     """Stratified (optionally grouped) k-fold x repeats, with a stratified early-stopping split.
 
@@ -62,7 +63,7 @@ def make_folds(
         raise FoldError(f"folds must be at least 2, got {n_folds}")
     if not 0 < validation_fraction < 0.5:
         raise FoldError(f"validation_fraction must be in (0, 0.5), got {validation_fraction}")
-    check_class_sizes(labels, n_folds)
+    check_class_sizes(labels, n_folds, class_names)
     grouped = groups is not None
     groups = np.asarray(groups) if grouped else None
     inner_splits = round(1 / validation_fraction)
@@ -73,7 +74,14 @@ def make_folds(
         for fold, (train_idx, test_idx) in enumerate(outer.split(samples, labels, groups)):
             inner = _splitter(inner_splits, _random_state(seed, repeat, fold), grouped)
             inner_groups = groups[train_idx] if grouped else None
-            fit_pos, val_pos = next(inner.split(train_idx, labels[train_idx], inner_groups))
+            try:
+                fit_pos, val_pos = next(inner.split(train_idx, labels[train_idx], inner_groups))
+            except ValueError as error:  # scikit-learn: too few members (or groups) for the split
+                raise FoldError(
+                    f"the early-stopping split of fold {fold} (validation_fraction {validation_fraction}, "
+                    f"so {inner_splits} parts) cannot be made from its training part: {error}. "
+                    "Use more images per class, fewer folds or a larger validation_fraction."
+                ) from error
             role = np.empty(len(labels), dtype=object)
             role[test_idx] = "test"
             role[train_idx[fit_pos]] = "train"

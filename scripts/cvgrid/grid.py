@@ -17,6 +17,14 @@ class ConfigError(ValueError):
 
 def grid_table(config: dict) -> pd.DataFrame:
     """One row per grid point: the Cartesian product of config["grid"] lists."""
+    from cvgrid.models import model_names  # torch-free registry
+
+    unregistered = [m for m in config.get("models", {}) if m not in model_names()]
+    if unregistered:
+        raise ConfigError(
+            f"models: {unregistered} {'is' if len(unregistered) == 1 else 'are'} not registered in "
+            f"scripts/cvgrid/models.py (registered: {model_names()})"
+        )
     grid = config["grid"]
     for key, known in (("model", config.get("models", {})), ("augmentation", config.get("augmentations", {}))):
         unknown = [v for v in grid[key] if v not in known]

@@ -8,6 +8,7 @@ only its checkpoint, from which the next attempt resumes.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from dataclasses import asdict
@@ -87,6 +88,8 @@ def run(
         "n_validation": len(split["validation"]),
         "n_test": len(split["test"]),
         "precision": chosen_precision,
+        # Which SLURM job ran this fold (None outside SLURM): ties a result to its scheduler record.
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         **hardware.describe(torch_device),
         "config": {**asdict(settings), "precision_requested": precision,
                    "images": str(images_path), "folds": str(folds_path)},

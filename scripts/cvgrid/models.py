@@ -15,12 +15,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Callable
 
 from cvgrid.weights import Pretrained, WeightsError, load_backbone
+
+if TYPE_CHECKING:
+    from torch import nn
+
+# torch is imported inside the builders, not here: the Snakefile reads this registry (model
+# names, input sizes, weight URLs) and a dry run must not pay for importing torch.
 
 
 @dataclass(frozen=True)
@@ -66,12 +69,18 @@ def build_model(name: str, num_classes: int, weights_path: str | Path | None = N
     return model
 
 
+def model_names() -> list[str]:
+    return sorted(MODELS)
+
+
 def count_trainable_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def dense_head(in_features: int, num_classes: int) -> nn.Sequential:
     """Dense(256, ReLU) | Dropout(0.3) | Dense(256, ReLU) | Dense(classes), as in the protocol."""
+    from torch import nn
+
     return nn.Sequential(
         nn.Linear(in_features, 256),
         nn.ReLU(inplace=True),
@@ -84,6 +93,8 @@ def dense_head(in_features: int, num_classes: int) -> nn.Sequential:
 
 def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
     """Conv2D(3x3, same, ELU) | MaxPool(3x3) | BatchNorm, Keras order."""
+    from torch import nn
+
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
         nn.ELU(inplace=True),
@@ -95,6 +106,8 @@ def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
 @register("model_a", input_size=100)
 def model_a(num_classes: int) -> nn.Module:
     """Reference model A: three conv blocks (32, 64, 128) and a dense head, 100 x 100 input."""
+    from torch import nn
+
     # 100 -> 33 -> 11 -> 3 after the three 3x3 max-pools.
     return nn.Sequential(
         conv_block(3, 32),
@@ -105,30 +118,41 @@ def model_a(num_classes: int) -> nn.Module:
     )
 
 
-class GlobalMaxPool(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.amax(x, dim=(2, 3))
-
-
 @register(
     "model_b",
     input_size=128,
-    pretrained=Pretrained("MobileNet_V2_Weights.IMAGENET1K_V1", backbone="0", source_prefix="features."),
+    pretrained=Pretrained(
+        "MobileNet_V2_Weights.IMAGENET1K_V1",
+        url="https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
+        backbone="0",
+        source_prefix="features.",
+    ),
 )
 def model_b(num_classes: int) -> nn.Module:
     """Reference model B: MobileNetV2 features | GlobalMaxPool | dense head, 128 x 128 input."""
+    from torch import nn
     from torchvision.models import mobilenet_v2
 
     return nn.Sequential(
         mobilenet_v2(weights=None).features,
-        GlobalMaxPool(),
+        nn.AdaptiveMaxPool2d(1),  # Keras' GlobalMaxPool2D
+        nn.Flatten(),
         dense_head(1280, num_classes),
     )
 
 
-@register("resnet18", input_size=128, pretrained=Pretrained("ResNet18_Weights.IMAGENET1K_V1", skip=("fc.",)))
+@register(
+    "resnet18",
+    input_size=128,
+    pretrained=Pretrained(
+        "ResNet18_Weights.IMAGENET1K_V1",
+        url="https://download.pytorch.org/models/resnet18-f37072fd.pth",
+        skip=("fc.",),
+    ),
+)
 def resnet18(num_classes: int) -> nn.Module:
     """ResNet-18 (torchvision) with a new fc layer for the classes, 128 x 128 input."""
+    from torch import nn
     from torchvision.models import resnet18 as torchvision_resnet18
 
     model = torchvision_resnet18(weights=None)

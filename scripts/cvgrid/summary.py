@@ -23,8 +23,10 @@ def read_metrics(path: str | Path) -> dict:
         metrics = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise MetricsError(f"cannot read metrics file {path}: {error}") from error
+    if not isinstance(metrics, dict):
+        raise MetricsError(f"metrics file {path} is not a JSON object")
     missing = [key for key in REQUIRED_METRICS if key not in metrics]
-    if not isinstance(metrics, dict) or missing:
+    if missing:
         raise MetricsError(f"metrics file {path} lacks {missing}")
     accuracy = metrics["accuracy"]
     if not isinstance(accuracy, (int, float)) or not 0.0 <= accuracy <= 1.0:

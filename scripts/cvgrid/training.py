@@ -176,16 +176,26 @@ def _set_rng_state(generator: torch.Generator, state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class CheckpointError(RuntimeError):
+    pass
+
+
 def load_checkpoint(path: Path, settings: TrainSettings, precision: str) -> dict | None:
-    """The checkpoint at `path` if it belongs to this very job, else None (and a warning)."""
+    """The checkpoint at `path` if it belongs to this very job; None if there is none or it
+    was written for other settings (then the job starts afresh, with a warning). Loaded with
+    weights_only=True: a file that is not a checkpoint is an error naming the file."""
     if not path.exists():
         return None
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unreadable file means: start afresh
-        log.warning("ignoring checkpoint %s, which cannot be read: %s", path, error)
-        return None
-    if not isinstance(checkpoint, dict) or checkpoint.get("settings") != asdict(settings) or checkpoint.get("precision") != precision:
+    except Exception as error:  # noqa: BLE001 - torch raises many kinds for a foreign file
+        raise CheckpointError(
+            f"{path} is not a training checkpoint ({type(error).__name__}: {str(error).splitlines()[0]}); "
+            "delete it to start this fold afresh"
+        ) from error
+    if not isinstance(checkpoint, dict) or "settings" not in checkpoint:
+        raise CheckpointError(f"{path} is not a training checkpoint; delete it to start this fold afresh")
+    if checkpoint["settings"] != asdict(settings) or checkpoint.get("precision") != precision:
         log.warning("ignoring checkpoint %s: it was written for other settings", path)
         return None
     return checkpoint

@@ -37,7 +37,9 @@ class Pretrained:
     """What a registry entry says about its pretrained weights.
 
     weights: a torchvision weights enum member, as `torchvision.models.get_weight` names it,
-        e.g. "MobileNet_V2_Weights.IMAGENET1K_V1"; its URL is where the file comes from.
+        e.g. "MobileNet_V2_Weights.IMAGENET1K_V1".
+    url: that member's URL, where the file comes from, written out so that planning the
+        workflow needs no torch import (tests/test_weights.py checks it against torchvision).
     backbone: the submodule of the built model that the file fills, as a dotted path for
         `model.get_submodule` ("" = the whole model).
     source_prefix: the part of the file that is used: keys that start with it, prefix removed
@@ -47,6 +49,7 @@ class Pretrained:
     """
 
     weights: str
+    url: str
     backbone: str = ""
     source_prefix: str = ""
     skip: tuple[str, ...] = ()
@@ -147,7 +150,7 @@ def plan_weights(config: dict) -> tuple[dict, dict]:
     ({model: {"path": the file its jobs load, "url": where fetch_weights gets it, or None
     for a configured weights_file}}, {file name in resources/weights/: {"url", "models"}}).
 
-    Imports torch and torchvision (through cvgrid.models) only when a model is pretrained."""
+    Imports no torch: the Snakefile calls this for every dry run."""
     models = [
         m for m in config["grid"]["model"]
         if (config["models"].get(m) or {}).get("pretrained", "none") == "imagenet"
@@ -174,7 +177,7 @@ def plan_weights(config: dict) -> tuple[dict, dict]:
                 f"models.{model}.pretrained is imagenet, but the registry entry of {model}"
                 " (scripts/cvgrid/models.py) names no pretrained weights"
             )
-        url = entry.get("weights_url") or torchvision_url(pretrained.weights)
+        url = entry.get("weights_url") or pretrained.url
         name = file_name(url)
         hash_prefix(name)  # a mirror's file name must carry the hash too
         weights[model] = {"path": f"resources/weights/{name}", "url": url}

@@ -1,0 +1,126 @@
+"""Reliability: a workflow stopped half way and started again runs only what is missing; a
+diverging training stops with its configuration and epoch named; a foreign file where a
+checkpoint should be is named; bad folds are refused before any training job."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import SNAKEFILE, snakemake_exe, write_config, write_image_folder
+from cvgrid.training import CheckpointError, TrainingDiverged, TrainSettings, fit
+
+
+def small_config(data_dir, learning_rates, folds=2, max_epochs=2) -> dict:
+    return {
+        "data_dir": str(data_dir),
+        "image_size": 32,
+        "cv": {"folds": folds, "repeats": 1, "seed": 42, "validation_fraction": 0.1},
+        "training": {"max_epochs": max_epochs, "patience": 2, "seed": 0, "precision": "fp32", "threads": 1},
+        "models": {"model_a": {}},
+        "augmentations": {"none": {}},
+        "grid": {"model": ["model_a"], "batch_size": [16], "learning_rate": learning_rates, "augmentation": ["none"]},
+    }
+
+
+def snakemake_command(workdir: Path, configfile: Path, *args: str) -> tuple[list[str], dict]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("MPLBACKEND", "Agg")
+    return [snakemake_exe(), "-s", str(SNAKEFILE), "-d", str(workdir), "--configfile", str(configfile), *args], env
+
+
+def finished_metrics(workdir: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in (workdir / "results" / "train").rglob("metrics.json")}
+
+
+@pytest.mark.slow
+def test_a_stopped_workflow_started_again_runs_only_what_is_missing(tmp_path):
+    data = write_image_folder(tmp_path / "data", n_classes=3, per_class=20, size=(32, 32))
+    configfile = write_config(tmp_path / "config.yaml", small_config(data, [0.001, 0.0004, 0.0002]))
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    command, env = snakemake_command(workdir, configfile, "--cores", "1")
+    first = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while len(finished_metrics(workdir)) < 2 and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert first.poll() is None, "the workflow ended before it could be stopped:\n" + first.stdout.read()
+    first.send_signal(signal.SIGTERM)  # what a user's Ctrl-C or a killed login session does
+    first.communicate(timeout=120)
+    done = finished_metrics(workdir)
+    assert 2 <= len(done) < 6, f"{len(done)} of 6 jobs had finished when the workflow was stopped"
+
+    second = subprocess.run([*command, "--rerun-incomplete"], cwd=workdir, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stdout + second.stderr
+    after = finished_metrics(workdir)
+    assert len(after) == 6
+    assert {p: after[p] for p in done} == done, "a job that had finished was run again"
+    reran = (second.stdout + second.stderr).count("rule train:")
+    assert reran == 6 - len(done)
+    assert (workdir / "results" / "cv_summary.tsv").exists()
+
+
+def tiny_data(n_per_class=12, size=16, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.repeat([0, 1], n_per_class)
+    images = rng.integers(0, 256, size=(len(labels), size, size, 3), dtype=np.uint8)
+    images[labels == 1] //= 4  # dark vs bright
+    order = rng.permutation(len(labels))
+    split = {"train": np.sort(order[:16]), "validation": np.sort(order[16:20]), "test": np.sort(order[20:])}
+    return images, labels, split
+
+
+def settings(**changes) -> TrainSettings:
+    values = dict(model="model_a", batch_size=8, learning_rate=0.001, augmentation="none", rotation_degrees=0,
+                  shift_fraction=0, zoom_fraction=0, max_epochs=2, patience=2, seed=0, repeat=0, fold=1)
+    values.update(changes)
+    return TrainSettings(**values)
+
+
+def test_a_diverging_training_stops_naming_the_configuration_and_epoch():
+    import torch
+
+    images, labels, split = tiny_data()
+    with pytest.raises(TrainingDiverged) as error:
+        fit(images, labels, split, 2, settings(learning_rate=1e30, max_epochs=5), torch.device("cpu"), "fp32")
+    message = str(error.value)
+    assert "learning_rate=1e+30" in message and "fold=1" in message and re.search(r"epoch \d+", message)
+
+
+def test_a_file_that_is_not_a_checkpoint_is_named_not_trained_over(tmp_path):
+    import torch
+
+    images, labels, split = tiny_data()
+    checkpoint = tmp_path / "fold.pt"
+    checkpoint.write_bytes(b"this is not a checkpoint\n")
+    with pytest.raises(CheckpointError, match=re.escape(str(checkpoint))):
+        fit(images, labels, split, 2, settings(), torch.device("cpu"), "fp32", checkpoint)
+    torch.save({"some": torch.zeros(2)}, checkpoint)  # loads with weights_only, but is not ours
+    with pytest.raises(CheckpointError, match="not a training checkpoint"):
+        fit(images, labels, split, 2, settings(), torch.device("cpu"), "fp32", checkpoint)
+
+
+def test_too_few_images_in_a_class_stops_before_any_training_job(tmp_path):
+    data = write_image_folder(tmp_path / "data", n_classes=3, per_class=12, size=(32, 32))
+    for extra in sorted((data / "class_2").iterdir())[3:]:
+        extra.unlink()  # class_2 keeps 3 images: too few for 5 folds
+    configfile = write_config(tmp_path / "config.yaml", small_config(data, [0.001], folds=5))
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    command, env = snakemake_command(workdir, configfile, "--cores", "1")
+    result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    log = (workdir / "logs" / "results" / "make_folds.log").read_text()
+    assert "class_2 (3)" in log and "5-fold" in log, log
+    assert not list((workdir / "results").rglob("metrics.json"))
+    assert "rule train:" not in result.stdout + result.stderr
