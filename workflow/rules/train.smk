@@ -18,6 +18,10 @@ rule train:
     conda:
         "../../envs/cvgrid.yaml"
     threads: config["training"]["threads"]
+    resources:
+        # A share of one local GPU: `--resources gpu_jobs=4` lets four training jobs use it at
+        # once (a model A fold needs well under 1 GB). Unlimited unless set; SLURM ignores it.
+        gpu_jobs=1,
     params:
         script=script_path("train.py"),
         augmentation=augmentation_args,
