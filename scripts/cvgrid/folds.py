@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 ROLES = ("train", "validation", "test")
 
@@ -26,6 +25,10 @@ def _random_state(*key: int) -> int:
 
 
 def _splitter(n_splits: int, seed: int, grouped: bool):
+    # Imported here: training jobs import this module for split_indices only, and
+    # scikit-learn would add seconds to every job's start-up.
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
     if grouped:
         return StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     return StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
