@@ -105,10 +105,11 @@ def compare_protocols(primary: pd.DataFrame, compared: pd.DataFrame) -> tuple[pd
     table = table.sort_values("rank_primary", kind="stable", ignore_index=True)
     best_primary = table.loc[table["rank_primary"].idxmin(), GRID_KEYS].to_dict()
     best_compared = table.loc[table["rank_compared"].idxmin(), GRID_KEYS].to_dict()
-    rho = spearmanr(table["mean_accuracy_primary"], table["mean_accuracy_compared"]).statistic if len(table) > 2 else float("nan")
+    # Rank correlation needs three grid points or more; None (JSON null) below that.
+    rho = float(spearmanr(table["mean_accuracy_primary"], table["mean_accuracy_compared"]).statistic) if len(table) > 2 else None
     facts = {
         "mean_difference": float(table["difference"].mean()),
-        "spearman_rank_correlation": float(rho),
+        "spearman_rank_correlation": rho,
         "same_best": best_primary == best_compared,
         "best_primary": best_primary,
         "best_compared": best_compared,
