@@ -22,14 +22,15 @@ from conftest import need, run_snakemake, write_config, write_image_folder
 
 pytestmark = pytest.mark.slow
 
-CATEGORIES = ["1. Summary", "2. Per model", "3. Statistics"]
+CATEGORIES = ["1. Summary", "2. Per model", "3. Statistics", "4. Final model"]
 # Items each category must hold (file names); the test also views whatever else it finds.
 EXPECTED = {
-    "1. Summary": {"summary.html", "cv_summary.tsv", "parallel_coordinates.svg"},
+    "1. Summary": {"summary.html", "cv_summary.tsv", "parallel_coordinates.svg", "prepare_report.json"},
     "2. Per model": {"heatmap_model_a.svg", "confusion.svg", "per_class_accuracy.tsv",
                      "learning_curves.svg", "errors.png"},
     "3. Statistics": {"compare_to_best.tsv", "compare_models.tsv", "mcnemar.tsv", "factor_effects.tsv",
                       "repeat_noise.tsv", "factor_effects.svg", "fold_accuracies.svg"},
+    "4. Final model": {"final_model.html"},
 }
 # Tables with at least one row in a one-model run (comparisons of models and repeats are empty).
 WITH_ROWS = {"cv_summary.tsv", "per_class_accuracy.tsv", "compare_to_best.tsv", "factor_effects.tsv"}
@@ -139,6 +140,14 @@ def check_table(browser: Chromium, path: str, name: str) -> None:
     assert {line.count("\t") for line in lines} == {lines[0].count("\t")}, f"{name} is ragged"
 
 
+def check_json(browser: Chromium, path: str, name: str) -> None:
+    """A JSON item is a download link too; it must hold a JSON object."""
+    href = browser.js(f"{eye_button(path)}.getAttribute('href')")
+    assert browser.js(f"{eye_button(path)}.getAttribute('download')") == name
+    data = json.loads(base64.b64decode(href.split("base64,", 1)[1]).decode())
+    assert isinstance(data, dict) and data, (name, data)
+
+
 def test_report_renders_the_summary_the_tables_and_every_plot(chromium, tiny_report, tmp_path):
     started = time.monotonic()
     seen: dict[str, set] = {}
@@ -165,6 +174,8 @@ def test_report_renders_the_summary_the_tables_and_every_plot(chromium, tiny_rep
                                 summary_text = text
                         elif name.endswith(".tsv"):
                             check_table(browser, path, name)
+                        elif name.endswith(".json"):
+                            check_json(browser, path, name)
                         else:
                             pytest.fail(f"unexpected item {path} ({mime})")
             assert browser.exceptions() == []
