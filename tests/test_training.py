@@ -268,3 +268,28 @@ def test_model_a_learns_the_real_sign_language_digits(real_data_dir):
     assert result.epochs_run == 4
     assert result.test_accuracy > 0.5, result.history.to_string()
     assert result.history["train_accuracy"].iloc[-1] > result.history["train_accuracy"].iloc[0]
+
+
+def test_the_augmentation_grid_is_torchs_affine_grid():
+    """BatchTransform builds the affine sampling grid itself (cheaper on CPU); it must be the one
+    F.affine_grid gives for the same random draws."""
+    import torch.nn.functional as F
+
+    from cvgrid.training import BatchTransform
+
+    settings = TrainSettings(model="model_a", batch_size=8, learning_rate=1e-3, augmentation="affine",
+                             rotation_degrees=20, shift_fraction=0.1, zoom_fraction=0.1, max_epochs=1,
+                             patience=1, seed=0, repeat=0, fold=0)
+    transform = BatchTransform(64, settings)
+    x = torch.rand(6, 3, 48, 48)
+    ours = transform.augment(x, torch.Generator().manual_seed(3))
+    u = torch.rand(6, 5, generator=torch.Generator().manual_seed(3)).mul_(2).sub_(1)
+    angle = u[:, 0] * transform.rotation
+    zoom_x, zoom_y = 1 + u[:, 1] * transform.zoom, 1 + u[:, 2] * transform.zoom
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.stack([torch.stack([cos * zoom_x, -sin * zoom_y, u[:, 3] * transform.shift], 1),
+                         torch.stack([sin * zoom_x, cos * zoom_y, u[:, 4] * transform.shift], 1)], 1)
+    grid = F.affine_grid(theta, [6, 3, 64, 64], align_corners=False)
+    reference = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    assert ours.shape == (6, 3, 64, 64)
+    assert torch.allclose(ours, reference, atol=1e-4)

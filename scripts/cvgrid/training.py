@@ -88,14 +88,19 @@ class BatchTransform:
         angle = u[:, 0] * self.rotation
         zoom_x, zoom_y = 1 + u[:, 1] * self.zoom, 1 + u[:, 2] * self.zoom
         cos, sin = torch.cos(angle), torch.sin(angle)
-        theta = torch.stack(
-            [
-                torch.stack([cos * zoom_x, -sin * zoom_y, u[:, 3] * self.shift], 1),
-                torch.stack([sin * zoom_x, cos * zoom_y, u[:, 4] * self.shift], 1),
-            ],
-            1,
+        # The sampling grid of F.affine_grid(theta, align_corners=False), built by broadcasting:
+        # the same numbers, about 3x cheaper on CPU (measured with scripts/benchmark.py).
+        # Output pixel centres in [-1, 1]; grid[n, h, w] = theta[n] @ (x_w, y_h, 1).
+        centres = (torch.arange(self.size, device=x.device, dtype=x.dtype) * 2 + 1) / self.size - 1
+        xs, ys = centres.view(1, 1, -1), centres.view(1, -1, 1)
+
+        def row(a, b, c):
+            return a.view(-1, 1, 1) * xs + b.view(-1, 1, 1) * ys + c.view(-1, 1, 1)
+
+        grid = torch.stack(
+            [row(cos * zoom_x, -sin * zoom_y, u[:, 3] * self.shift), row(sin * zoom_x, cos * zoom_y, u[:, 4] * self.shift)],
+            dim=-1,
         )
-        grid = F.affine_grid(theta, [n, x.shape[1], self.size, self.size], align_corners=False)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
