@@ -129,3 +129,33 @@ def run_snakemake(workdir: Path, configfile: Path | str, *args: str, check: bool
 @pytest.fixture
 def snakemake():
     return run_snakemake
+
+
+# One whole run of the workflow (3 colours x 20 images, 2 grid points x 2 folds, 2 epochs,
+# final model and report), shared by every test that only reads a finished run's results
+# (test_workflow, test_final, test_predict, test_report_browser): one run instead of four.
+TINY_RUN_CONFIG = {
+    "image_size": 32,
+    "cv": {"folds": 2, "repeats": 1, "seed": 42, "validation_fraction": 0.2},
+    "training": {"max_epochs": 2, "patience": 1, "seed": 0, "precision": "fp32", "threads": 1},
+    "models": {"model_a": {}},
+    "augmentations": {"none": {}},
+    "grid": {"model": ["model_a"], "batch_size": [16], "learning_rate": [0.001, 0.0004], "augmentation": ["none"]},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    from types import SimpleNamespace
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    data = write_image_folder(root / "data", n_classes=3, per_class=20, size=(40, 40))
+    (data / "class_1" / ".DS_Store").write_bytes(b"\0")  # not an image: ignored and reported
+    settings = {"data_dir": str(data), **TINY_RUN_CONFIG}
+    configfile = write_config(root / "config.yaml", settings)
+    work = root / "work"
+    work.mkdir()
+    first = run_snakemake(work, configfile, "--cores", "2")
+    report = run_snakemake(work, configfile, "--report", "report.html")
+    return SimpleNamespace(data=data, work=work, config=configfile, settings=settings, first=first,
+                           report=report, model_dir=work / "results" / "final" / "model_a")

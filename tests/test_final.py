@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import zipfile
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -16,42 +15,21 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import run_snakemake, write_config, write_image_folder
+from conftest import run_snakemake
 from cvgrid.final import FinalError, best_point, refit_split
 from cvgrid.folds import FoldError
 from cvgrid.models import build_model
 
 MODEL = "model_a"
 FINAL_FILES = ["model.pt", "model.onnx", "model.json", "history.tsv", "final_model.html"]
-QUICK = {
-    "data_dir": "data",
-    "image_size": 32,
-    "cv": {"folds": 2, "repeats": 1, "seed": 42, "validation_fraction": 0.2},
-    "training": {"max_epochs": 2, "patience": 1, "seed": 0, "precision": "fp32", "threads": 1},
-    "models": {MODEL: {}},
-    "augmentations": {"none": {}},
-    "grid": {"model": [MODEL], "batch_size": [16], "learning_rate": [0.001], "augmentation": ["none"]},
-}
-
-
-_RUNS: dict = {}
 
 
 @pytest.fixture(scope="session")
-def final_run(tmp_path_factory):
-    """The workflow on 3 classes x 10 generated 40 x 40 images, asked for the final model's files only.
-
-    Run once per session: tests/test_predict.py imports this fixture, which makes it a second
-    fixture definition, so the result is kept in this module."""
-    if "run" not in _RUNS:
-        work = tmp_path_factory.mktemp("final_run")
-        write_image_folder(work / "data", n_classes=3, per_class=10, size=(40, 40))
-        config = write_config(work / "config.yaml", QUICK)
-        targets = [f"results/final/{MODEL}/{name}" for name in FINAL_FILES]
-        run_snakemake(work, config, "--cores", "2", *targets)
-        _RUNS["run"] = SimpleNamespace(work=work, config=config, model_dir=work / "results" / "final" / MODEL,
-                                       data=work / "data")
-    return _RUNS["run"]
+def final_run(tiny_run):
+    """The shared whole run (conftest.tiny_run: 3 classes x 20 images, validation_fraction 0.2,
+    max_epochs 2, patience 1), which ends with the final model."""
+    return SimpleNamespace(work=tiny_run.work, config=tiny_run.config, model_dir=tiny_run.model_dir,
+                           data=tiny_run.data)
 
 
 # --- the early-stopping split of the refit --------------------------------------------------
@@ -129,8 +107,8 @@ def test_weights_load_with_weights_only_and_the_config_names_the_best_point(fina
     assert info["cv_estimate"]["interval"] == pytest.approx(expected["cv_estimate"]["interval"])
     assert info["class_names"] == ["class_0", "class_1", "class_2"]
     assert (info["input_size"], info["image_size"]) == (100, 32)
-    assert info["refit"]["n_train"] + info["refit"]["n_validation"] == 30 == info["data"]["images"]
-    assert info["refit"]["n_validation"] == 6  # validation_fraction 0.2
+    assert info["refit"]["n_train"] + info["refit"]["n_validation"] == 60 == info["data"]["images"]
+    assert info["refit"]["n_validation"] == 12  # validation_fraction 0.2
     assert (info["refit"]["max_epochs"], info["refit"]["patience"]) == (2, 1)
     assert info["onnx"]["check"]["checked"] and info["onnx"]["check"]["same_class"]
     state = torch.load(final_run.model_dir / "model.pt", weights_only=True)

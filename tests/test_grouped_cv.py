@@ -3,7 +3,6 @@ user's groups file; the two protocols side by side."""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 

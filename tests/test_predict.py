@@ -92,7 +92,7 @@ def test_cli_prints_one_tsv_line_per_image_of_a_folder(final_run, tmp_path):
     result = predict_cli("--model-dir", final_run.model_dir, folder)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert len(lines) == 30
+    assert len(lines) == 60  # 3 classes x 20 images
     classes = read_info(final_run.model_dir)["class_names"]
     for line in lines:
         file, predicted, probability = line.split("\t")

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from browser import Chromium, find_chromium
-from conftest import need, run_snakemake, write_config, write_image_folder
+from conftest import need
 
 pytestmark = pytest.mark.slow
 
@@ -45,26 +45,9 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def tiny_report(chromium, tmp_path_factory):
-    """A whole run (3 colours x 20 images of 32 px; 2 learning rates x 2 folds, 1 epoch) and its report."""
-    root = tmp_path_factory.mktemp("browser")
-    data = write_image_folder(root / "images", n_classes=3, per_class=20, size=(32, 32))
-    work = root / "work"
-    work.mkdir()
-    config = {
-        "data_dir": str(data),
-        "image_size": 32,
-        "cv": {"folds": 2, "repeats": 1, "seed": 42, "validation_fraction": 0.1},
-        "training": {"max_epochs": 1, "patience": 1, "seed": 0, "precision": "auto", "threads": 1},
-        "models": {"model_a": {}},
-        "augmentations": {"none": {}},
-        "grid": {"model": ["model_a"], "batch_size": [16], "learning_rate": [0.001, 0.0004],
-                 "augmentation": ["none"]},
-    }
-    configfile = write_config(root / "config.yaml", config)
-    run_snakemake(work, configfile, "--cores", "2")
-    run_snakemake(work, configfile, "--report", "report.html")
-    return work / "report.html"
+def tiny_report(chromium, tiny_run):
+    """The report of the shared whole run (conftest.tiny_run)."""
+    return tiny_run.work / "report.html"
 
 
 def link(text: str, within: str = "#app") -> str:

@@ -64,20 +64,10 @@ def test_lint_finds_nothing(tmp_path, snakemake):
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    """A whole run of a 2-point grid x 2 folds on 3 colours x 20 images, then its report."""
-    from conftest import run_snakemake
-
-    root = tmp_path_factory.mktemp("workflow")
-    data = write_image_folder(root / "images", n_classes=3, per_class=20, size=(40, 40))
-    (data / "class_1" / ".DS_Store").write_bytes(b"\0")
-    work = root / "work"
-    work.mkdir()
-    configfile = write_config(root / "config.yaml", tiny_config(data))
-    first = run_snakemake(work, configfile, "--cores", "2")
-    report = run_snakemake(work, configfile, "--report", "report.html")
-    return {"work": work, "config": configfile, "first": first, "report": report,
-            "settings": yaml.safe_load(configfile.read_text())}
+def finished_run(tiny_run):
+    """The shared whole run (conftest.tiny_run) and its report."""
+    return {"work": tiny_run.work, "config": tiny_run.config, "first": tiny_run.first,
+            "report": tiny_run.report, "settings": tiny_run.settings}
 
 
 def test_tiny_grid_runs_end_to_end(finished_run):
