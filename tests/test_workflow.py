@@ -163,9 +163,11 @@ def test_a_second_run_has_nothing_to_do(finished_run):
         (lambda c: c["grid"].update(model=["model_a", "model_q"]), "model_q"),
         (lambda c: c["grid"].update(augmentation=["flip"]), "flip"),
         (lambda c: (c["models"].update(model_q={}), c["grid"].update(model=["model_q"])), "model_q"),
+        (lambda c: c["cv"].update(folds=1), ("folds", "minimum of 2")),
+        (lambda c: c["grid"].update(batch_size=[]), ("batch_size", "should be non-empty")),
     ],
     ids=["negative-learning-rate", "zero-batch-size", "unknown-key", "unknown-training-key",
-         "grid-model-not-in-models", "unknown-augmentation", "unregistered-model"],
+         "grid-model-not-in-models", "unknown-augmentation", "unregistered-model", "one-fold", "empty-grid"],
 )
 def test_a_bad_config_fails_before_any_job_naming_the_value(tmp_path, snakemake, image_folder, change, named):
     config = tiny_config(image_folder(n_classes=3, per_class=20))
