@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 from cvgrid import hardware
 from cvgrid.models import build_model, get_spec
-from cvgrid.training import BatchTransform, TrainSettings, autocast, train_epoch
+from cvgrid.training import BatchTransform, TrainSettings, autocast, train_epoch, train_step
 
 DEFAULT_DATA_DIR = Path(os.environ.get(
     "CVGRID_REAL_DATA", Path(__file__).resolve().parents[3] / "shared" / "datasets" / "sign-language-digits"))
@@ -275,7 +275,7 @@ def ceiling_batches(model_name: str, cfg: BenchConfig, prepared: Prepared, devic
 
 
 def time_steps(model, optimizer, scaler, batches, device, precision, warmup: int, steps: int) -> tuple[float, float]:
-    """The step of `train_epoch` (autocast forward, fp32 loss, backward, Adam, device-side
+    """`train_step`, the step of `train_epoch` (autocast forward, fp32 loss, backward, Adam, device-side
     accumulation) on ready batches. Returns (warm-up seconds, timed seconds)."""
     model.train()
     loss_sum = torch.zeros((), device=device)
@@ -285,13 +285,7 @@ def time_steps(model, optimizer, scaler, batches, device, precision, warmup: int
         started = time.perf_counter()
         for step in range(count):
             x, y = batches[step % len(batches)]
-            with autocast(device, precision):
-                logits = model(x)
-            loss = F.cross_entropy(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            loss, _ = train_step(model, optimizer, scaler, x, y, device, precision)
             loss_sum += loss.detach() * len(y)
         loss_sum.item()
         seconds[phase] = time.perf_counter() - started

@@ -127,6 +127,18 @@ def evaluate(model, data, labels, indices, transform, device, precision, batch_s
     return loss, accuracy, probs
 
 
+def train_step(model, optimizer, scaler, x, y, device, precision):
+    """One optimizer step on the batch (x, y); returns the loss and the logits (not synced)."""
+    with autocast(device, precision):
+        logits = model(x)
+    loss = F.cross_entropy(logits.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss, logits
+
+
 def train_epoch(model, optimizer, scaler, data, labels, order, transform, generator, settings, device, precision):
     """One pass over `order` in mini-batches. Returns (mean loss, accuracy, seconds)."""
     model.train()
@@ -137,13 +149,7 @@ def train_epoch(model, optimizer, scaler, data, labels, order, transform, genera
     for start in range(0, len(order), settings.batch_size):
         idx = order[start : start + settings.batch_size]
         x, y = transform(data[idx], augment_generator), labels[idx]
-        with autocast(device, precision):
-            logits = model(x)
-        loss = F.cross_entropy(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        loss, logits = train_step(model, optimizer, scaler, x, y, device, precision)
         # Accumulate on the device: no host sync inside the loop.
         loss_sum += loss.detach() * len(idx)
         correct += (logits.argmax(1) == y).sum()
