@@ -43,7 +43,9 @@ def dataset_dir():
 
 def groups_table(wildcards):
     """The (file, group) table of the CV scheme of this root: [] for plain stratified folds."""
-    scheme = config["cv"]["groups" if wildcards.root == "results" else "compare_groups"]
+    # Rules without a root wildcard (refit_best) use the primary scheme.
+    root = getattr(wildcards, "root", "results")
+    scheme = config["cv"]["groups" if root == "results" else "compare_groups"]
     if scheme == "none":
         return []
     if scheme == "participants":

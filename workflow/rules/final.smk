@@ -1,5 +1,4 @@
 import json
-from types import SimpleNamespace
 
 
 rule refit_best:
@@ -12,9 +11,9 @@ rule refit_best:
         images="results/data/images.npy",
         index="results/data/index.tsv",
         # cv.groups: the early-stopping split keeps groups apart, as make_folds does.
-        groups=lambda w: groups_table(SimpleNamespace(root="results")),
+        groups=groups_table,
         # Pretrained models start from the same weights file as their CV jobs (weights.smk).
-        weights=lambda w: globals().get("model_weights", lambda _: [])(w),
+        weights=model_weights,
     output:
         weights="results/final/{model}/model.pt",
         onnx="results/final/{model}/model.onnx",
