@@ -156,7 +156,7 @@ class Ordinary(Variant):
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=LEARNING_RATE)
         self.device, self.batches = device, endless(self.loader)
         self.meta = {"precision": "fp32", "memory_format": "contiguous", "workers": workers}
-        self.label = f"1 ordinary (ImageFolder + PIL + DataLoader, fp32)"
+        self.label = "1 ordinary (ImageFolder + PIL + DataLoader, fp32)"
         self.run(cfg.warmup)
 
     def run(self, steps: int) -> int:

@@ -102,6 +102,6 @@ def run(
     return metrics
 
 
-def configure_logging(log_file: str | None = None) -> None:
-    handlers = [logging.StreamHandler(sys.stderr)]
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", handlers=handlers)
+def configure_logging() -> None:
+    """Progress to stderr, which the rule sends to the job's log."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
