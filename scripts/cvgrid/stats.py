@@ -39,6 +39,7 @@ Conventions
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -418,6 +419,14 @@ def compare_to_best(folds: pd.DataFrame, by_model: bool = True, alpha: float = 0
     return pd.DataFrame(rows, columns=columns)
 
 
+def _best_pairs(folds: pd.DataFrame, keys: Sequence[str]) -> list[tuple[pd.Series, pd.Series]]:
+    """Every pair of the models' best configurations, the better model first."""
+    best = best_configs(folds, keys)
+    best = best.sort_values(["mean_accuracy", "model"], ascending=[False, True], kind="stable")
+    rows = [row for _, row in best.iterrows()]
+    return list(itertools.combinations(rows, 2))
+
+
 def compare_models(folds: pd.DataFrame, alpha: float = 0.05, rope: float = 0.005,
                    keys: Sequence[str] = CONFIG_KEYS) -> pd.DataFrame:
     """The best configuration of each model against the best of every other model.
@@ -438,21 +447,16 @@ def compare_models(folds: pd.DataFrame, alpha: float = 0.05, rope: float = 0.005
     keys = list(keys)
     wide = _wide(folds, keys)
     n_train, n_test = _sizes(folds)
-    best = best_configs(folds, keys)
-    best = best.sort_values(["mean_accuracy", "model"], ascending=[False, True], kind="stable")
-    best = best.reset_index(drop=True)
     rows = []
-    for i in range(len(best)):
-        for j in range(i + 1, len(best)):
-            a, b = best.iloc[i], best.iloc[j]
-            col_a = tuple(a[k] for k in keys)
-            col_b = tuple(b[k] for k in keys)
-            diffs = wide[col_a].to_numpy() - wide[col_b].to_numpy()
-            row = {"model_a": a["model"], "model_b": b["model"],
-                   "config_a": _describe(a, keys), "config_b": _describe(b, keys),
-                   "mean_accuracy_a": a["mean_accuracy"], "mean_accuracy_b": b["mean_accuracy"]}
-            row.update(_pair_row(diffs, n_train, n_test, rope))
-            rows.append(row)
+    for a, b in _best_pairs(folds, keys):
+        col_a = tuple(a[k] for k in keys)
+        col_b = tuple(b[k] for k in keys)
+        diffs = wide[col_a].to_numpy() - wide[col_b].to_numpy()
+        row = {"model_a": a["model"], "model_b": b["model"],
+               "config_a": _describe(a, keys), "config_b": _describe(b, keys),
+               "mean_accuracy_a": a["mean_accuracy"], "mean_accuracy_b": b["mean_accuracy"]}
+        row.update(_pair_row(diffs, n_train, n_test, rope))
+        rows.append(row)
     columns = ["model_a", "model_b", "config_a", "config_b", "mean_accuracy_a", "mean_accuracy_b",
                "mean_diff", "ci_low", "ci_high", "t", "p", "p_holm", "significant",
                "prob_worse", "prob_rope", "prob_better", "k"]
@@ -517,19 +521,14 @@ def mcnemar_models(predictions: pd.DataFrame, folds: pd.DataFrame, repeat: int |
     ``p``) and ``p_holm`` over the pairs.
     """
     keys = list(keys)
-    best = best_configs(folds, keys)
-    best = best.sort_values(["mean_accuracy", "model"], ascending=[False, True], kind="stable")
-    best = best.reset_index(drop=True)
     rows = []
-    for i in range(len(best)):
-        for j in range(i + 1, len(best)):
-            a, b = best.iloc[i], best.iloc[j]
-            paired = paired_predictions(predictions, {k: a[k] for k in keys},
-                                        {k: b[k] for k in keys}, repeat=repeat)
-            row = {"model_a": a["model"], "model_b": b["model"],
-                   "config_a": _describe(a, keys), "config_b": _describe(b, keys)}
-            row.update(mcnemar_exact(paired["pred_a"], paired["pred_b"], paired["true"]))
-            rows.append(row)
+    for a, b in _best_pairs(folds, keys):
+        paired = paired_predictions(predictions, {k: a[k] for k in keys},
+                                    {k: b[k] for k in keys}, repeat=repeat)
+        row = {"model_a": a["model"], "model_b": b["model"],
+               "config_a": _describe(a, keys), "config_b": _describe(b, keys)}
+        row.update(mcnemar_exact(paired["pred_a"], paired["pred_b"], paired["true"]))
+        rows.append(row)
     columns = ["model_a", "model_b", "config_a", "config_b", "n", "both_correct",
                "a_only_correct", "b_only_correct", "both_wrong", "accuracy_a", "accuracy_b",
                "p", "p_holm"]
