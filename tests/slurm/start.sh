@@ -50,15 +50,7 @@ for cmd in munged slurmctld slurmd sinfo sbatch scontrol; do
 done
 export PATH="$PATH:/usr/sbin:/sbin"
 
-# pid of a running daemon given its pid file, empty if not running.
-running_pid() {
-    local pidfile=$1 name=$2 pid
-    [ -r "$pidfile" ] || return 0
-    pid=$(cat "$pidfile" 2>/dev/null || true)
-    if [ -n "$pid" ] && [ -r "/proc/$pid/comm" ] && [ "$(cat "/proc/$pid/comm")" = "$name" ]; then
-        echo "$pid"
-    fi
-}
+. "$(dirname "$0")/common.sh"
 
 # ---------------------------------------------------------------- munge
 $SUDO install -d -o munge -g munge -m 0755 /run/munge

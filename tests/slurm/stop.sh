@@ -12,14 +12,7 @@ export PATH="$PATH:/usr/sbin:/sbin"
 
 log() { echo "stop.sh: $*"; }
 
-running_pid() {
-    local pidfile=$1 name=$2 pid
-    [ -r "$pidfile" ] || return 0
-    pid=$(cat "$pidfile" 2>/dev/null || true)
-    if [ -n "$pid" ] && [ -r "/proc/$pid/comm" ] && [ "$(cat "/proc/$pid/comm")" = "$name" ]; then
-        echo "$pid"
-    fi
-}
+. "$(dirname "$0")/common.sh"
 
 stop_daemon() {
     local pidfile=$1 name=$2 pid
