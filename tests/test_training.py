@@ -294,3 +294,17 @@ def test_the_augmentation_grid_is_torchs_affine_grid():
     reference = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     assert ours.shape == (6, 3, 64, 64)
     assert torch.allclose(ours, reference, atol=1e-4)
+
+
+def test_the_fp16_path_with_its_gradient_scaler_trains_and_resumes(tiny, tmp_path):
+    """fp16 + GradScaler is what CUDA GPUs without bf16 get; CPU autocast runs the same code,
+    so the scaler's part of the step and of the checkpoint is exercised without a GPU."""
+    images, labels, split = tiny
+    checkpoint = tmp_path / "job.pt"
+    result = fit(images, labels, split, 2, settings(), CPU, "fp16", checkpoint)
+    assert result.test_accuracy >= 0.9
+    assert result.history["train_loss"].iloc[-1] < result.history["train_loss"].iloc[0]
+    scaler = torch.load(checkpoint, weights_only=True)["scaler"]
+    assert scaler["scale"] > 0 and scaler["_growth_tracker"] >= 0, scaler  # an enabled scaler's state
+    again = fit(images, labels, split, 2, settings(), CPU, "fp16", checkpoint)
+    assert again.resumed_from_epoch == result.epochs_run and again.test_loss == result.test_loss
