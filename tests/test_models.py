@@ -54,3 +54,28 @@ def test_reference_config_names_only_registered_models():
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     assert set(config["grid"]["model"]) <= set(MODELS)
     assert set(config["models"]) <= set(MODELS)
+
+
+def test_model_a_blocks_compute_the_keras_order_conv_elu_pool_batchnorm():
+    """The blocks pool before the ELU (cheaper); ELU is increasing, so the values and the
+    gradients are those of the protocol's Conv | ELU | MaxPool | BatchNorm."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = build_model("model_a", 10).train()
+    keras_order = nn.Sequential(*[
+        nn.Sequential(block[0], nn.ELU(), nn.MaxPool2d(3), block[3]) for block in list(model)[:3]
+    ], *list(model)[3:]).train()  # the same modules, so the same weights
+    x = torch.rand(4, 3, 100, 100, dtype=torch.float64)
+    model.double()
+    torch.manual_seed(1)  # dropout draws the same mask in both
+    ours = model(x)
+    ours.sum().backward()
+    ours_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    torch.manual_seed(1)
+    theirs = keras_order(x)
+    theirs.sum().backward()
+    assert torch.allclose(ours, theirs, rtol=0, atol=1e-12)
+    for a, p in zip(ours_grads, model.parameters()):
+        assert torch.allclose(a, p.grad, rtol=0, atol=1e-10)
