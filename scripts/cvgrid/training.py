@@ -77,9 +77,9 @@ class BatchTransform:
         if generator is not None:
             # grid_sample's CPU kernel is about 2x slower on channels_last input: sample from
             # channels-first, convert the result.
-            x = self.augment(batch.contiguous().float().div_(255.0), generator)
+            x = self.augment(batch.contiguous().div(255.0), generator)  # uint8 -> float32 in one pass
         else:
-            x = batch.float().div_(255.0)
+            x = batch.div(255.0)
             if x.shape[-1] != self.size or x.shape[-2] != self.size:
                 downscale = x.shape[-1] > self.size
                 x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=downscale)
