@@ -34,8 +34,8 @@ def main(argv=None):
     p.add_argument("--steps", type=parse_steps, default=parse_steps("model_a=40,model_b=12"),
                    help="timed steps: N for every model, or model_a=40,model_b=12 (default)")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps before each timing (default 5)")
-    p.add_argument("--rounds", type=int, default=3,
-                   help="timing rounds per variant, interleaved across variants; the best counts (default 3)")
+    p.add_argument("--rounds", type=int, default=7,
+                   help="timing rounds per variant, interleaved across variants; the median counts, ratios are taken round by round (default 7)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
                    help=f"folder of CLASS/*.jpg (default {DEFAULT_DATA_DIR})")

@@ -14,8 +14,9 @@ One run, one machine, three ways to train the same model on the same images:
    and already on the device (no indexing, no transform, no augmentation), at the same
    precision and memory format as 2.
 
-Each variant runs ``warmup`` steps that are not timed, then ``steps`` timed steps. From
-the images per second: ``ratio_project_to_ordinary`` (2 with augmentation over 1) and
+Each variant runs ``warmup`` steps that are not timed, then ``rounds`` interleaved rounds
+of ``steps`` timed steps; its figure is the median round. Ratios are taken round by round
+and their median reported: ``ratio_project_to_ordinary`` (2 with augmentation over 1) and
 ``share_not_in_ceiling`` = (t2 - t3) / t2 with t the seconds per image, i.e. the part of
 the project path's time spent outside forward, backward and optimizer step.
 
@@ -65,7 +66,7 @@ class BenchConfig:
     compile: bool = False
     fold_epochs: int = 20  # a typical fold's epochs, for the torch.compile break-even
     precision_matrix: bool = False
-    rounds: int = 3  # interleaved timing rounds per variant; the best one counts
+    rounds: int = 7  # interleaved timing rounds per variant; the median counts
 
     def steps_for(self, model: str) -> int:
         return self.steps.get(model, self.steps.get("*", 20))
@@ -312,17 +313,26 @@ class Ceiling(Variant):
 
 def measure(variants: dict[str, Variant], steps: int, rounds: int, batch_size: int) -> dict[str, dict]:
     """Time every variant `rounds` times, interleaved (A B C A B C ...), so that a burst of load
-    from elsewhere hits all of them alike. The figure is the best round (as timeit does);
-    every round's images per second is kept."""
+    from elsewhere hits all of them alike. A variant's figure is its median round; every
+    round's images per second is kept (`rounds_images_per_second`), and `paired_ratio` compares
+    variants round by round."""
     seconds = {key: [] for key in variants}
     for _ in range(rounds):
         for key, variant in variants.items():
             seconds[key].append(variant.time(steps))
     images = steps * batch_size
-    return {
-        key: figure(images, min(s), **variants[key].meta, rounds_images_per_second=[images / t for t in s])
-        for key, s in seconds.items()
-    }
+    figures = {}
+    for key, s in seconds.items():
+        per_round = [images / t for t in s]
+        figures[key] = figure(images, images / float(np.median(per_round)), **variants[key].meta,
+                              best_images_per_second=max(per_round), rounds_images_per_second=per_round)
+    return figures
+
+
+def paired_ratio(a: dict, b: dict) -> float:
+    """Median over the interleaved rounds of (a's images per second / b's) in the same round:
+    on a shared or throttled machine the speed drifts between rounds, much less within one."""
+    return float(np.median(np.divide(a["rounds_images_per_second"], b["rounds_images_per_second"])))
 
 
 # --------------------------------------------------------------------------- options
@@ -483,7 +493,7 @@ def run(cfg: BenchConfig, log=print) -> dict:
     for model_name in cfg.models:
         steps = cfg.steps_for(model_name)
         spec = get_spec(model_name)
-        log(f"\n{model_name} ({spec.input_size} x {spec.input_size}), batch {cfg.batch_size}: best of {cfg.rounds} "
+        log(f"\n{model_name} ({spec.input_size} x {spec.input_size}), batch {cfg.batch_size}: median of {cfg.rounds} "
             f"interleaved rounds of {steps} timed steps, after {cfg.warmup} warm-up steps per variant")
         figures = {"input_size": spec.input_size, "steps": steps}
         compile_costs_ = None
@@ -501,12 +511,14 @@ def run(cfg: BenchConfig, log=print) -> dict:
                 variant.close()
         for key, variant in variants.items():
             log(format_figure(variant.label, figures[key]))
-        ordinary, augmented = figures["ordinary"]["images_per_second"], figures["project_augmented"]["images_per_second"]
-        plain, ceiling = figures["project_plain"]["images_per_second"], figures["ceiling"]["images_per_second"]
-        figures["ratio_project_to_ordinary"] = augmented / ordinary
-        figures["share_not_in_ceiling"] = 1 - augmented / ceiling  # (t2 - t3) / t2, t = seconds per image
-        figures["share_not_in_ceiling_plain"] = 1 - plain / ceiling
-        figures["ratio_ceiling_to_ordinary"] = ceiling / ordinary
+        ordinary, augmented = figures["ordinary"], figures["project_augmented"]
+        plain, ceiling = figures["project_plain"], figures["ceiling"]
+        figures["ratio_project_to_ordinary"] = paired_ratio(augmented, ordinary)
+        # (t2 - t3) / t2 with t the seconds per image
+        figures["share_not_in_ceiling"] = 1 - paired_ratio(augmented, ceiling)
+        figures["share_not_in_ceiling_plain"] = 1 - paired_ratio(plain, ceiling)
+        figures["ratio_ceiling_to_ordinary"] = paired_ratio(ceiling, ordinary)
+        log("  round by round, median over the rounds:")
         log(f"  ratio 2/1 (augmented / ordinary):        {figures['ratio_project_to_ordinary']:6.2f} x")
         log(f"  share of 2's time not in 3, augmented:   {figures['share_not_in_ceiling']:6.1%}")
         log(f"  share of 2's time not in 3, plain:       {figures['share_not_in_ceiling_plain']:6.1%}")
