@@ -3,6 +3,7 @@ Sign Language Digits images (skip on a laptop, fail on CI), and the real `snakem
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import subprocess
@@ -131,17 +132,28 @@ def snakemake():
     return run_snakemake
 
 
-# One whole run of the workflow (3 colours x 20 images, 2 grid points x 2 folds, 2 epochs,
-# final model and report), shared by every test that only reads a finished run's results
-# (test_workflow, test_final, test_predict, test_report_browser): one run instead of four.
-TINY_RUN_CONFIG = {
+# The tiny grid of the workflow tests: 2 grid points x 2 folds of model A at 32 px, 2 epochs.
+# fp32 and one thread: the same numbers locally and in a SLURM job on this CPU.
+TINY_CONFIG = {
     "image_size": 32,
-    "cv": {"folds": 2, "repeats": 1, "seed": 42, "validation_fraction": 0.2},
-    "training": {"max_epochs": 2, "patience": 1, "seed": 0, "precision": "fp32", "threads": 1},
+    "cv": {"folds": 2, "repeats": 1, "seed": 42, "validation_fraction": 0.1},
+    "training": {"max_epochs": 2, "patience": 2, "seed": 0, "precision": "fp32", "threads": 1},
     "models": {"model_a": {}},
     "augmentations": {"none": {}},
     "grid": {"model": ["model_a"], "batch_size": [16], "learning_rate": [0.001, 0.0004], "augmentation": ["none"]},
 }
+
+
+def tiny_config(data_dir, **changes) -> dict:
+    """TINY_CONFIG reading `data_dir`. A change to a section (cv=..., training=..., grid=...)
+    replaces only the keys it names; any other change replaces the key."""
+    config = copy.deepcopy(TINY_CONFIG) | {"data_dir": str(data_dir)}
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key].update(value)
+        else:
+            config[key] = value
+    return config
 
 
 @pytest.fixture(scope="session")
@@ -151,7 +163,7 @@ def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_run")
     data = write_image_folder(root / "data", n_classes=3, per_class=20, size=(40, 40))
     (data / "class_1" / ".DS_Store").write_bytes(b"\0")  # not an image: ignored and reported
-    settings = {"data_dir": str(data), **TINY_RUN_CONFIG}
+    settings = tiny_config(data, cv={"validation_fraction": 0.2}, training={"patience": 1})
     configfile = write_config(root / "config.yaml", settings)
     work = root / "work"
     work.mkdir()

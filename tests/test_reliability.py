@@ -15,20 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SNAKEFILE, snakemake_exe, write_config, write_image_folder
+from conftest import SNAKEFILE, snakemake_exe, tiny_config, write_config, write_image_folder
 from cvgrid.training import CheckpointError, TrainingDiverged, TrainSettings, fit
-
-
-def small_config(data_dir, learning_rates, folds=2, max_epochs=2) -> dict:
-    return {
-        "data_dir": str(data_dir),
-        "image_size": 32,
-        "cv": {"folds": folds, "repeats": 1, "seed": 42, "validation_fraction": 0.1},
-        "training": {"max_epochs": max_epochs, "patience": 2, "seed": 0, "precision": "fp32", "threads": 1},
-        "models": {"model_a": {}},
-        "augmentations": {"none": {}},
-        "grid": {"model": ["model_a"], "batch_size": [16], "learning_rate": learning_rates, "augmentation": ["none"]},
-    }
 
 
 def snakemake_command(workdir: Path, configfile: Path, *args: str) -> tuple[list[str], dict]:
@@ -45,7 +33,7 @@ def finished_metrics(workdir: Path) -> dict[Path, int]:
 @pytest.mark.slow
 def test_a_stopped_workflow_started_again_runs_only_what_is_missing(tmp_path):
     data = write_image_folder(tmp_path / "data", n_classes=3, per_class=20, size=(32, 32))
-    configfile = write_config(tmp_path / "config.yaml", small_config(data, [0.001, 0.0004, 0.0002]))
+    configfile = write_config(tmp_path / "config.yaml", tiny_config(data, grid={"learning_rate": [0.001, 0.0004, 0.0002]}))
     workdir = tmp_path / "run"
     workdir.mkdir()
     command, env = snakemake_command(workdir, configfile, "--cores", "1")
@@ -114,7 +102,7 @@ def test_too_few_images_in_a_class_stops_before_any_training_job(tmp_path):
     data = write_image_folder(tmp_path / "data", n_classes=3, per_class=12, size=(32, 32))
     for extra in sorted((data / "class_2").iterdir())[3:]:
         extra.unlink()  # class_2 keeps 3 images: too few for 5 folds
-    configfile = write_config(tmp_path / "config.yaml", small_config(data, [0.001], folds=5))
+    configfile = write_config(tmp_path / "config.yaml", tiny_config(data, cv={"folds": 5}, grid={"learning_rate": [0.001]}))
     workdir = tmp_path / "run"
     workdir.mkdir()
     command, env = snakemake_command(workdir, configfile, "--cores", "1")

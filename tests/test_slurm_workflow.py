@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import REPO, SNAKEFILE, snakemake_exe, write_config, write_image_folder
+from conftest import REPO, SNAKEFILE, snakemake_exe, tiny_config, write_config, write_image_folder
 from slurm_cluster import (  # noqa: F401 (slurm_cluster is a fixture)
     cancel_all,
     scancel,
@@ -66,20 +66,6 @@ GROUP_ARGS = (
 TRAIN_LOGS = "group_train_folds_train"  # .snakemake/slurm_logs/<this>/<jobid>.log (rule train has group:)
 RUN_TIMEOUT_S = 480
 CANCEL_EPOCHS = 30
-
-
-def tiny_config(data_dir, learning_rates=(0.0004, 0.001), max_epochs=2, patience=2) -> dict:
-    return {
-        "data_dir": str(data_dir),
-        "image_size": 32,
-        "cv": {"folds": 2, "repeats": 1, "seed": 42, "validation_fraction": 0.1},
-        # fp32 and one thread: the same numbers locally and in a SLURM job on this CPU.
-        "training": {"max_epochs": max_epochs, "patience": patience, "seed": 0, "precision": "fp32", "threads": 1},
-        "models": {"model_a": {}},
-        "augmentations": {"none": {}},
-        "grid": {"model": ["model_a"], "batch_size": [16], "learning_rate": list(learning_rates),
-                 "augmentation": ["none"]},
-    }
 
 
 class Run:
@@ -247,11 +233,12 @@ def runs(slurm_cluster, tmp_path_factory):
     """
     root = tmp_path_factory.mktemp("slurm_workflow")
     data = write_image_folder(root / "images", n_classes=3, per_class=20, size=(40, 40))
-    tiny = write_config(root / "tiny.yaml", tiny_config(data))
+    tiny = write_config(root / "tiny.yaml", tiny_config(data, grid={"learning_rate": [0.0004, 0.001]}))
     # Enough epochs (0.1-0.3 s each here) that the job is still training when it is cancelled;
     # patience as long, so that early stopping does not end it first.
-    longer = write_config(root / "longer.yaml", tiny_config(data, [0.001], max_epochs=CANCEL_EPOCHS,
-                                                            patience=CANCEL_EPOCHS))
+    longer = write_config(root / "longer.yaml", tiny_config(data, grid={"learning_rate": [0.001]},
+                                                            training={"max_epochs": CANCEL_EPOCHS,
+                                                                      "patience": CANCEL_EPOCHS}))
     runs: dict[str, Run] = {}
     cancelled: dict = {}
     try:

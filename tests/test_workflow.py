@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, build_archive, write_config, write_image_folder
+from conftest import REPO, build_archive, tiny_config, write_config, write_image_folder
 
 GRID_KEYS = ["model", "batch_size", "learning_rate", "augmentation"]
 
@@ -26,21 +26,6 @@ def job_counts(output: str) -> dict[str, int]:
         counts[name] = int(count)
     assert sum(counts.values()) == int(match[2])
     return counts
-
-
-def tiny_config(data_dir, **changes) -> dict:
-    config = {
-        "data_dir": str(data_dir),
-        "image_size": 32,
-        "cv": {"folds": 2, "repeats": 1, "seed": 42, "validation_fraction": 0.1},
-        "training": {"max_epochs": 2, "patience": 2, "seed": 0, "precision": "auto", "threads": 1},
-        "models": {"model_a": {}},
-        "augmentations": {"none": {}},
-        "grid": {"model": ["model_a"], "batch_size": [16], "learning_rate": [0.001, 0.0004], "augmentation": ["none"]},
-    }
-    for key, value in changes.items():
-        config[key] = value
-    return config
 
 
 @pytest.mark.real_data
