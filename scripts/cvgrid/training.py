@@ -97,11 +97,12 @@ class BatchTransform:
         centres = (torch.arange(self.size, device=x.device, dtype=x.dtype) * 2 + 1) / self.size - 1
         xs, ys = centres.view(1, 1, -1), centres.view(1, -1, 1)
         grid = torch.empty(n, self.size, self.size, 2, device=x.device, dtype=x.dtype)
-        for out, (a, b, c) in zip(
-            (grid[..., 0], grid[..., 1]),
-            ((cos * zoom_x, -sin * zoom_y, u[:, 3] * self.shift), (sin * zoom_x, cos * zoom_y, u[:, 4] * self.shift)),
-        ):
+
+        def fill(out, a, b, c):  # out[n, h, w] = a[n] * x_w + b[n] * y_h + c[n]
             torch.add(a.view(-1, 1, 1) * xs, b.view(-1, 1, 1) * ys + c.view(-1, 1, 1), out=out)
+
+        fill(grid[..., 0], cos * zoom_x, -sin * zoom_y, u[:, 3] * self.shift)
+        fill(grid[..., 1], sin * zoom_x, cos * zoom_y, u[:, 4] * self.shift)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
