@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
-from cvgrid.summary import MetricsError, best_points, cv_summary, fold_table, read_metrics
+from cvgrid.summary import MetricsError, best_points, complete_points, cv_summary, fold_table, read_metrics
 
 # Made-up fold accuracies of three grid points over 2 repeats x 3 folds.
 ACCURACIES = {
@@ -140,3 +140,14 @@ def test_summarize_cli_writes_both_tables_and_names_a_bad_file(tmp_path, metrics
     assert bad.returncode != 0
     assert str(metrics_files[0]) in bad.stderr
     assert not (tmp_path / "s2.tsv").exists()
+
+
+def test_complete_points_keeps_the_finished_grid_points_and_names_the_others(metrics_files):
+    folds = fold_table(metrics_files)
+    running = folds.drop(index=folds.index[(folds["model"] == "model_b") & (folds["fold"] == 2)])
+    finished, unfinished = complete_points(running, pairs=6)
+    assert set(finished["model"]) == {"model_a"} and len(finished) == 12
+    assert unfinished[["model", "batch_size", "pairs"]].to_dict(orient="records") == [
+        {"model": "model_b", "batch_size": 32, "pairs": 4}]
+    everything, none = complete_points(folds, pairs=6)
+    assert len(everything) == 18 and none.empty
