@@ -94,7 +94,7 @@ def publish_protocol(workdir: Path, published: Path, protocol: str, config: dict
     with atomic_path(out / "stats" / "summary.md") as tmp:
         tmp.write_text(result["text"])
     for model in sorted(summary["model"].unique()):
-        plots.heatmap(summary, model, out / f"heatmap_{model}.svg")
+        plots.heatmap(summary, model, out / f"heatmap_{model}.svg", result["tables"]["compare_to_best"])
     plots.factor_effects(result["tables"]["factor_effects"], out / "stats" / "factor_effects.svg")
     return facts
 

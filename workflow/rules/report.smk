@@ -24,6 +24,7 @@ rule summarize_cv:
 rule plot_heatmap:
     input:
         summary="results/cv_summary.tsv",
+        verdicts="results/stats/compare_to_best.tsv",
     output:
         report(
             "results/plots/heatmap_{model}.svg",
@@ -40,7 +41,7 @@ rule plot_heatmap:
     params:
         script=script_path("plot_cv.py"),
     shell:
-        "python {params.script:q} --summary {input.summary:q}"
+        "python {params.script:q} --summary {input.summary:q} --verdicts {input.verdicts:q}"
         " --heatmap {wildcards.model:q} {output:q} > {log:q} 2>&1"
 
 
