@@ -115,6 +115,31 @@ def beside_original(published: Path) -> None:
         ours = ours.rename(columns={c: f"{protocol}_{c}" for c in ["mean_accuracy", "acc_std_x2", "rank", "verdict"]})
         table = table.merge(ours, on=keys, how="left")
     write_tsv(table, published / "beside_original.tsv")
+    (published / "table.md").write_text(markdown_table(table))
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """beside_original.tsv as the README's table: accuracies in percent, mean ± fold spread."""
+    def cell(mean, spread):
+        return "" if pd.isna(mean) else f"{100 * mean:.2f} ± {100 * spread:.2f}"
+
+    protocols = [p for p in PROTOCOLS if f"{p}_mean_accuracy" in table.columns]
+    header = ["batch size", "learning rate", "augmentation", "original (Keras)"]
+    for protocol in protocols:
+        header += [f"{LABELS[protocol]}", "verdict"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    order = table.sort_values(f"{protocols[0]}_mean_accuracy" if protocols else "original_mean",
+                              ascending=False, kind="stable")
+    for _, r in order.iterrows():
+        row = [str(r["batch_size"]), f"{r['learning_rate']:g}",
+               f"{r['augmentation']} (original: {r['original_label']})",
+               cell(r["original_mean"], r["original_std_x2"])]
+        for protocol in protocols:
+            verdict = r[f"{protocol}_verdict"]
+            row += [cell(r[f"{protocol}_mean_accuracy"], r[f"{protocol}_acc_std_x2"]),
+                    "" if pd.isna(verdict) else str(verdict)]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def publish(workdir: Path, published: Path, config_path: Path) -> None:
