@@ -133,11 +133,13 @@ def snakemake():
 
 
 # The tiny grid of the workflow tests: 2 grid points x 2 folds of model A at 32 px, 2 epochs.
-# fp32 and one thread: the same numbers locally and in a SLURM job on this CPU.
+# fp32 and one thread: the same numbers locally and in a SLURM job on this CPU. device cpu: the
+# GPU of the test cluster (tests/slurm/start.sh) is not real, and `auto` stops a job in a GPU
+# allocation that torch cannot use (cvgrid.hardware.training_device).
 TINY_CONFIG = {
     "image_size": 32,
     "cv": {"folds": 2, "repeats": 1, "seed": 42, "validation_fraction": 0.1},
-    "training": {"max_epochs": 2, "patience": 2, "seed": 0, "precision": "fp32", "threads": 1},
+    "training": {"max_epochs": 2, "patience": 2, "seed": 0, "precision": "fp32", "threads": 1, "device": "cpu"},
     "models": {"model_a": {}},
     "augmentations": {"none": {}},
     "grid": {"model": ["model_a"], "batch_size": [16], "learning_rate": [0.001, 0.0004], "augmentation": ["none"]},

@@ -290,7 +290,7 @@ def refit(
         # Pretrained backbone, as the CV jobs of this model had it (TrainSettings.weights).
         **({"weights": str(weights_path)} if weights_path is not None else {}),
     )
-    torch_device = hardware.select_device(device)
+    torch_device = hardware.training_device(device)
     precision = hardware.choose_precision(torch_device, training.get("precision", "auto"))
 
     images, index = load_prepared(images_path, index_path)

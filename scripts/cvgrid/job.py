@@ -52,7 +52,7 @@ def run(
         torch.set_num_threads(threads)
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True
-    torch_device = hardware.select_device(device)
+    torch_device = hardware.training_device(device)
     chosen_precision = hardware.choose_precision(torch_device, precision)
 
     images, index = load_prepared(images_path, index_path)

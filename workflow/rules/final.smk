@@ -56,6 +56,7 @@ rule refit_best:
         " --augmentations {params.augmentations:q} --model-options {params.model_options:q}"
         " --max-epochs {params.training[max_epochs]} --patience {params.training[patience]}"
         " --seed {params.training[seed]} --precision {params.training[precision]}"
+        " --device {params.training[device]}"
         " --split-seed {params.cv[seed]} --validation-fraction {params.cv[validation_fraction]}"
         " {params.groups} {params.weights} --threads {threads}"
         " --checkpoint {params.checkpoint:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"

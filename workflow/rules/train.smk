@@ -38,5 +38,6 @@ rule train:
         " --learning-rate {wildcards.learning_rate} --augmentation {wildcards.augmentation:q}"
         " {params.augmentation} --max-epochs {params.training[max_epochs]}"
         " --patience {params.training[patience]} --seed {params.training[seed]}"
-        " --precision {params.training[precision]} --threads {threads} {params.weights}"
+        " --precision {params.training[precision]} --device {params.training[device]}"
+        " --threads {threads} {params.weights}"
         " --out-dir {params.out_dir:q} --checkpoint {params.checkpoint:q} > {log:q} 2>&1"
