@@ -1,4 +1,8 @@
 # make env   - create .venv with every pinned dependency (pyproject.toml)
+#              PYTHON=python3.11: the interpreter to build it from (python3 by default; >= 3.11)
+#              TORCH_INDEX=https://download.pytorch.org/whl/cu126: take the pinned torch and
+#              torchvision from that PyTorch wheel index (the CUDA build that the GPU nodes'
+#              driver supports; README "Run on SLURM") instead of PyPI's default build
 # make run   - the workflow on this machine: make run CONFIG=config/quick.yaml CORES=2
 # make test  - the test suite (what CI runs, after .ci/run has started SLURM)
 # make report - report.html of the last run
@@ -6,6 +10,10 @@
 #               published to docs/study/: make study DATA=/path/to/sign-language-digits
 
 VENV   ?= .venv
+PYTHON ?= python3
+TORCH_INDEX ?=
+# The torch pins of pyproject.toml (one source), e.g. "torch==2.14.1 torchvision==0.29.1".
+TORCH_PINS := $(shell grep -oE '"torch(vision)?==[^"]+"' pyproject.toml | tr -d '"')
 CONFIG ?= config/config.yaml
 CORES  ?= all
 BIN    := $(VENV)/bin
@@ -15,12 +23,21 @@ SNAKEMAKE_STUDY = PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake -s $(abspath 
 	-d $(STUDY_DIR) --configfile $(abspath config/study.yaml) --config data_dir=$(abspath $(DATA))
 
 .PHONY: env run report test study
+# A venv built from another wheel index is not silently kept: asking for an index that differs
+# from the one recorded at build time stops with what to do.
 env: $(VENV)/.installed
+	@built=$$(cat $(VENV)/.torch-index 2>/dev/null || echo 'an unrecorded index'); \
+	if [ -n '$(TORCH_INDEX)' ] && [ "$$built" != '$(TORCH_INDEX)' ]; then \
+	    echo "error: $(VENV) has torch from $${built:-PyPI}, not from $(TORCH_INDEX):" \
+	         "rebuild it with: rm -rf $(VENV) && make env TORCH_INDEX=$(TORCH_INDEX)" >&2; exit 1; fi
 
 $(VENV)/.installed: pyproject.toml
-	python3 -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: $(PYTHON) is Python %d.%d, cvgrid needs >= 3.11: make env PYTHON=python3.11 (on a cluster e.g. after module load python/3.11)" % sys.version_info[:2])'
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(if $(TORCH_INDEX),$(BIN)/python -m pip install --quiet --index-url '$(TORCH_INDEX)' $(TORCH_PINS))
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	echo '$(TORCH_INDEX)' > $(VENV)/.torch-index
 	touch $@
 
 run: env
