@@ -1,8 +1,10 @@
 """Helpers for tests that need a real SLURM cluster (``@pytest.mark.slurm``).
 
-The cluster is the single-node one from ``tests/slurm/start.sh`` (partition
-``gpu``, node ``localhost`` with ``Gres=gpu:1``, no accounting database), but
-nothing here depends on those names except the defaults of the tests.
+The cluster is the single-node one from ``tests/slurm/start.sh`` (partitions
+``cpu``, the default, and ``gpu``, both on node ``localhost`` with
+``Gres=gpu:1``; no accounting database). ``SITE_PROFILE`` is its Snakemake site
+profile (partition file, no accounts, squeue for the status). Nothing here
+depends on those names except the defaults of the tests.
 
 Skip rule (fixture ``slurm_cluster``, function ``require_slurm``): when SLURM
 is not reachable the test is skipped with the reason, unless the environment
@@ -37,6 +39,12 @@ from pathlib import Path
 import pytest
 
 START_HINT = "start it with: bash tests/slurm/install.sh && bash tests/slurm/start.sh"
+
+#: The test cluster's partitions (tests/slurm/start.sh) and its site profile for Snakemake, whose
+#: partition file sends GPU jobs to GPU_PARTITION and CPU jobs to CPU_PARTITION.
+CPU_PARTITION = "cpu"
+GPU_PARTITION = "gpu"
+SITE_PROFILE = Path(__file__).resolve().parent / "slurm" / "profile"
 
 #: Job states after which a job does not change any more.
 FINISHED_STATES = frozenset(

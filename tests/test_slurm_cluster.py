@@ -9,9 +9,13 @@ from __future__ import annotations
 import time
 
 import pytest
+import yaml
 
 from slurm_cluster import (  # noqa: F401 (slurm_cluster is a fixture)
+    CPU_PARTITION,
     FINISHED_STATES,
+    GPU_PARTITION,
+    SITE_PROFILE,
     SlurmError,
     cancel_all,
     default_partition,
@@ -55,6 +59,18 @@ def test_node_offers_one_gpu(slurm_cluster):
     assert default_partition() is not None
 
 
+def test_cpu_and_gpu_partitions_as_the_site_profile_names_them(slurm_cluster):
+    """A CPU partition (the default, as on most clusters) and a GPU partition; the site profile's
+    partition file names exactly these, and only the GPU one with GPUs."""
+    partitions = {n.partition.rstrip("*") for n in sinfo_nodes()}
+    assert {CPU_PARTITION, GPU_PARTITION} <= partitions, partitions
+    assert default_partition() == CPU_PARTITION
+    profile = yaml.safe_load((SITE_PROFILE / "config.yaml").read_text())
+    limits = yaml.safe_load((SITE_PROFILE / profile["slurm-partition-config"]).read_text())["partitions"]
+    assert set(limits) == {CPU_PARTITION, GPU_PARTITION}
+    assert limits[CPU_PARTITION].get("max_gpu", 0) == 0 and limits[GPU_PARTITION]["max_gpu"] >= 1
+
+
 def test_config_suits_snakemake_plugin(slurm_cluster):
     config = scontrol_config()
     assert config["SelectType"] == "select/cons_tres", "--gpus needs select/cons_tres"
@@ -68,6 +84,8 @@ def test_config_suits_snakemake_plugin(slurm_cluster):
 def test_gpu_job_runs_and_is_reported(slurm_cluster, jobs, tmp_path):
     out = tmp_path / "job.out"
     job_id = sbatch(
+        "-p",
+        GPU_PARTITION,
         "--gpus=1",
         "--ntasks=1",
         "--cpus-per-task=1",
@@ -105,14 +123,16 @@ def test_gpu_job_runs_and_is_reported(slurm_cluster, jobs, tmp_path):
 
 
 def test_failed_job_is_reported_as_failed(slurm_cluster, jobs, tmp_path):
-    job_id = sbatch("--gpus=1", "--mem=100", "-t", "1", "-o", str(tmp_path / "fail.out"), wrap="exit 3")
+    job_id = sbatch("-p", GPU_PARTITION, "--gpus=1", "--mem=100", "-t", "1", "-o", str(tmp_path / "fail.out"),
+                    wrap="exit 3")
     jobs.append(job_id)
     assert wait_until_finished(job_id, timeout=60) == "FAILED"
     assert scontrol_show_job(job_id)["ExitCode"] == "3:0"
 
 
 def test_running_job_can_be_cancelled(slurm_cluster, jobs, tmp_path):
-    job_id = sbatch("--gpus=1", "--mem=100", "-t", "5", "-o", str(tmp_path / "sleep.out"), wrap="sleep 300")
+    job_id = sbatch("-p", GPU_PARTITION, "--gpus=1", "--mem=100", "-t", "5", "-o", str(tmp_path / "sleep.out"),
+                    wrap="sleep 300")
     jobs.append(job_id)
     assert wait_for_state(job_id, {"RUNNING"}, timeout=60) == "RUNNING"
     assert scontrol_show_job(job_id)["JobState"] == "RUNNING"
@@ -125,10 +145,11 @@ def test_running_job_can_be_cancelled(slurm_cluster, jobs, tmp_path):
 
 def test_one_gpu_means_one_gpu_job_at_a_time(slurm_cluster, jobs, tmp_path):
     """The fake GPU is a consumable resource: a second --gpus=1 job waits."""
-    first = sbatch("--gpus=1", "--mem=100", "-t", "5", "-o", str(tmp_path / "a.out"), wrap="sleep 300")
+    first = sbatch("-p", GPU_PARTITION, "--gpus=1", "--mem=100", "-t", "5", "-o", str(tmp_path / "a.out"),
+                   wrap="sleep 300")
     jobs.append(first)
     wait_for_state(first, {"RUNNING"}, timeout=60)
-    second = sbatch("--gpus=1", "--mem=100", "-t", "5", "-o", str(tmp_path / "b.out"), wrap="true")
+    second = sbatch("-p", GPU_PARTITION, "--gpus=1", "--mem=100", "-t", "5", "-o", str(tmp_path / "b.out"), wrap="true")
     jobs.append(second)
 
     # The scheduler gives the reason once it has looked at the job (seconds).
@@ -149,7 +170,7 @@ def test_more_gpus_than_the_node_has_are_rejected(slurm_cluster, tmp_path):
     """What a job group without `--set-resource-scopes gpu=local` runs into:
     summed group resources ask for more GPUs than a node has."""
     with pytest.raises(SlurmError, match="Requested node configuration is not available"):
-        sbatch("--gpus=2", "--mem=100", "-t", "1", "-o", str(tmp_path / "x.out"), wrap="true")
+        sbatch("-p", GPU_PARTITION, "--gpus=2", "--mem=100", "-t", "1", "-o", str(tmp_path / "x.out"), wrap="true")
 
 
 def test_finished_states_are_terminal():

@@ -1,14 +1,17 @@
 """The workflow on a real SLURM cluster (`snakemake --profile profiles/slurm`).
 
-Needs the single-node cluster of tests/slurm/start.sh (partition ``gpu``, one fake GPU as
-``Gres=gpu:1``, no accounting database); without it these tests skip, with CI=true they fail
-(fixture ``slurm_cluster``).
+Needs the single-node cluster of tests/slurm/start.sh (partitions ``cpu`` and ``gpu``, one fake
+GPU as ``Gres=gpu:1``, no accounting database); without it these tests skip, with CI=true they
+fail (fixture ``slurm_cluster``). Snakemake runs as a user runs it: the cluster's site profile
+(tests/slurm/profile) with the workflow profile (profiles/slurm).
 
 - A tiny grid (2 grid points x 2 folds, the shape of config/quick.yaml) runs three times:
   locally (``--cores 2``), on SLURM with one job per fold, and on SLURM with job groups (two
   folds per SLURM job). Every training job records its SLURM job id; the SLURM runs give the
   local run's results file for file and, on the same CPU in fp32 with the same seeds, number
   for number.
+- The CPU steps land in the CPU partition and the GPU jobs in the GPU partition, by the site
+  profile's partition file alone.
 - A training job cancelled with ``scancel`` while it runs is retried by the workflow, resumes
   from its checkpoint, and the run ends with every result whole.
 
@@ -31,6 +34,9 @@ import pytest
 
 from conftest import REPO, SNAKEFILE, snakemake_exe, tiny_config, write_config, write_image_folder
 from slurm_cluster import (  # noqa: F401 (slurm_cluster is a fixture)
+    CPU_PARTITION,
+    GPU_PARTITION,
+    SITE_PROFILE,
     cancel_all,
     scancel,
     scontrol_show_job,
@@ -44,19 +50,16 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 GRID_KEYS = ["model", "batch_size", "learning_rate", "augmentation"]
 
-# The profile as a user on a cluster without accounts and without an accounting database runs it.
-# --default-resources on the command line replaces the profile's whole block (so mem_mb and
-# runtime are repeated); the train rule keeps its GPU from the profile's set-resources, which
-# is why nothing here passes --set-resources.
+# As a user runs it: the site profile of the test cluster (no accounts, no accounting database,
+# its partition file) with the workflow profile; nothing about accounts or partitions on the
+# command line, only what makes the tests quicker.
 SLURM_ARGS = (
-    "--profile", str(REPO / "profiles" / "slurm"),
-    "--slurm-status-command", "squeue",  # sacct exists, but accounting is disabled
+    "--profile", str(SITE_PROFILE),
+    "--workflow-profile", str(REPO / "profiles" / "slurm"),
     # The plugin's first status check after a submission (40 s by default); then +10 s per check
     # that finds nothing finished: 3, 16, 39 s. The jobs here take 8-20 s.
     "--slurm-init-seconds-before-status-checks", "3",
-    "--slurm-no-account",
     "--latency-wait", "5",  # one machine: files appear at once
-    "--default-resources", "slurm_partition=gpu", "mem_mb=2000", "runtime=30m",
 )
 # Two folds per SLURM job, one GPU per group (profiles/slurm/config.yaml, README "Many short jobs").
 GROUP_ARGS = (
@@ -303,6 +306,45 @@ def test_job_groups_pack_two_folds_into_one_slurm_job(runs):
 
     local.assert_ok()
     assert_same_results(local.workdir, grouped.workdir, whole_workflow=False)
+
+
+# ------------------------------------------------------------------ partitions
+
+
+def jobs_by_rule(workdir: Path) -> dict[str, list]:
+    """The SLURM jobs of a run as squeue still lists them (MinJobAge), by the plugin's log folder
+    (rule_<rule> or group_train_folds_train)."""
+    folders = {job_id: logs[0].relative_to(workdir / ".snakemake" / "slurm_logs").parts[0]
+               for job_id, logs in slurm_log_job_ids(workdir).items()}
+    by_rule: dict[str, list] = {}
+    for job in squeue_jobs(sorted(folders)):
+        by_rule.setdefault(folders[job.job_id], []).append(job)
+    assert sum(map(len, by_rule.values())) == len(folders), (folders, by_rule)
+    return by_rule
+
+
+def test_cpu_jobs_go_to_the_cpu_partition_and_training_to_the_gpu_one(runs):
+    """Account and partitions come from the site profile alone (tests/slurm/profile: its partition
+    file); the workflow profile names none. What squeue recorded of the runs' jobs: the CPU steps
+    in `cpu`, the GPU jobs in `gpu`, with one GPU each, and every job named cvgrid_<run id>."""
+    expected = {"rule_prepare_dataset": CPU_PARTITION, "rule_make_folds": CPU_PARTITION,
+                TRAIN_LOGS: GPU_PARTITION, "rule_refit_best": GPU_PARTITION}
+    for name in ("slurm", "grouped"):
+        run = runs[0][name]
+        run.assert_ok()
+        by_rule = jobs_by_rule(run.workdir)
+        print(f"{name}: {'JobID':>6} {'Partition':9} {'State':9} {'TRES':11} Comment / Name")
+        for folder, jobs in sorted(by_rule.items()):
+            for job in jobs:
+                print(f"{name}: {job.job_id:>6} {job.partition:9} {job.state:9} {job.tres_per_job:11} "
+                      f"{job.comment} / {job.name}")
+        assert set(by_rule) <= set(expected) and {"rule_prepare_dataset", TRAIN_LOGS} <= set(by_rule), by_rule
+        for folder, jobs in by_rule.items():
+            for job in jobs:
+                assert job.partition == expected[folder], (folder, job)
+                assert job.tres_per_job == ("gres:gpu:1" if expected[folder] == GPU_PARTITION else "N/A"), job
+        names = {job.name for jobs in by_rule.values() for job in jobs}
+        assert len(names) == 1 and names.pop().startswith("cvgrid_"), names
 
 
 # ------------------------------------------------------------------ scancel

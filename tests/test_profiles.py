@@ -1,0 +1,69 @@
+"""The SLURM profiles as Snakemake reads them (a dry run, no cluster needed): a site profile with
+the account combined with the workflow profile keeps the account for every job, and the workflow
+profile gives each submitted rule its resources, per model and attempt. Where the jobs land is
+checked on the real test cluster (tests/test_slurm_workflow.py)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from conftest import REPO, run_snakemake, tiny_config, write_config, write_image_folder
+
+WORKFLOW_PROFILE = REPO / "profiles" / "slurm"
+SITE_EXAMPLE = REPO / "profiles" / "site-example"
+
+
+def planned_jobs(output: str) -> list[dict]:
+    """Each job of a dry run: its rule, wildcards and resources."""
+    jobs = []
+    pattern = r"(?:local)?rule (\w+):\n(.*?)\n\s*resources: ([^\n]*)"
+    for rule, body, resources in re.findall(pattern, output, re.S):
+        wildcards = re.search(r"wildcards: ([^\n]*)", body)
+        jobs.append({
+            "rule": rule,
+            "wildcards": dict(w.split("=", 1) for w in wildcards[1].split(", ")) if wildcards else {},
+            "resources": dict(r.split("=", 1) for r in resources.split(", ")),
+        })
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def plan(tmp_path_factory):
+    root = tmp_path_factory.mktemp("profiles")
+    data = write_image_folder(root / "images", n_classes=3, per_class=20)
+    config = write_config(root / "config.yaml", tiny_config(
+        data, models={"model_a": {}, "model_b": {"pretrained": "none"}},
+        grid={"model": ["model_a", "model_b"], "learning_rate": [0.001]}))
+    work = root / "work"
+    work.mkdir()
+    result = run_snakemake(work, config, "-n", "--profile", str(SITE_EXAMPLE),
+                           "--workflow-profile", str(WORKFLOW_PROFILE))
+    return planned_jobs(result.stdout + result.stderr)
+
+
+SUBMITTED = {"prepare_dataset", "make_folds", "train", "refit_best"}
+
+
+def test_the_site_profiles_account_reaches_every_job_and_no_partition_is_fixed(plan):
+    rules = {job["rule"] for job in plan}
+    assert SUBMITTED <= rules, rules
+    for job in plan:
+        assert job["resources"]["slurm_account"] == "myproject", job
+        # A slurm_partition would bypass the partition file: none may come from the profiles.
+        assert "slurm_partition" not in job["resources"], job
+
+
+def test_training_jobs_ask_for_one_gpu_and_memory_and_time_by_model(plan):
+    expected = {"model_a": ("4000", "30"), "model_b": ("8000", "60")}  # attempt 1: MB, minutes
+    gpu_jobs = [job for job in plan if job["rule"] in ("train", "refit_best")]
+    assert {(job["rule"], job["wildcards"]["model"]) for job in gpu_jobs} == {
+        (rule, model) for rule in ("train", "refit_best") for model in expected}
+    for job in gpu_jobs:
+        resources = job["resources"]
+        assert resources["gpu"] == "1", job
+        assert (resources["mem_mb"], resources["runtime"]) == expected[job["wildcards"]["model"]], job
+    for job in plan:
+        if job["rule"] in ("prepare_dataset", "make_folds"):
+            assert "gpu" not in job["resources"] and job["resources"]["runtime"] == "30", job
