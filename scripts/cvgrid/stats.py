@@ -790,6 +790,11 @@ def _describe(config, keys: Sequence[str] = CONFIG_KEYS) -> str:
     return ", ".join(f"{_FACTOR_NAMES.get(k, k)} {_fmt_value(config[k])}" for k in keys if k != "model")
 
 
+def _model(name) -> str:
+    """'model_a' as it is, 'A' as 'model A'."""
+    return str(name) if str(name).lower().startswith("model") else f"model {name}"
+
+
 def _fmt_p(p: float) -> str:
     if p < 0.001:
         return "p < 0.001"
@@ -848,7 +853,7 @@ def summary_text(cv_summary: pd.DataFrame, comparisons: pd.DataFrame, effects: p
     corrected = {} if selected is None else {r["scope"]: r for _, r in selected.iterrows()}
     parts = []
     for _, b in best.iterrows():
-        s = (f"model {b['model']} with {_describe(b, keys)}: {100 * b['mean_accuracy']:.1f}% "
+        s = (f"{_model(b['model'])} with {_describe(b, keys)}: {100 * b['mean_accuracy']:.1f}% "
              f"± {100 * b['acc_std_x2']:.1f}%")
         sel = corrected.get(b["model"])
         if sel is not None and sel["candidates"] > 1:
@@ -869,12 +874,12 @@ def summary_text(cv_summary: pd.DataFrame, comparisons: pd.DataFrame, effects: p
                      f"P(better by more than {rope_pts}) = {r['prob_better']:.2f}, "
                      f"P(within ±{rope_pts}) = {r['prob_rope']:.2f}")
             if r["verdict"] == BETTER:
-                sentences.append(f"model {r['model_a']} is **better** than model {r['model_b']} ({facts})")
+                sentences.append(f"{_model(r['model_a'])} is **better** than {_model(r['model_b'])} ({facts})")
             elif r["verdict"] == EQUIVALENT:
-                sentences.append(f"model {r['model_a']} and model {r['model_b']} are **practically "
+                sentences.append(f"{_model(r['model_a'])} and {_model(r['model_b'])} are **practically "
                                  f"equivalent** ({facts})")
             else:
-                sentences.append(f"model {r['model_a']} ahead of model {r['model_b']} is **undecided** "
+                sentences.append(f"{_model(r['model_a'])} ahead of {_model(r['model_b'])} is **undecided** "
                                  f"with these folds ({facts})")
         text = "; ".join(sentences)
         paragraphs.append("**Models** (best configuration against best configuration, paired by fold): "
@@ -885,10 +890,11 @@ def summary_text(cv_summary: pd.DataFrame, comparisons: pd.DataFrame, effects: p
     for model, g in comparisons.groupby("model", sort=True):
         others = g[~g["is_best"]]
         if others.empty:
-            parts.append(f"model {model} has a single configuration")
+            parts.append(f"{_model(model)} has a single configuration")
             continue
         counts = {v: others[others["verdict"] == v] for v in (WORSE, EQUIVALENT, UNDECIDED)}
-        s = (f"model {model}, {len(others)} other configurations: {len(counts[WORSE])} worse, "
+        s = (f"{_model(model)}, {len(others)} other configuration{'s' if len(others) > 1 else ''}: "
+             f"{len(counts[WORSE])} worse, "
              f"{len(counts[EQUIVALENT])} practically equivalent, {len(counts[UNDECIDED])} undecided")
         named = [f"{verdict_name} — {_names(rows, keys, max_listed)}"
                  for verdict_name, rows in counts.items() if len(rows)]
@@ -909,7 +915,7 @@ def summary_text(cv_summary: pd.DataFrame, comparisons: pd.DataFrame, effects: p
             undecided = g[g["verdict"] == UNDECIDED]
             never = int(undecided["repeats_needed"].isna().sum())
             more = undecided["repeats_needed"].dropna()
-            s = (f"model {r['model']} ({int(r['folds'])} folds × {int(r['repeats'])} repeat(s); median SD of "
+            s = (f"{_model(r['model'])} ({int(r['folds'])} folds × {int(r['repeats'])} repeat(s); median SD of "
                  f"the paired differences {100 * r['sd_diff_median']:.2f} points): a configuration must be "
                  f"about **{100 * r['worse_gap_now']:.1f} points** below the best to be called worse "
                  f"(with 3 repeats {100 * r['worse_gap_3_repeats']:.1f}, with 10 "
@@ -962,7 +968,7 @@ def summary_text(cv_summary: pd.DataFrame, comparisons: pd.DataFrame, effects: p
 
     # Noise floor.
     if noise_by_model is not None and len(noise_by_model):
-        parts = [f"up to {100 * r['repeat_range_max']:.1f} points for model {r['model']} "
+        parts = [f"up to {100 * r['repeat_range_max']:.1f} points for {_model(r['model'])} "
                  f"(median {100 * r['repeat_range_median']:.1f}; its configurations span "
                  f"{100 * r['config_range']:.1f} points)"
                  for _, r in noise_by_model.iterrows()]
