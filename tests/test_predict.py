@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from conftest import REPO, need
-from cvgrid.final import read_info
+from cvgrid.model_folder import read_info
 from cvgrid.predict import OnnxBackend, TorchBackend, list_inputs, open_backend, predict_files, preprocess_array
 from cvgrid.training import BatchTransform
 from test_final import final_run  # noqa: F401 - the session fixture: one workflow run for both files

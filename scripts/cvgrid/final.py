@@ -2,14 +2,8 @@
 
 Same protocol as a CV training job (cvgrid.training.fit): early stopping on a seeded,
 stratified (grouped, with cv.groups) validation split, best weights restored; only there is
-no test fold, because every image is used. The folder results/final/{model}/ then holds
-
-    model.pt           state_dict (torch.load(..., weights_only=True))
-    model.onnx         the same network for onnxruntime; input "image": float32
-                       (N, 3, input_size, input_size) in [0, 1], output "logits": (N, classes)
-    model.json         configuration, grid point, class names, sizes, CV estimate, checks
-    history.tsv        the refit's learning curve
-    final_model.html   the report page: what it is and how to call scripts/predict.py
+no test fold, because every image is used. What the folder results/final/{model}/ holds is
+cvgrid.model_folder's.
 
 Preprocessing (cvgrid.predict.preprocess) is the training pipeline's: decode to RGB like the
 prepare step (EXIF upright, transparency on white, 16-bit scaled), resize to image_size
@@ -21,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import html
-import json
 import logging
 import math
 import os
@@ -33,12 +26,12 @@ import numpy as np
 import pandas as pd
 
 from cvgrid.io import atomic_path, write_json, write_tsv
+from cvgrid.model_folder import FILES, FORMAT_VERSION, ONNX_INPUT, ONNX_OUTPUT
+from cvgrid.predict import OnnxBackend, TorchBackend, preprocess_array, softmax
 from cvgrid.summary import best_points
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-ONNX_INPUT, ONNX_OUTPUT = "image", "logits"
 ONNX_TOLERANCE = 1e-4  # largest allowed |p_onnx - p_torch| of any class probability
 CHECK_IMAGES = 64  # images of the data set the export is checked on
 # TrainSettings needs a repeat and a fold; a refit on all data has neither.
@@ -145,8 +138,6 @@ def check_onnx(model, onnx_path: Path, batch: np.ndarray) -> dict:
     Raises FinalError when they disagree on a class or by more than ONNX_TOLERANCE; without
     onnxruntime the check is skipped and says so.
     """
-    from cvgrid.predict import OnnxBackend, TorchBackend, softmax
-
     try:
         onnx_backend = OnnxBackend(onnx_path)
     except ImportError as error:
@@ -256,7 +247,6 @@ def refit(
     from cvgrid.data import load_prepared
     from cvgrid.job import Terminated
     from cvgrid.models import get_spec
-    from cvgrid.predict import preprocess_array
     from cvgrid.training import TrainSettings, fit
 
     def terminated(signum, frame):  # SLURM's time limit: keep the checkpoint, exit 143
@@ -339,7 +329,7 @@ def refit(
             "seconds": round(result.seconds, 3),
             **hardware.describe(torch_device),
         },
-        "files": {"weights": "model.pt", "onnx": "model.onnx", "history": "history.tsv"},
+        "files": FILES,
         "onnx": onnx_info,
         "data": {"images": int(len(index)), "images_file": str(images_path), "index_file": str(index_path),
                  "summary_file": str(summary_path)},
@@ -374,17 +364,4 @@ def _finite(value):
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value
-
-
-def read_info(model_dir: str | Path) -> dict:
-    """model.json of a final-model folder, with a named error if it is missing or broken."""
-    path = Path(model_dir) / "model.json"
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise FinalError(f"cannot read {path}: {error} (is {model_dir} a results/final/MODEL folder?)") from error
-    missing = [k for k in ("model", "class_names", "input_size", "image_size", "files") if k not in info]
-    if missing:
-        raise FinalError(f"{path} lacks {missing}")
-    return info
 
