@@ -36,9 +36,9 @@ from cvgrid.weights import (
     fetch,
     file_name,
     hash_prefix,
-    plan_weights,
     torchvision_url,
 )
+from cvgrid.plan import plan_weights
 
 CPU = torch.device("cpu")
 MOBILENET_URL = "https://download.pytorch.org/models/mobilenet_v2-b0353104.pth"

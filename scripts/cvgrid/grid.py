@@ -7,6 +7,8 @@ import itertools
 
 import pandas as pd
 
+from cvgrid.models import model_names  # the registry is torch-free too
+
 # Column order = folder order in results/train/... and column order in cv_summary.tsv.
 GRID_KEYS = ["model", "batch_size", "learning_rate", "augmentation"]
 
@@ -17,8 +19,6 @@ class ConfigError(ValueError):
 
 def grid_table(config: dict) -> pd.DataFrame:
     """One row per grid point: the Cartesian product of config["grid"] lists."""
-    from cvgrid.models import model_names  # torch-free registry
-
     unregistered = [m for m in config.get("models", {}) if m not in model_names()]
     if unregistered:
         raise ConfigError(

@@ -5,15 +5,21 @@ from pathlib import Path
 
 from snakemake.utils import Paramspace, validate
 
-# The library behind the scripts; grid.py imports pandas only, which keeps dry runs fast.
+# The library behind the scripts. What the workflow plans with (cvgrid.grid, cvgrid.plan) is
+# torch-free, which keeps dry runs fast (tests/test_structure.py checks it).
 SCRIPTS = str(Path(workflow.basedir).parent / "scripts")
 sys.path.insert(0, SCRIPTS)
-from cvgrid.grid import GRID_KEYS, ConfigError, fold_keys, grid_table  # noqa: E402
+from cvgrid.grid import ConfigError, fold_keys, grid_table  # noqa: E402
+from cvgrid.plan import plan_weights  # noqa: E402
+from cvgrid.weights import WeightsError  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
 try:
     GRID = Paramspace(grid_table(config))
-except ConfigError as error:
+    # Pretrained weights: {model: {"path", "url"}} and {file name: {"url", "models"}}, one
+    # download per file (rules/weights.smk).
+    WEIGHTS, FETCH = plan_weights(config)
+except (ConfigError, WeightsError) as error:
     raise WorkflowError(f"config: {error}") from None
 
 HP = GRID.wildcard_pattern  # model~{model}/batch_size~{batch_size}/...
@@ -73,6 +79,19 @@ def train_outputs(name, model=None, root="results"):
         for point in Paramspace(points).instance_patterns
         for r, f in fold_keys(config)
     ]
+
+
+def model_weights(wildcards):
+    """Input of the training rules: [] for a model from scratch, else [its weights file].
+    Marked ancient: a re-downloaded copy of the same hash-named file retrains nothing."""
+    weights = WEIGHTS.get(wildcards.model)
+    return [ancient(weights["path"])] if weights else []
+
+
+def weights_option(wildcards):
+    """train.py's and refit_best.py's --weights option, or "" for a model from scratch."""
+    weights = WEIGHTS.get(wildcards.model)
+    return f"--weights {shlex.quote(weights['path'])}" if weights else ""
 
 
 def augmentation_args(wildcards):

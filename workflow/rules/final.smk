@@ -44,9 +44,7 @@ rule refit_best:
         groups=lambda w, input: (
             " ".join(f"--groups {shlex.quote(f)}" for f in input.get("groups", []))
         ),
-        weights=lambda w, input: (
-            " ".join(f"--weights {shlex.quote(f)}" for f in input.get("weights", []))
-        ),
+        weights=weights_option,
         out_dir=lambda w, output: os.path.dirname(output.info),
         # Not an output, like train's: it must survive a failed attempt so that a retry resumes.
         checkpoint="results/checkpoints/final/{model}.pt",

@@ -25,7 +25,7 @@ rule train:
     params:
         script=script_path("train.py"),
         augmentation=augmentation_args,
-        weights=weights_arg,
+        weights=weights_option,
         training=config["training"],
         # Not an output: Snakemake deletes the outputs of a failed job, the checkpoint must
         # survive it so that the retry resumes.
