@@ -27,6 +27,7 @@ from conftest import COLOURS, REPO, class_image, write_config, write_image_folde
 from cvgrid import training
 from cvgrid.data import save_prepared
 from cvgrid.folds import make_folds, split_indices
+from cvgrid.grid import AUGMENTATION_KEYS
 from cvgrid.io import write_tsv
 from cvgrid.models import build_model, count_trainable_parameters, get_spec
 from cvgrid.training import TrainSettings, fit
@@ -321,9 +322,11 @@ def test_train_cli_passes_weights_and_stops_clearly_on_a_bad_file(tiny, mobilene
 
     def train(weights: Path, out: str):
         cmd = [sys.executable, str(REPO / "scripts" / "train.py"), "--images", str(tmp_path / "images.npy"),
-               "--index", str(tmp_path / "index.tsv"), "--folds", str(tmp_path / "folds.tsv"), "--fold", "0",
-               "--model", "model_b", "--batch-size", "8", "--learning-rate", "1e-3", "--max-epochs", "1",
-               "--precision", "fp32", "--threads", "1", "--weights", str(weights), "--out-dir", str(tmp_path / out)]
+               "--index", str(tmp_path / "index.tsv"), "--folds", str(tmp_path / "folds.tsv"), "--repeat", "0",
+               "--fold", "0", "--model", "model_b", "--batch-size", "8", "--learning-rate", "1e-3",
+               "--augmentation", "none", "--augmentations", json.dumps({"none": dict.fromkeys(AUGMENTATION_KEYS, 0)}),
+               "--max-epochs", "1", "--patience", "10", "--seed", "0", "--precision", "fp32", "--threads", "1",
+               "--weights", str(weights), "--out-dir", str(tmp_path / out)]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
     good = train(mobilenet_file[0], "good")

@@ -125,6 +125,14 @@ def load_prepared(images_path: str | Path, index_path: str | Path) -> tuple[np.n
     return images, index
 
 
+def class_names(index: pd.DataFrame) -> list[str]:
+    """The class name of every label 0..K-1, from an index (index.tsv)."""
+    names = index.groupby("label")["class_name"].first().sort_index()
+    if list(names.index) != list(range(len(names))):
+        raise DataError(f"index labels are not 0..{len(names) - 1}: {list(names.index)}")
+    return names.astype(str).tolist()
+
+
 def download_dataset(
     url: str, dest: str | Path, subdir: str, expected_classes: int, expected_images: int
 ) -> None:

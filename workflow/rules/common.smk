@@ -1,3 +1,4 @@
+import json
 import os
 import shlex
 import sys
@@ -21,6 +22,12 @@ try:
     WEIGHTS, FETCH = plan_weights(config)
 except (ConfigError, WeightsError) as error:
     raise WorkflowError(f"config: {error}") from None
+COMPARE = config["cv"]["compare_groups"] != "none"  # the grid also runs under a second scheme
+if COMPARE and config["cv"]["compare_groups"] == config["cv"]["groups"]:
+    raise WorkflowError(
+        f"config: cv.compare_groups is {config['cv']['compare_groups']!r}, the scheme of cv.groups;"
+        " it would train the same grid twice (set it to none, or to another scheme)"
+    )
 
 HP = GRID.wildcard_pattern  # model~{model}/batch_size~{batch_size}/...
 FOLD = "repeat~{repeat}/fold~{fold}"
@@ -59,6 +66,11 @@ def groups_table(wildcards):
     return [scheme]  # the user's own TSV with columns file, group
 
 
+def groups_option(wildcards):
+    """make_folds.py's and refit_best.py's --groups option, or "" for plain stratified folds."""
+    return " ".join(f"--groups {shlex.quote(path)}" for path in groups_table(wildcards))
+
+
 def scheme_label(scheme):
     return {
         "none": "stratified folds",
@@ -94,12 +106,15 @@ def weights_option(wildcards):
     return f"--weights {shlex.quote(weights['path'])}" if weights else ""
 
 
-def augmentation_args(wildcards):
-    policy = config["augmentations"][wildcards.augmentation]
-    return (
-        f"--rotation-degrees {policy['rotation_degrees']} --shift-fraction {policy['shift_fraction']}"
-        f" --zoom-fraction {policy['zoom_fraction']}"
-    )
+def augmentations_json(names):
+    """train.py's and refit_best.py's --augmentations: the named policies of the config, as
+    JSON. A training job gets only its own, so that editing another policy reruns nothing."""
+    return json.dumps({name: config["augmentations"][name] for name in names}, sort_keys=True)
+
+
+def model_options_json(wildcards):
+    """refit_best.py's --model-options: the config's entry of the model, as JSON."""
+    return json.dumps(config["models"].get(wildcards.model) or {}, sort_keys=True)
 
 
 def final_outputs():
@@ -117,7 +132,7 @@ def final_outputs():
         ),
         *(
             ["results/stats/protocol_comparison.tsv"]
-            if config["cv"]["compare_groups"]
+            if COMPARE
             else []
         ),
     ]

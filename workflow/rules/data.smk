@@ -90,9 +90,7 @@ rule make_folds:
         repeats=config["cv"]["repeats"],
         seed=config["cv"]["seed"],
         validation=config["cv"]["validation_fraction"],
-        groups=lambda w, input: (
-            f"--groups {shlex.quote(input.groups[0])}" if input.groups else ""
-        ),
+        groups=groups_option,
     shell:
         "python {params.script:q} --index {input.index:q} --folds {params.folds}"
         " --repeats {params.repeats} --seed {params.seed} --validation-fraction {params.validation}"

@@ -24,7 +24,7 @@ rule train:
         gpu_jobs=1,
     params:
         script=script_path("train.py"),
-        augmentation=augmentation_args,
+        augmentations=lambda w: augmentations_json([w.augmentation]),
         weights=weights_option,
         training=config["training"],
         # Not an output: Snakemake deletes the outputs of a failed job, the checkpoint must
@@ -36,7 +36,7 @@ rule train:
         " --folds {input.folds:q} --repeat {wildcards.repeat} --fold {wildcards.fold}"
         " --model {wildcards.model:q} --batch-size {wildcards.batch_size}"
         " --learning-rate {wildcards.learning_rate} --augmentation {wildcards.augmentation:q}"
-        " {params.augmentation} --max-epochs {params.training[max_epochs]}"
+        " --augmentations {params.augmentations:q} --max-epochs {params.training[max_epochs]}"
         " --patience {params.training[patience]} --seed {params.training[seed]}"
         " --precision {params.training[precision]} --threads {threads} {params.weights}"
         " --out-dir {params.out_dir:q} --checkpoint {params.checkpoint:q} > {log:q} 2>&1"
