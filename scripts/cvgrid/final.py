@@ -233,6 +233,8 @@ def refit(
         result = job.fit(settings, split)
 
         spec = get_spec(model_name)
+        normalization = (None if weights_path is None
+                         else {"mean": list(spec.pretrained.mean), "std": list(spec.pretrained.std)})
         model = result.model.to("cpu").float().eval()
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -256,8 +258,13 @@ def refit(
             "preprocessing": (
                 f"Decode to RGB like the prepare step (cvgrid.data.load_image: EXIF upright, transparency on "
                 f"white, 16-bit scaled), resize to image_size {int(images.shape[1])} (bilinear), divide by 255, "
-                f"resize to the input size {spec.input_size} if it differs (bilinear). No mean/std normalisation."
+                f"resize to the input size {spec.input_size} if it differs (bilinear). "
+                + ("The mean/std normalisation of the pretrained weights is part of the model (input_normalization)."
+                   if normalization else "No mean/std normalisation.")
             ),
+            # Inside the model (model.pt and model.onnx): a pretrained model's inputs are normalised
+            # as its ImageNet weights expect; None: it takes [0, 1] as it is.
+            "input_normalization": normalization,
             "refit": {
                 **{k: v for k, v in asdict(settings).items() if k not in ("repeat", "fold")},
                 "precision_requested": job.precision_requested,

@@ -90,7 +90,9 @@ class TorchBackend:
 
         from cvgrid.models import build_model
 
-        module = build_model(info["model"], len(info["class_names"]))
+        # A pretrained model carries its input normalisation (cvgrid.final); older folders lack the key.
+        normalized = info.get("input_normalization") is not None
+        module = build_model(info["model"], len(info["class_names"]), normalize_input=normalized)
         state = torch.load(Path(model_dir) / info["files"]["weights"], map_location="cpu", weights_only=True)
         module.load_state_dict(state)
         return cls.from_module(module, device)

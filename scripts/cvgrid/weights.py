@@ -26,6 +26,9 @@ from urllib.parse import unquote, urlparse
 HASH_REGEX = re.compile(r"-([a-f0-9]*)\.")
 MIN_HASH_DIGITS = 8  # torch.hub accepts any length, even none; so short a prefix checks nothing
 CHUNK = 1 << 20
+# The input normalisation of torchvision's ImageNet weights (their transforms().mean / .std).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class WeightsError(RuntimeError):
@@ -46,6 +49,9 @@ class Pretrained:
         (e.g. "features." for a MobileNetV2 file, whose classifier is not used).
     skip: key prefixes, relative to the backbone, that the file does not fill (a new head,
         e.g. ResNet's "fc."); the file's keys under them are ignored.
+    mean, std: the per-channel normalisation of the inputs the weights were trained on (the
+        weights' own transforms; torchvision's ImageNet weights all use these). A model that
+        starts from the file normalises its [0, 1] input with them (cvgrid.models.build_model).
     """
 
     weights: str
@@ -53,6 +59,8 @@ class Pretrained:
     backbone: str = ""
     source_prefix: str = ""
     skip: tuple[str, ...] = ()
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
 
 
 # --------------------------------------------------------------------------- download
