@@ -207,3 +207,18 @@ def test_an_archive_with_other_counts_stops_the_workflow(tmp_path, snakemake):
     assert not (work / "results" / "data" / "index.tsv").exists()
     log = (work / "logs" / "fetch_dataset.log").read_text()
     assert "expected 10 and 2062" in log
+
+
+def test_an_offline_download_tells_the_user_what_to_do(tmp_path, snakemake):
+    nowhere = (tmp_path / "offline" / "archive.zip").as_uri()
+    configfile = write_config(tmp_path / "offline.yaml", tiny_config("", download={
+        "url": nowhere, "subdir": "Dataset", "expected_classes": 3, "expected_images": 60}))
+    work = tmp_path / "work"
+    work.mkdir()
+    result = snakemake(work, configfile, "--cores", "1", "results/data/folds.tsv", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    # On the terminal, not only in the log: what failed and how to go on.
+    assert f"cannot download the data set {nowhere}" in output and "data_dir=/path/to/Dataset" in output
+    assert "data_dir=/path/to/Dataset" in (work / "logs" / "fetch_dataset.log").read_text()
+    assert not (work / "resources" / "sign-language-digits").exists()
