@@ -14,11 +14,13 @@ def main(argv=None):
     p.add_argument("--summary", type=Path, required=True, help="cv_summary.tsv")
     p.add_argument("--folds", type=Path, help="cv_folds.tsv (for --fold-plot)")
     p.add_argument("--heatmap", nargs=2, metavar=("MODEL", "OUT"), help="heatmap of MODEL to OUT")
+    p.add_argument("--verdicts", type=Path, help="compare_to_best.tsv: each cell's verdict on the heatmap")
     p.add_argument("--fold-plot", type=Path, help="every fold's accuracy per grid point to this file")
     a = p.parse_args(argv)
     summary = pd.read_csv(a.summary, sep="\t")
     if a.heatmap:
-        plots.heatmap(summary, a.heatmap[0], a.heatmap[1])
+        verdicts = pd.read_csv(a.verdicts, sep="\t") if a.verdicts else None
+        plots.heatmap(summary, a.heatmap[0], a.heatmap[1], verdicts)
     if a.fold_plot:
         plots.fold_accuracies(pd.read_csv(a.folds, sep="\t"), summary, a.fold_plot)
 

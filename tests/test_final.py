@@ -22,6 +22,7 @@ from cvgrid.final import FinalError, best_point
 from cvgrid.folds import FoldError, refit_split
 from cvgrid.grid import AUGMENTATION_KEYS
 from cvgrid.models import build_model
+from cvgrid.summary import cv_summary
 
 MODEL = "model_a"
 FINAL_FILES = ["model.pt", "model.onnx", "model.json", "history.tsv", "final_model.html"]
@@ -69,23 +70,35 @@ def test_refit_split_refuses_a_bad_fraction():
 
 # --- which grid point ------------------------------------------------------------------------
 
-SUMMARY = pd.DataFrame({
-    "model": ["model_b", "model_a", "model_a", "model_b"],
-    "batch_size": [64, 32, 128, 32],
-    "learning_rate": [0.001, 0.0004, 0.001, 0.0001],
-    "augmentation": ["affine", "none", "affine", "none"],
-    "mean_accuracy": [0.95, 0.90, 0.85, 0.80],
-    "acc_std_x2": [0.02, 0.15, 0.01, 0.03],
-    "folds": [5, 5, 5, 5],
+def summary_of(accuracies: dict) -> pd.DataFrame:
+    """cv_summary.tsv of {(model, batch_size, learning_rate, augmentation): fold accuracies}."""
+    rows = [{"model": m, "batch_size": b, "learning_rate": lr, "augmentation": aug, "repeat": 0, "fold": f,
+             "accuracy": acc, "epochs_run": 10, "seconds": 1.0}
+            for (m, b, lr, aug), accs in accuracies.items() for f, acc in enumerate(accs)]
+    return cv_summary(pd.DataFrame(rows))
+
+
+SUMMARY = summary_of({
+    ("model_b", 64, 0.001, "affine"): [0.94, 0.96, 0.95],
+    ("model_a", 32, 0.0004, "none"): [0.80, 0.95, 0.95],   # mean 0.90, std 0.0707
+    ("model_a", 128, 0.001, "affine"): [0.84, 0.86, 0.85],
+    ("model_b", 32, 0.0001, "none"): [0.80, 0.81, 0.79],
 })
 
 
-def test_best_point_is_the_models_first_row_with_its_interval():
+def test_best_point_is_the_models_rank_one_with_its_corrected_estimate():
     chosen = best_point(SUMMARY, "model_a")
     assert chosen["grid_point"] == {"model": "model_a", "batch_size": 32, "learning_rate": 0.0004,
                                     "augmentation": "none"}
-    assert chosen["cv_estimate"]["mean_accuracy"] == 0.90
-    assert chosen["cv_estimate"]["interval"] == pytest.approx([0.75, 1.0])  # 1.05 clipped to 1
+    estimate = chosen["cv_estimate"]
+    assert estimate["mean_accuracy"] == pytest.approx(0.90)
+    spread = 2 * np.std([0.80, 0.95, 0.95])  # 0.1414: the fold spread, ddof=0
+    assert estimate["interval"] == pytest.approx([0.90 - spread, 1.0])  # 1.04 clipped to 1
+    # selection among model_a's two points: best per fold 0.84, 0.95, 0.95; minus the
+    # winner's 0.80, 0.95, 0.95: 0.04, 0, 0; bias 0.04 / 3
+    assert estimate["selection_bias"] == pytest.approx(0.04 / 3)
+    assert estimate["corrected_accuracy"] == pytest.approx(0.90 - 0.04 / 3)
+    assert "not a confidence interval" in estimate["interval_definition"]
     assert best_point(SUMMARY, "model_b")["grid_point"]["augmentation"] == "affine"
 
 
@@ -106,8 +119,16 @@ def test_weights_load_with_weights_only_and_the_config_names_the_best_point(fina
     summary = pd.read_csv(final_run.work / "results" / "cv_summary.tsv", sep="\t")
     expected = best_point(summary, MODEL)
     assert info["grid_point"] == expected["grid_point"]
+    # the point refit_best trained is the one the summary and the statistics call best
+    assert info["grid_point"] == {k: summary.loc[summary["rank"] == 1, k].iloc[0] for k in info["grid_point"]}
+    to_best = pd.read_csv(final_run.work / "results" / "stats" / "compare_to_best.tsv", sep="\t")
+    best = to_best[to_best["is_best"]].iloc[0]
+    assert info["grid_point"] == {k: best[k] for k in info["grid_point"]}
     assert info["cv_estimate"]["mean_accuracy"] == pytest.approx(summary["mean_accuracy"].iloc[0])
     assert info["cv_estimate"]["interval"] == pytest.approx(expected["cv_estimate"]["interval"])
+    assert info["cv_estimate"]["corrected_accuracy"] == pytest.approx(expected["cv_estimate"]["corrected_accuracy"])
+    selected = pd.read_csv(final_run.work / "results" / "stats" / "selected.tsv", sep="\t")
+    assert selected.iloc[0]["corrected_accuracy"] == pytest.approx(info["cv_estimate"]["corrected_accuracy"])
     assert info["class_names"] == ["class_0", "class_1", "class_2"]
     assert (info["input_size"], info["image_size"]) == (100, 32)
     assert info["refit"]["n_train"] + info["refit"]["n_validation"] == 60 == info["data"]["images"]
@@ -125,7 +146,8 @@ def test_page_says_configuration_estimate_files_and_predict(final_run):
     page = (final_run.model_dir / "final_model.html").read_text()
     info = json.loads((final_run.model_dir / "model.json").read_text())
     lo, hi = info["cv_estimate"]["interval"]
-    for text in ("learning_rate", f"{info['cv_estimate']['mean_accuracy']:.4f}", f"[{lo:.4f}, {hi:.4f}]",
+    for text in ("learning_rate", f"{info['cv_estimate']['corrected_accuracy']:.4f}",
+                 f"{info['cv_estimate']['mean_accuracy']:.4f}", f"[{lo:.4f}, {hi:.4f}]",
                  "results/final/model_a/model.onnx", "results/final/model_a/model.pt",
                  "scripts/predict.py --model-dir results/final/model_a"):
         assert text in page, text

@@ -25,16 +25,20 @@ pytestmark = pytest.mark.slow
 CATEGORIES = ["1. Summary", "2. Per model", "3. Statistics", "4. Final model"]
 # Items each category must hold (file names); the test also views whatever else it finds.
 EXPECTED = {
-    "1. Summary": {"summary.html", "cv_summary.tsv", "parallel_coordinates.svg", "prepare_report.json"},
+    "1. Summary": {"summary.html", "cv_summary.tsv", "selected.tsv", "parallel_coordinates.svg",
+                   "prepare_report.json"},
     "2. Per model": {"heatmap_model_a.svg", "confusion.svg", "per_class_accuracy.tsv",
                      "learning_curves.svg", "errors.png"},
-    "3. Statistics": {"compare_to_best.tsv", "compare_models.tsv", "mcnemar.tsv", "factor_effects.tsv",
+    "3. Statistics": {"compare_to_best.tsv", "resolution.tsv", "compare_models.tsv", "factor_effects.tsv",
                       "repeat_noise.tsv", "factor_effects.svg", "fold_accuracies.svg"},
     "4. Final model": {"final_model.html"},
 }
 # Tables with at least one row in a one-model run (comparisons of models and repeats are empty).
-WITH_ROWS = {"cv_summary.tsv", "per_class_accuracy.tsv", "compare_to_best.tsv", "factor_effects.tsv"}
-SUMMARY_WORDS = ["Best configurations", "Tied with the best", "model_a"]
+WITH_ROWS = {"cv_summary.tsv", "selected.tsv", "per_class_accuracy.tsv", "compare_to_best.tsv",
+             "resolution.tsv", "factor_effects.tsv"}
+# What a reader must see: the verdicts, the resolution, the corrected winner.
+SUMMARY_WORDS = ["Best configurations", "corrected for that choice", "Against each model's best",
+                 "What these folds can resolve", "model_a"]
 
 
 @pytest.fixture(scope="module")

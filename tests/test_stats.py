@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ import pytest
 from scipy import stats as sps
 
 from cvgrid import stats
+from cvgrid.summary import cv_summary, point_summary
 
 N_TRAIN, N_TEST = 80, 20  # n_test / n_train = 0.25
 
@@ -142,81 +144,6 @@ def test_holm_caps_at_one_and_skips_nan():
 
 
 # ---------------------------------------------------------------------------
-# McNemar
-# ---------------------------------------------------------------------------
-
-
-def _mcnemar_table(both_correct, a_only, b_only, both_wrong):
-    """Predictions for a binary task (true label 0) with the given 2x2 counts."""
-    true = np.zeros(both_correct + a_only + b_only + both_wrong, dtype=int)
-    pa = np.array([0] * both_correct + [0] * a_only + [1] * b_only + [1] * both_wrong)
-    pb = np.array([0] * both_correct + [1] * a_only + [0] * b_only + [1] * both_wrong)
-    return pa, pb, true
-
-
-def test_mcnemar_exact_on_tiny_table():
-    pa, pb, true = _mcnemar_table(5, 1, 6, 2)
-    r = stats.mcnemar_exact(pa, pb, true)
-    assert (r["both_correct"], r["a_only_correct"], r["b_only_correct"], r["both_wrong"]) == (5, 1, 6, 2)
-    # Under H0, a_only ~ Binomial(7, 1/2): p = 2 * P(X <= 1) = 2 * (C(7,0) + C(7,1)) / 2^7 = 16/128
-    hand = 2 * (math.comb(7, 0) + math.comb(7, 1)) / 2**7
-    assert hand == 0.125
-    assert r["p"] == pytest.approx(hand)
-    assert r["n"] == 14
-    assert r["accuracy_a"] == pytest.approx(6 / 14) and r["accuracy_b"] == pytest.approx(11 / 14)
-    # symmetric in a and b
-    assert stats.mcnemar_exact(pb, pa, true)["p"] == pytest.approx(hand)
-
-
-def test_mcnemar_exact_extreme_and_no_discordance():
-    pa, pb, true = _mcnemar_table(3, 0, 8, 1)
-    assert stats.mcnemar_exact(pa, pb, true)["p"] == pytest.approx(2 / 2**8)  # 0.0078125
-    pa, pb, true = _mcnemar_table(4, 0, 0, 3)
-    assert stats.mcnemar_exact(pa, pb, true)["p"] == 1.0
-
-
-def _predictions_frame():
-    """Two models' out-of-fold predictions, 2 repeats x 2 folds x 3 samples, rows shuffled."""
-    rows = []
-    cfg_a = {"model": "A", "batch_size": 16, "learning_rate": 0.001, "augmentation": "none"}
-    cfg_b = {"model": "B", "batch_size": 32, "learning_rate": 0.01, "augmentation": "affine"}
-    for repeat, fold, s in itertools.product(range(2), range(2), range(3)):
-        sample = fold * 3 + s  # each sample in exactly one fold per repeat
-        true = sample % 2
-        rows.append({**cfg_a, "repeat": repeat, "fold": fold, "sample": sample, "true": true,
-                     "predicted": true})  # A always right
-        rows.append({**cfg_b, "repeat": repeat, "fold": fold, "sample": sample, "true": true,
-                     "predicted": true if sample < 2 else 1 - true})  # B wrong on samples 2..5
-    frame = pd.DataFrame(rows)
-    return frame.sample(frac=1.0, random_state=3).reset_index(drop=True), cfg_a, cfg_b
-
-
-def test_paired_predictions_aligns_by_repeat_fold_sample():
-    preds, cfg_a, cfg_b = _predictions_frame()
-    paired = stats.paired_predictions(preds, cfg_a, cfg_b, repeat=0)
-    assert list(paired["sample"]) == [0, 1, 2, 3, 4, 5]
-    assert list(paired["true"]) == [0, 1, 0, 1, 0, 1]
-    assert list(paired["pred_a"]) == [0, 1, 0, 1, 0, 1]
-    assert list(paired["pred_b"]) == [0, 1, 1, 0, 1, 0]
-    assert len(stats.paired_predictions(preds, cfg_a, cfg_b, repeat=None)) == 12
-    broken = preds.drop(index=preds.index[(preds["model"] == "B") & (preds["sample"] == 4)])
-    with pytest.raises(ValueError, match="same samples"):
-        stats.paired_predictions(broken, cfg_a, cfg_b)
-
-
-def test_mcnemar_models_uses_best_configurations():
-    preds, cfg_a, cfg_b = _predictions_frame()
-    folds = make_folds({tuple(cfg_a.values()): [1.0, 1.0], tuple(cfg_b.values()): [0.5, 0.5]})
-    out = stats.mcnemar_models(preds, folds)
-    assert len(out) == 1
-    r = out.iloc[0]
-    assert (r["model_a"], r["model_b"]) == ("A", "B")
-    assert (r["a_only_correct"], r["b_only_correct"], r["both_correct"]) == (4, 0, 2)
-    assert r["p"] == pytest.approx(2 / 2**4)  # b = 4, c = 0: 2 * (1/2)^4 = 0.125
-    assert r["p_holm"] == pytest.approx(r["p"])
-
-
-# ---------------------------------------------------------------------------
 # Bayesian correlated t-test
 # ---------------------------------------------------------------------------
 
@@ -284,56 +211,72 @@ def grid_folds() -> pd.DataFrame:
     })
 
 
-def test_config_summary_by_hand():
-    s = stats.config_summary(grid_folds())
+def test_point_summary_is_the_one_definition_of_best():
+    s = point_summary(grid_folds())
     row = s[(s["model"] == "A") & (s["batch_size"] == 16) & (s["learning_rate"] == 0.001)
             & (s["augmentation"] == "none")].iloc[0]
     assert row["mean_accuracy"] == pytest.approx(0.90)
-    assert row["std_accuracy"] == pytest.approx(math.sqrt(0.001))
-    assert row["k"] == 5
-    assert list(s["model"]) == ["A"] * 4 + ["B"]
-    best = stats.best_configs(grid_folds())
+    assert row["acc_std_x2"] == pytest.approx(2 * np.std(ACC1))  # ddof=0, stated in summary.STD_DDOF
+    assert row["folds"] == 5 and row["rank"] == 1
+    # C1 and C3 have equal means: the smaller batch size ranks first, everywhere
+    assert list(s.loc[s["model"] == "A", "rank"]) == [1, 2, 3, 4]
+    best = s[s["rank"] == 1]
     assert [tuple(r) for r in best[list(stats.CONFIG_KEYS)].itertuples(index=False)] == [C1, CB]
+    cmp = stats.compare_to_best(grid_folds())
+    assert [tuple(r) for r in cmp.loc[cmp["is_best"], list(stats.CONFIG_KEYS)].itertuples(index=False)] == [C1, CB]
 
 
 def test_compare_to_best_by_hand():
     cmp = stats.compare_to_best(grid_folds(), alpha=0.05)
     by_cfg = {tuple(r[k] for k in stats.CONFIG_KEYS): r for _, r in cmp.iterrows()}
     best = by_cfg[C1]
-    assert best["is_best"] and best["tied_with_best"] and np.isnan(best["p"])
-    assert best["mean_diff"] == 0.0
-    # identical configuration: difference 0, p = 1
+    assert best["is_best"] and best["verdict"] == "best" and np.isnan(best["p"])
+    assert best["mean_diff"] == 0.0 and not best["significantly_worse"]
+    # identical configuration: difference exactly 0 on every fold, so the posterior is a
+    # point mass inside the ROPE: practically equivalent (the only way to get there without folds)
     same = by_cfg[C3]
     assert not same["is_best"]
-    assert same["mean_diff"] == 0.0 and same["p"] == 1.0 and same["tied_with_best"]
+    assert same["mean_diff"] == 0.0 and same["p"] == 1.0 and same["prob_rope"] == 1.0
+    assert same["verdict"] == "practically equivalent"
     assert (same["best_batch_size"], same["best_learning_rate"]) == (16, 0.001)
     # C2: the hand example with the sign flipped
     c2 = by_cfg[C2]
     assert c2["mean_diff"] == pytest.approx(-0.02)
+    assert c2["sd_diff"] == pytest.approx(math.sqrt(HAND_VAR))
     assert c2["t"] == pytest.approx(-HAND_T)
     assert c2["p"] == pytest.approx(HAND_P)
     assert c2["ci_low"] == pytest.approx(-0.02 - sps.t.ppf(0.975, 4) * HAND_SE)
-    # constant offset: detected
+    # P(diff < -0.005) = t4.cdf((-0.005 + 0.02) / HAND_SE) = t4.cdf(1.414) = 0.885 < 0.95: undecided,
+    # though 2 points worse on average
+    assert c2["prob_worse"] == pytest.approx(sps.t.cdf(0.015 / HAND_SE, 4))
+    assert 0.88 < c2["prob_worse"] < 0.89
+    assert c2["verdict"] == "undecided"
+    # more repeats at the same mean and SD: P(worse) = t_{k-1}.cdf(0.015 / (sd sqrt(1/k + 1/4)))
+    # is 0.885, 0.929, 0.943, 0.9503 for k = 5, 10, 15, 20: four repeats decide it
+    probs = [sps.t.cdf(0.015 / (math.sqrt(HAND_VAR) * math.sqrt(1 / k + 0.25)), k - 1) for k in (5, 10, 15, 20)]
+    assert [p >= 0.95 for p in probs] == [False, False, False, True]
+    assert c2["repeats_needed"] == 4
+    # constant offset: worse, certainly
     c4 = by_cfg[C4]
     assert c4["mean_diff"] == pytest.approx(-0.05) and c4["p"] == 0.0
-    assert c4["prob_worse"] == 1.0
-    # Holm over model A's family {1, HAND_P, 0}: 0*3 = 0; HAND_P*2; max(1*1, ...) = 1
-    assert c4["p_holm"] == 0.0 and not c4["tied_with_best"]
-    assert c2["p_holm"] == pytest.approx(2 * HAND_P) and c2["tied_with_best"]
+    assert c4["prob_worse"] == 1.0 and c4["verdict"] == "worse"
+    # Holm over model A's family {1, HAND_P, 0} beside the verdict
+    assert c4["p_holm"] == 0.0 and c4["significantly_worse"]
+    assert c2["p_holm"] == pytest.approx(2 * HAND_P) and not c2["significantly_worse"]
     assert same["p_holm"] == 1.0
     # model B has one configuration: it is its own best
-    assert by_cfg[CB]["is_best"] and by_cfg[CB]["tied_with_best"]
-    assert int(cmp.loc[cmp["model"] == "A", "tied_with_best"].sum()) == 3
+    assert by_cfg[CB]["is_best"] and by_cfg[CB]["verdict"] == "best"
+    assert "tied_with_best" not in cmp.columns
 
 
-def test_ties_use_the_holm_adjusted_p():
-    def c2_tied(alpha):
+def test_holm_column_uses_the_adjusted_p():
+    def c2_significant(alpha):
         cmp = stats.compare_to_best(grid_folds(), alpha=alpha)
-        return bool(cmp[(cmp["model"] == "A") & (cmp["learning_rate"] == 0.01)].iloc[0]["tied_with_best"])
+        return bool(cmp[(cmp["model"] == "A") & (cmp["learning_rate"] == 0.01)].iloc[0]["significantly_worse"])
 
     # raw p = HAND_P = 0.132, Holm-adjusted 2 * HAND_P = 0.265
-    assert c2_tied(0.2)  # significant before Holm, not after: still tied
-    assert not c2_tied(0.3)  # significant even after Holm
+    assert not c2_significant(0.2)  # significant before Holm, not after
+    assert c2_significant(0.3)
 
 
 def test_compare_to_best_over_whole_grid():
@@ -343,6 +286,7 @@ def test_compare_to_best_over_whole_grid():
     assert b["best_model"] == "A"
     # B - C1 per fold: -0.10, -0.09, -0.09, -0.08, -0.14: mean -0.10
     assert b["mean_diff"] == pytest.approx(-0.10)
+    assert b["verdict"] == "worse"
 
 
 def test_compare_models_by_hand():
@@ -361,7 +305,139 @@ def test_compare_models_by_hand():
     assert r["t"] == pytest.approx(t)
     assert r["p"] == pytest.approx(2 * sps.t.sf(t, 4))
     assert r["p_holm"] == pytest.approx(r["p"]) and r["significant"]
-    assert r["prob_better"] > 0.99
+    assert r["prob_better"] > 0.99 and r["verdict"] == "better"
+
+
+# ---------------------------------------------------------------------------
+# Verdicts on simulated grids, and what a design can resolve
+# ---------------------------------------------------------------------------
+
+
+def simulated_grid(rng, true_accuracy, sd, folds=5, fold_sd=0.012, n_train=1650, n_test=412):
+    """A one-model grid: a fold effect shared by every configuration (what pairing removes)
+    plus each configuration's own noise with SD `sd` per fold."""
+    fold_effect = rng.normal(0, fold_sd, folds)
+    acc = {("A", 16 * (i + 1), 0.001, "none"): list(mu + fold_effect + rng.normal(0, sd, folds))
+           for i, mu in enumerate(true_accuracy)}
+    return make_folds(acc, n_train=n_train, n_test=n_test)
+
+
+@pytest.mark.parametrize("sd", [0.005, 0.01])
+def test_equal_configurations_are_called_worse_at_most_at_the_nominal_rate(sd):
+    # 18 equally good configurations, the best chosen by its mean as the workflow does: every
+    # "worse" is a false alarm. Paired SDs 0.7 and 1.4 points, as on the real images.
+    rng = np.random.default_rng(7)
+    verdicts = pd.concat([stats.compare_to_best(simulated_grid(rng, [0.97] * 18, sd))["verdict"]
+                          for _ in range(100)])
+    others = verdicts[verdicts != "best"]
+    assert len(others) == 100 * 17
+    assert (others == "worse").mean() <= 0.05
+    assert (others == "undecided").mean() > 0.9  # equal, but not shown to be: undecided
+
+
+def test_a_configuration_5_sd_worse_is_worse_and_equal_ones_are_not():
+    rng = np.random.default_rng(8)
+    sd = 0.01 / math.sqrt(2)  # paired differences with SD 1 point
+    for _ in range(20):
+        cmp = stats.compare_to_best(simulated_grid(rng, [0.97, 0.97, 0.97 - 0.05], sd))
+        assert cmp.iloc[-1]["verdict"] == "worse"
+        assert cmp.iloc[-1]["mean_diff"] < -0.03
+
+
+def test_equal_configurations_with_a_tiny_spread_are_practically_equivalent():
+    rng = np.random.default_rng(9)
+    cmp = stats.compare_to_best(simulated_grid(rng, [0.97] * 6, 0.0005))
+    assert set(cmp.loc[~cmp["is_best"], "verdict"]) == {"practically equivalent"}
+
+
+def test_equal_configurations_with_a_large_spread_stay_undecided():
+    rng = np.random.default_rng(10)
+    verdicts = pd.concat([stats.compare_to_best(simulated_grid(rng, [0.97] * 6, 0.02))["verdict"]
+                          for _ in range(40)])
+    others = verdicts[verdicts != "best"]
+    assert (others == "practically equivalent").sum() == 0
+    assert (others == "undecided").mean() >= 0.9  # the rest: false alarms, at most the nominal rate
+    # and no number of repeats would show them equivalent within +-0.5 points at that spread
+    assert stats.largest_prob_rope(0.02 * math.sqrt(2), math.inf, 0.25, 0.005) < 0.95
+
+
+def test_resolution_of_model_a_design():
+    # The issue's figures for model A on the real images: median SD of the paired differences
+    # 0.69 points, 5 folds, n_test / n_train = 0.25, ROPE 0.5 points, probability 0.95.
+    sd, ratio = 0.0069, 0.25
+    gap = stats.smallest_worse_gap(sd, 5, ratio, 0.005, 0.95)
+    assert gap == pytest.approx(0.005 + sps.t.ppf(0.95, 4) * sd * math.sqrt(1 / 5 + ratio))
+    assert gap == pytest.approx(0.0149, abs=0.0001)  # "about 1.5 points"
+    assert stats.smallest_worse_gap(sd, 15, ratio, 0.005, 0.95) == pytest.approx(0.0118, abs=0.0001)
+    limit = stats.smallest_worse_gap(sd, math.inf, ratio, 0.005, 0.95)
+    assert limit == pytest.approx(0.005 + sps.norm.ppf(0.95) * sd * 0.5)  # ~1.07: never below
+    assert stats.largest_prob_rope(sd, 5, ratio, 0.005) == pytest.approx(0.66, abs=0.01)
+    assert stats.largest_prob_rope(sd, math.inf, ratio, 0.005) == pytest.approx(0.85, abs=0.01)
+    # the narrowest ROPE in which equivalence could be shown: its P(within) is exactly 0.95
+    narrow = stats.smallest_equivalence_rope(sd, 5, ratio, 0.95)
+    assert stats.largest_prob_rope(sd, 5, ratio, narrow) == pytest.approx(0.95)
+
+
+def test_resolution_table_from_the_comparisons():
+    folds = pd.concat([simulated_grid(np.random.default_rng(13), [0.97] * 6, 0.005, n_train=80, n_test=20),
+                       make_folds({CB: [0.80, 0.79, 0.83, 0.78, 0.80]})])
+    cmp = stats.compare_to_best(folds)
+    res = stats.resolution(cmp, folds, rope=0.005, probability=0.95)
+    assert list(res["model"]) == ["A"]  # B has a single configuration: nothing to resolve
+    r = res.iloc[0]
+    sds = cmp.loc[(cmp["model"] == "A") & ~cmp["is_best"], "sd_diff"]
+    assert r["sd_diff_median"] == pytest.approx(sds.median())
+    assert (r["folds"], r["repeats"], r["size_ratio"]) == (5, 1, 0.25)
+    assert r["worse_gap_now"] > r["worse_gap_3_repeats"] > r["worse_gap_10_repeats"] > r["worse_gap_limit"]
+    assert r["worse_gap_now"] == pytest.approx(stats.smallest_worse_gap(r["sd_diff_median"], 5, 0.25, 0.005, 0.95))
+
+
+# ---------------------------------------------------------------------------
+# The winner, corrected for its selection
+# ---------------------------------------------------------------------------
+
+
+def test_selection_correction_by_hand():
+    acc = np.array([[0.90, 0.92, 0.94],   # mean 0.92: the winner
+                    [0.95, 0.85, 0.93],   # mean 0.91
+                    [0.89, 0.93, 0.90]])  # mean 0.906
+    # best per fold 0.95, 0.93, 0.94; minus the winner's: 0.05, 0.01, 0.00; mean 0.02
+    r = stats.selection_corrected(acc)
+    assert r["winner"] == 0
+    assert r["raw_accuracy"] == pytest.approx(0.92)
+    assert r["selection_bias"] == pytest.approx(0.02)
+    assert r["corrected_accuracy"] == pytest.approx(0.90)
+    assert stats.selection_corrected(acc[:1])["selection_bias"] == 0.0  # nothing chosen among
+
+
+@pytest.mark.parametrize("true_accuracy", [
+    [0.97] * 18,                                          # all equal
+    [0.975] * 6 + list(np.linspace(0.94, 0.97, 12)),      # a cluster at the top
+])
+def test_selection_correction_removes_the_winners_optimism(true_accuracy):
+    rng = np.random.default_rng(11)
+    true_accuracy = np.array(true_accuracy)
+    raw, corrected = [], []
+    for _ in range(2000):
+        acc = true_accuracy[:, None] + rng.normal(0, 0.012, 5)[None, :] + rng.normal(0, 0.01, (18, 5))
+        r = stats.selection_corrected(acc)
+        raw.append(r["raw_accuracy"] - true_accuracy[r["winner"]])
+        corrected.append(r["corrected_accuracy"] - true_accuracy[r["winner"]])
+    assert np.mean(raw) >= 0.005  # the raw winner's mean overstates its true accuracy
+    assert abs(np.mean(corrected)) <= 0.003
+
+
+def test_selected_points_from_the_cv_summary():
+    summary = cv_summary(grid_folds().assign(epochs_run=10, seconds=1.0))
+    sel = stats.selected_points(summary)
+    assert list(sel["scope"]) == ["A", "B", "all models"]
+    a = sel.iloc[0]
+    assert (a["batch_size"], a["learning_rate"], a["augmentation"], a["candidates"]) == (16, 0.001, "none", 4)
+    # model A: on every fold the best of C1..C4 is C1 (C3 equals it, C2 = ACC1 - DIFFS and C4 are
+    # never above it), so choosing C1 was no luck: bias 0
+    assert a["raw_accuracy"] == pytest.approx(0.90) and a["selection_bias"] == pytest.approx(0.0)
+    assert sel.iloc[1]["candidates"] == 1 and sel.iloc[1]["selection_bias"] == 0.0
+    assert sel.iloc[2]["candidates"] == 5
 
 
 def test_missing_or_duplicated_folds_are_refused():
@@ -517,32 +593,71 @@ def test_factor_effects_pair_the_other_factors_on_an_incomplete_grid():
 # ---------------------------------------------------------------------------
 
 
+def summary_of(folds, **options):
+    summary = cv_summary(folds.assign(epochs_run=10, seconds=1.0))
+    cmp = stats.compare_to_best(folds)
+    return stats.summary_text(summary, cmp, stats.factor_effects(folds), **options)
+
+
 def test_summary_text_reports_the_numbers():
     folds = grid_folds()
-    text = stats.summary_text(stats.config_summary(folds), stats.compare_to_best(folds),
-                              stats.factor_effects(folds),
-                              model_comparisons=stats.compare_models(folds))
-    # best of A: mean 0.90, std sqrt(0.001) = 0.0316 -> "90.0% ± 6.3%"
-    assert f"{200 * math.sqrt(0.001):.1f}" == "6.3"
-    assert "model A with batch size 16, learning rate 0.001, augmentation none: 90.0% ± 6.3%" in text
+    summary = cv_summary(folds.assign(epochs_run=10, seconds=1.0))
+    cmp = stats.compare_to_best(folds)
+    text = summary_of(folds, selected=stats.selected_points(summary),
+                      resolution_table=stats.resolution(cmp, folds),
+                      model_comparisons=stats.compare_models(folds))
+    # best of A: mean 0.90, 2 x std (ddof=0) = 2 * 0.02828 -> "90.0% ± 5.7%"
+    assert f"{200 * np.std(ACC1):.1f}" == "5.7"
+    assert "model A with batch size 16, learning rate 0.001, augmentation none: 90.0% ± 5.7%" in text
+    assert "the best of 4 on these folds, so optimistic: **90.0%** corrected" in text
     assert "model B with batch size 16, learning rate 0.001, augmentation none: 80.0%" in text
-    assert "over 5 folds" in text
-    assert "Model A is more accurate than model B by 10.0 percentage points" in text
-    assert "model A: 3 of 4 configurations" in text
-    assert "model B: 1 of 1 configurations (only the best)" in text
+    assert "over 5 folds" in text and "not a confidence interval" in text
+    assert "Model A is **better** than model B (+10.0 points" in text
+    assert ("model A, 3 other configurations: 1 worse, 1 practically equivalent, 1 undecided "
+            "(worse — batch size 16, learning rate 0.001, augmentation affine (-5.0)") in text
+    assert "undecided — batch size 16, learning rate 0.01, augmentation none (-2.0)" in text
+    assert "model B has a single configuration" in text
+    assert "1 significantly worse by the corrected t-test with Holm's correction" in text
+    assert "tied" not in text.lower()
+    # the resolution, in words
+    assert "**What these folds can resolve**: model A (5 folds × 1 repeat(s)" in text
+    assert "would be decided by 4 repeat(s) or fewer" in text
     # augmentation on this grid: C4 vs C1 only, -5 points on every fold
     assert "Augmentation matters: affine vs none -5.0 points" in text
-    assert text == stats.summary_text(stats.config_summary(folds), stats.compare_to_best(folds),
-                                      stats.factor_effects(folds),
-                                      model_comparisons=stats.compare_models(folds))
+    assert text == summary_of(folds, selected=stats.selected_points(summary),
+                              resolution_table=stats.resolution(cmp, folds),
+                              model_comparisons=stats.compare_models(folds))
+
+
+def test_summary_text_says_when_equivalence_cannot_be_shown():
+    rng = np.random.default_rng(12)
+    folds = simulated_grid(rng, [0.97] * 6, 0.01)
+    cmp = stats.compare_to_best(folds)
+    text = summary_of(folds, resolution_table=stats.resolution(cmp, folds))
+    assert "Practical equivalence within ±0.5 points cannot be shown with these folds" in text
+    assert "so no number of repeats can show it" in text
+    assert re.search(r"model A, 5 other configurations: \d worse, 0 practically equivalent, \d undecided", text)
 
 
 def test_summary_text_names_factors_without_effect_and_noise():
     folds = factor_grid()
     noise = stats.repeat_noise_by_model(stats.repeat_noise(folds))
-    text = stats.summary_text(stats.config_summary(folds), stats.compare_to_best(folds),
-                              stats.factor_effects(folds), noise_by_model=noise)
-    assert "Batch size has no significant effect: 32 vs 16 +0.0 points" in text
+    text = summary_of(folds, noise_by_model=noise)
+    assert "Batch size: no significant effect, which does not show there is none: 32 vs 16 +0.0 points" in text
     assert "Augmentation matters: affine vs none +2.0 points" in text
+    assert "averaged over this grid's levels of the other factors" in text
     assert "Noise floor" in text
-    assert text.index("Augmentation matters") < text.index("Batch size has no significant effect")
+    assert text.index("Augmentation matters") < text.index("Batch size: no significant effect")
+
+
+def test_factor_effect_carried_by_one_fold_is_flagged():
+    acc = {("A", 16, 0.001, "none"): BASE,
+           ("A", 16, 0.01, "none"): [b + d for b, d in zip(BASE, [0.0, 0.0, 0.0, 0.0, 0.0, 0.12])],
+           ("A", 32, 0.001, "none"): [b + d for b, d in zip(BASE, [0.01, 0.012, 0.009, 0.011, 0.01, 0.008])]}
+    eff = stats.factor_effects(make_folds(acc, repeats=2))
+    rows = {r["factor"]: r for _, r in eff.iterrows()}
+    lr = rows["learning_rate"]
+    assert lr["mean_diff"] == pytest.approx(0.02) and lr["median_diff"] == pytest.approx(0.0)
+    assert lr["one_fold_dominates"]
+    bs = rows["batch_size"]
+    assert not bs["one_fold_dominates"] and bs["median_diff"] == pytest.approx(0.0101, abs=1e-4)

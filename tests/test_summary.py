@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
-from cvgrid.summary import MetricsError, cv_summary, fold_table, read_metrics
+from cvgrid.summary import MetricsError, best_points, complete_points, cv_summary, fold_table, read_metrics
 
 # Made-up fold accuracies of three grid points over 2 repeats x 3 folds.
 ACCURACIES = {
@@ -85,13 +85,15 @@ def test_fold_table_has_one_row_per_job(metrics_files):
     table = fold_table(metrics_files)
     assert len(table) == 18
     assert {"model", "batch_size", "learning_rate", "augmentation", "repeat", "fold", "accuracy"} <= set(table.columns)
-    assert (table["n_train"] == 100).all()  # training part = train + validation
+    # the sizes mean what they mean in metrics.json
+    assert (table["n_train"] == 90).all() and (table["n_validation"] == 10).all() and (table["n_test"] == 25).all()
     assert not table.duplicated(["model", "batch_size", "learning_rate", "augmentation", "repeat", "fold"]).any()
 
 
 def test_cv_summary_columns_order_and_spread(metrics_files):
     summary = cv_summary(fold_table(metrics_files))
-    for column in ("model", "batch_size", "learning_rate", "augmentation", "mean_accuracy", "acc_std_x2", "folds"):
+    for column in ("model", "batch_size", "learning_rate", "augmentation", "mean_accuracy", "acc_std_x2", "folds",
+                   "rank"):
         assert column in summary.columns, column
     fold_columns = [f"acc_r{r}_f{f}" for r in range(2) for f in range(3)]
     assert set(fold_columns) <= set(summary.columns)
@@ -104,6 +106,10 @@ def test_cv_summary_columns_order_and_spread(metrics_files):
         assert row.acc_std_x2 == pytest.approx(2 * np.std(accs, ddof=0))
         assert row.acc_std_x2 != pytest.approx(2 * np.std(accs, ddof=1))
         assert [getattr(row, c) for c in fold_columns] == pytest.approx(list(accs))
+    # rank within the model: model_a's two points are 1 and 2, model_b's single point 1
+    assert dict(zip(summary["batch_size"].astype(str) + summary["model"], summary["rank"])) == {
+        "64model_a": 1, "32model_a": 2, "32model_b": 1}
+    assert list(best_points(summary)["batch_size"]) == [64, 32]
     expected_order = sorted(ACCURACIES, key=lambda k: -np.mean(ACCURACIES[k]))
     assert list(summary[["model", "batch_size", "learning_rate", "augmentation"]].itertuples(index=False, name=None)) \
         == expected_order
@@ -134,3 +140,14 @@ def test_summarize_cli_writes_both_tables_and_names_a_bad_file(tmp_path, metrics
     assert bad.returncode != 0
     assert str(metrics_files[0]) in bad.stderr
     assert not (tmp_path / "s2.tsv").exists()
+
+
+def test_complete_points_keeps_the_finished_grid_points_and_names_the_others(metrics_files):
+    folds = fold_table(metrics_files)
+    running = folds.drop(index=folds.index[(folds["model"] == "model_b") & (folds["fold"] == 2)])
+    finished, unfinished = complete_points(running, pairs=6)
+    assert set(finished["model"]) == {"model_a"} and len(finished) == 12
+    assert unfinished[["model", "batch_size", "pairs"]].to_dict(orient="records") == [
+        {"model": "model_b", "batch_size": 32, "pairs": 4}]
+    everything, none = complete_points(folds, pairs=6)
+    assert len(everything) == 18 and none.empty

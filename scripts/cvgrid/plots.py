@@ -11,10 +11,19 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 
-def heatmap(summary: pd.DataFrame, model: str, path) -> None:
+# How a cell of the heatmap marks its grid point's verdict against the model's best.
+VERDICT_MARKS = {"best": "best", "worse": "worse", "practically equivalent": "equiv.", "undecided": "?"}
+
+
+def heatmap(summary: pd.DataFrame, model: str, path, verdicts: pd.DataFrame | None = None) -> None:
     """Batch size x learning rate, one panel per augmentation policy; each cell the mean
-    accuracy (%) and, below it, 2 x std. One colour scale for all panels."""
+    accuracy (%), below it the fold spread (± 2 x std) and, with `verdicts`
+    (compare_to_best.tsv), the grid point's verdict against the model's best (VERDICT_MARKS).
+    One colour scale for all panels."""
+    keys = ["model", "batch_size", "learning_rate", "augmentation"]
     rows = summary[summary["model"] == model]
+    if verdicts is not None:
+        rows = rows.merge(verdicts[keys + ["verdict"]], on=keys, how="left")
     policies = sorted(rows["augmentation"].unique())
     vmin, vmax = 100 * rows["mean_accuracy"].min(), 100 * rows["mean_accuracy"].max()
     fig, axes = plt.subplots(1, len(policies), figsize=(4.2 * len(policies) + 1, 3.6), squeeze=False)
@@ -23,8 +32,12 @@ def heatmap(summary: pd.DataFrame, model: str, path) -> None:
         mean = part.pivot(index="batch_size", columns="learning_rate", values="mean_accuracy") * 100
         spread = part.pivot(index="batch_size", columns="learning_rate", values="acc_std_x2") * 100
         labels = mean.map(lambda v: f"{v:.1f}") + "\n±" + spread.map(lambda v: f"{v:.1f}")
+        if verdicts is not None:
+            marks = part.pivot(index="batch_size", columns="learning_rate", values="verdict")
+            labels = labels + "\n" + marks.map(lambda v: VERDICT_MARKS.get(v, ""))
         sns.heatmap(mean, annot=labels.to_numpy(), fmt="", cmap="viridis", vmin=vmin, vmax=vmax,
-                    cbar=ax is axes[0][-1], cbar_kws={"label": "mean accuracy (%)"}, ax=ax)
+                    cbar=ax is axes[0][-1], cbar_kws={"label": "mean accuracy (%)"}, ax=ax,
+                    annot_kws={"fontsize": 8})
         ax.set_title(f"{model}, augmentation: {policy}")
         ax.set_xlabel("learning rate")
         ax.set_ylabel("batch size")

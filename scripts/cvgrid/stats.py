@@ -1,31 +1,34 @@
-"""Paired statistics for a cross-validated hyperparameter grid.
+"""Paired statistics for a cross-validated hyperparameter grid, and what they allow one to say.
 
 Every configuration of the grid is scored on the *same* folds, so two
 configurations can be compared fold by fold: the unit of analysis is the
 difference of their accuracies on one (repeat, fold) pair.  This module turns
-the long table of fold accuracies into objective answers:
+the long table of fold accuracies into answers that claim no more than the
+folds support:
 
-* :func:`corrected_resampled_ttest` -- Nadeau & Bengio (2003) corrected
-  resampled t-test on per-fold differences.
 * :func:`bayesian_correlated_ttest` -- Corani & Benavoli (2015) / Benavoli et
   al. (2017) Bayesian correlated t-test with a region of practical
-  equivalence (ROPE).
-* :func:`holm` -- Holm (1979) step-down adjusted p-values.
-* :func:`mcnemar_exact` -- exact McNemar test on paired predictions.
-* :func:`config_summary`, :func:`compare_to_best`, :func:`compare_models`,
-  :func:`mcnemar_models`, :func:`repeat_noise`, :func:`repeat_noise_by_model`,
-  :func:`factor_effects` -- tables built from the long ``folds`` frame.
-* :func:`summary_text` -- a short plain-English paragraph from those tables.
+  equivalence (ROPE); its posterior gives each comparison's :func:`verdict`:
+  *worse*, *practically equivalent* or *undecided* with these folds.
+* :func:`corrected_resampled_ttest` -- Nadeau & Bengio (2003) corrected
+  resampled t-test, with :func:`holm` (Holm 1979) over a family; reported
+  beside the verdict.
+* :func:`resolution` -- the smallest gap this design can call worse, now, with
+  more repeats and in the limit, and the narrowest ROPE in which equivalence
+  could be shown at all.
+* :func:`selection_corrected` / :func:`selected_points` -- the winner's
+  accuracy corrected for having been chosen as the best on the same folds
+  (Tibshirani & Tibshirani 2009).
+* :func:`compare_to_best`, :func:`compare_models`, :func:`repeat_noise`,
+  :func:`repeat_noise_by_model`, :func:`factor_effects` -- tables built from
+  the long ``folds`` frame; :func:`summary_text` -- the answer in words.
 
 Input formats
 -------------
 ``folds``: one row per training job with columns ``model``, ``batch_size``,
 ``learning_rate``, ``augmentation`` (the configuration keys, see
 :data:`CONFIG_KEYS`), ``repeat``, ``fold``, ``accuracy`` (in [0, 1]),
-``n_train`` and ``n_test``.
-
-``predictions``: the configuration keys plus ``repeat``, ``fold``,
-``sample``, ``true`` and ``predicted``.
+``n_train``, ``n_test`` and optionally ``n_validation`` (cv_folds.tsv).
 
 Conventions
 -----------
@@ -33,19 +36,24 @@ Conventions
   differences are fractions, not percent, everywhere except in
   :func:`summary_text`.
 * ``k`` is the number of (repeat, fold) pairs, i.e. ``repeats * folds``.
-* Ties (equal mean accuracy) are broken deterministically by the sort order
-  of the configuration keys.
+* Which configuration is best, and in which order equal means come, is decided
+  in one place: :func:`cvgrid.summary.point_summary`.
 """
 
 from __future__ import annotations
 
+import html
 import itertools
 import math
+import re
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
+
+from cvgrid.grid import GRID_KEYS
+from cvgrid.summary import fold_columns, point_summary
 
 __all__ = [
     "CONFIG_KEYS",
@@ -54,21 +62,26 @@ __all__ = [
     "corrected_resampled_ttest",
     "bayesian_correlated_ttest",
     "holm",
-    "mcnemar_exact",
-    "paired_predictions",
-    "config_summary",
-    "best_configs",
+    "verdict",
+    "smallest_worse_gap",
+    "smallest_equivalence_rope",
+    "largest_prob_rope",
+    "repeats_needed",
+    "resolution",
+    "selection_corrected",
+    "selected_points",
     "compare_to_best",
     "compare_models",
-    "mcnemar_models",
     "repeat_noise",
     "repeat_noise_by_model",
     "factor_effects",
     "summary_text",
+    "summary_html",
+    "analyse",
 ]
 
 #: Columns that identify one configuration of the grid.
-CONFIG_KEYS: tuple[str, ...] = ("model", "batch_size", "learning_rate", "augmentation")
+CONFIG_KEYS: tuple[str, ...] = tuple(GRID_KEYS)
 #: Columns that identify one fold of (repeated) k-fold cross-validation.
 PAIR_KEYS: tuple[str, ...] = ("repeat", "fold")
 #: Per-fold differences whose spread (max - min) is at most this are treated as
@@ -230,41 +243,6 @@ def holm(pvalues) -> np.ndarray:
     return out
 
 
-def mcnemar_exact(pred_a, pred_b, true) -> dict:
-    """Exact McNemar test on paired predictions of two classifiers.
-
-    ``pred_a``, ``pred_b`` and ``true`` must be aligned (same sample at the
-    same position; see :func:`paired_predictions`).  Only discordant samples
-    count: ``b`` = a right and b wrong, ``c`` = a wrong and b right; under
-    the null hypothesis ``b ~ Binomial(b + c, 1/2)`` and the two-sided p-value
-    is ``scipy.stats.binomtest(b, b + c, 0.5).pvalue`` (= ``min(1, 2 *
-    P(X <= min(b, c)))``).  With no discordant sample, ``p = 1``.
-
-    Returns a dict with ``n``, ``both_correct``, ``a_only_correct`` (b),
-    ``b_only_correct`` (c), ``both_wrong``, ``accuracy_a``, ``accuracy_b``
-    and ``p``.
-    """
-    a = np.asarray(pred_a)
-    b = np.asarray(pred_b)
-    y = np.asarray(true)
-    if not (a.shape == b.shape == y.shape and a.ndim == 1):
-        raise ValueError("pred_a, pred_b and true must be 1-d and of equal length")
-    ra, rb = a == y, b == y
-    n01 = int(np.sum(ra & ~rb))
-    n10 = int(np.sum(~ra & rb))
-    p = 1.0 if n01 + n10 == 0 else float(sps.binomtest(n01, n01 + n10, 0.5).pvalue)
-    return {
-        "n": int(y.size),
-        "both_correct": int(np.sum(ra & rb)),
-        "a_only_correct": n01,
-        "b_only_correct": n10,
-        "both_wrong": int(np.sum(~ra & ~rb)),
-        "accuracy_a": float(ra.mean()) if y.size else math.nan,
-        "accuracy_b": float(rb.mean()) if y.size else math.nan,
-        "p": min(p, 1.0),
-    }
-
-
 # ---------------------------------------------------------------------------
 # Helpers on the long `folds` frame
 # ---------------------------------------------------------------------------
@@ -297,9 +275,12 @@ def _wide(folds: pd.DataFrame, keys: Sequence[str] = CONFIG_KEYS) -> pd.DataFram
 
 
 def _sizes(folds: pd.DataFrame) -> tuple[float, float]:
-    """Mean n_train and n_test over all rows (the folds are shared by all configurations)."""
+    """Mean size of a fold's training part and of its test fold over all rows (the folds are
+    shared by all configurations). The training part is what the network learnt from:
+    ``n_train`` plus, where the table has it, the early-stopping ``n_validation``."""
     _check_columns(folds, ["n_train", "n_test"], "folds")
-    return float(folds["n_train"].mean()), float(folds["n_test"].mean())
+    training = folds["n_train"] + (folds["n_validation"] if "n_validation" in folds.columns else 0)
+    return float(training.mean()), float(folds["n_test"].mean())
 
 
 def _config_frame(columns: pd.Index, keys: Sequence[str]) -> pd.DataFrame:
@@ -307,39 +288,178 @@ def _config_frame(columns: pd.Index, keys: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(list(columns), columns=list(keys))
 
 
-def config_summary(folds: pd.DataFrame, keys: Sequence[str] = CONFIG_KEYS) -> pd.DataFrame:
-    """Per configuration: ``mean_accuracy``, ``std_accuracy`` and ``k``.
+def _fold_design(folds: pd.DataFrame) -> tuple[int, int]:
+    """(folds per repeat, repeats) of the long table."""
+    return int(folds["fold"].nunique()), int(folds["repeat"].nunique())
 
-    ``std_accuracy`` is the sample standard deviation (ddof=1) of the k fold
-    accuracies (all repeats pooled); ``mean +- 2 * std`` is what
-    :func:`summary_text` reports.  Rows sorted by model, then by mean
-    accuracy descending, then by the keys.
+
+# ---------------------------------------------------------------------------
+# Verdicts and what the design can resolve
+# ---------------------------------------------------------------------------
+
+WORSE, EQUIVALENT, UNDECIDED, BETTER, BEST = (
+    "worse", "practically equivalent", "undecided", "better", "best")
+
+
+def verdict(prob_worse: float, prob_rope: float, probability: float = 0.95,
+            prob_better: float = 0.0) -> str:
+    """Three-way verdict of one paired comparison from the Bayesian correlated t-test's
+    posterior: *worse* (or *better*) when P(worse (better) by more than the ROPE) >=
+    `probability`, *practically equivalent* when P(|difference| <= ROPE) >= `probability`,
+    otherwise *undecided* with these folds. Not being significantly worse is *undecided*,
+    never "equal": equivalence needs its own posterior mass inside the ROPE."""
+    if prob_worse >= probability:
+        return WORSE
+    if prob_better >= probability:
+        return BETTER
+    if prob_rope >= probability:
+        return EQUIVALENT
+    return UNDECIDED
+
+
+def _posterior_scale(sd: float, k: int, size_ratio: float) -> float:
+    """Scale of the correlated t-test's posterior for k pairs; k = inf is the limit of many repeats."""
+    return sd * math.sqrt((0.0 if math.isinf(k) else 1.0 / k) + size_ratio)
+
+
+def _t(k: float):
+    """The posterior's distribution shape: Student's t with k - 1 df, normal in the limit."""
+    return sps.norm if math.isinf(k) else sps.t(k - 1)
+
+
+def smallest_worse_gap(sd: float, k: float, size_ratio: float, rope: float, probability: float) -> float:
+    """The smallest true shortfall that, observed exactly, is called *worse*: the mean
+    difference d with P(diff < -rope) = probability, for k pairs (inf: many repeats)."""
+    return rope + _t(k).ppf(probability) * _posterior_scale(sd, k, size_ratio)
+
+
+def smallest_equivalence_rope(sd: float, k: float, size_ratio: float, probability: float) -> float:
+    """The narrowest ROPE within which two configurations could be shown practically
+    equivalent at all (observed difference exactly 0) with k pairs."""
+    return _t(k).ppf((1 + probability) / 2) * _posterior_scale(sd, k, size_ratio)
+
+
+def largest_prob_rope(sd: float, k: float, size_ratio: float, rope: float) -> float:
+    """P(|diff| <= rope) when the observed difference is exactly 0: the most equivalence
+    evidence this design can give."""
+    scale = _posterior_scale(sd, k, size_ratio)
+    return 1.0 if scale == 0 else float(2 * _t(k).cdf(rope / scale) - 1)
+
+
+def repeats_needed(mean_diff: float, sd: float, folds: int, size_ratio: float, rope: float,
+                   probability: float, most: int = 100) -> float:
+    """The fewest repeats of `folds`-fold CV that would decide (worse or practically
+    equivalent) a comparison whose mean difference and SD stayed as observed; NaN when not
+    even `most` repeats would (often none would: see :func:`smallest_worse_gap`)."""
+    if sd == 0:
+        return 1.0
+    k = folds * np.arange(1, most + 1)
+    scale = sd * np.sqrt(1.0 / k + size_ratio)
+    p_worse = sps.t.cdf((-rope - mean_diff) / scale, k - 1)
+    p_rope = sps.t.cdf((rope - mean_diff) / scale, k - 1) - p_worse
+    decided = np.flatnonzero((p_worse >= probability) | (p_rope >= probability))
+    return float(decided[0] + 1) if decided.size else math.nan
+
+
+def resolution(comparisons: pd.DataFrame, folds: pd.DataFrame, rope: float = 0.005,
+               probability: float = 0.95) -> pd.DataFrame:
+    """What this design can resolve, per model, at the observed spread of the paired fold
+    differences against the model's best (``sd_diff`` of :func:`compare_to_best`, median over
+    the model's other grid points).
+
+    Columns: ``model``, ``folds``, ``repeats``, ``size_ratio`` (n_test / n_train),
+    ``sd_diff_median``, ``sd_diff_min``, ``sd_diff_max``; ``worse_gap_now``,
+    ``worse_gap_3_repeats``, ``worse_gap_10_repeats``, ``worse_gap_limit`` (the smallest
+    shortfall called *worse*: now, with 3 and 10 repeats, with any number of repeats);
+    ``equivalence_rope_now``, ``equivalence_rope_limit`` (the narrowest ROPE within which
+    equivalence could be shown at all); ``prob_rope_max_now``, ``prob_rope_max_limit`` (the
+    largest P(within the ROPE) at a zero difference), ``rope``, ``probability``. Models
+    with a single grid point have nothing to compare and no row.
+
+    The n_test / n_train term of the corrected variance does not shrink with more repeats
+    (the training sets overlap), so the limits are finite and more repeats cannot beat them.
     """
-    wide = _wide(folds, keys)
-    out = _config_frame(wide.columns, keys)
-    out["mean_accuracy"] = wide.mean().to_numpy()
-    out["std_accuracy"] = wide.std(ddof=1).to_numpy()
-    out["k"] = len(wide)
-    return _sort_configs(out, keys)
+    n_train, n_test = _sizes(folds)
+    ratio = n_test / n_train
+    n_folds, n_repeats = _fold_design(folds)
+    k_now = n_folds * n_repeats
+    rows = []
+    for model, group in comparisons.groupby("model", sort=True):
+        sd = group.loc[~group["is_best"], "sd_diff"].dropna()
+        if sd.empty:
+            continue
+        s = float(sd.median())
+        rows.append({
+            "model": model, "folds": n_folds, "repeats": n_repeats, "size_ratio": ratio,
+            "sd_diff_median": s, "sd_diff_min": float(sd.min()), "sd_diff_max": float(sd.max()),
+            "worse_gap_now": smallest_worse_gap(s, k_now, ratio, rope, probability),
+            "worse_gap_3_repeats": smallest_worse_gap(s, 3 * n_folds, ratio, rope, probability),
+            "worse_gap_10_repeats": smallest_worse_gap(s, 10 * n_folds, ratio, rope, probability),
+            "worse_gap_limit": smallest_worse_gap(s, math.inf, ratio, rope, probability),
+            "equivalence_rope_now": smallest_equivalence_rope(s, k_now, ratio, probability),
+            "equivalence_rope_limit": smallest_equivalence_rope(s, math.inf, ratio, probability),
+            "prob_rope_max_now": largest_prob_rope(s, k_now, ratio, rope),
+            "prob_rope_max_limit": largest_prob_rope(s, math.inf, ratio, rope),
+            "rope": rope, "probability": probability,
+        })
+    columns = ["model", "folds", "repeats", "size_ratio", "sd_diff_median", "sd_diff_min", "sd_diff_max",
+               "worse_gap_now", "worse_gap_3_repeats", "worse_gap_10_repeats", "worse_gap_limit",
+               "equivalence_rope_now", "equivalence_rope_limit", "prob_rope_max_now",
+               "prob_rope_max_limit", "rope", "probability"]
+    return pd.DataFrame(rows, columns=columns)
 
 
-def _sort_configs(frame: pd.DataFrame, keys: Sequence[str], by_model: bool = True) -> pd.DataFrame:
+# ---------------------------------------------------------------------------
+# The winner, corrected for being chosen
+# ---------------------------------------------------------------------------
+
+
+def selection_corrected(accuracy: np.ndarray) -> dict:
+    """Tibshirani & Tibshirani (2009) estimate of the winner's accuracy, corrected for
+    choosing it as the best of several on the same folds.
+
+    `accuracy` is configurations x (repeat, fold) pairs. The winner is the configuration with
+    the highest mean (first of equal ones). On each pair, the best accuracy of any
+    configuration exceeds the winner's by some amount; the mean of those amounts estimates
+    the optimism of choosing by the maximum, and is subtracted from the winner's mean.
+    Returns ``winner`` (row index), ``raw_accuracy``, ``selection_bias`` and
+    ``corrected_accuracy``. With one configuration there is no selection: bias 0.
+    """
+    acc = np.asarray(accuracy, dtype=float)
+    if acc.ndim != 2 or acc.size == 0:
+        raise ValueError("accuracy must be a non-empty configurations x folds matrix")
+    winner = int(np.argmax(acc.mean(axis=1)))
+    raw = float(acc[winner].mean())
+    bias = float(np.mean(acc.max(axis=0) - acc[winner]))
+    return {"winner": winner, "raw_accuracy": raw, "selection_bias": bias, "corrected_accuracy": raw - bias}
+
+
+def selected_points(summary: pd.DataFrame, keys: Sequence[str] = CONFIG_KEYS) -> pd.DataFrame:
+    """Each model's best grid point, and the best of the whole grid, with its raw mean CV
+    accuracy and that accuracy corrected for the selection (:func:`selection_corrected`),
+    from cv_summary.tsv (:func:`cvgrid.summary.cv_summary`: best first, per-fold columns).
+
+    Columns: ``scope`` (a model's name, or ``all models``), ``candidates`` (grid points
+    chosen among), the keys, ``raw_accuracy``, ``selection_bias``, ``corrected_accuracy``,
+    ``fold_spread_x2`` (2 x std of the winner's fold accuracies) and ``folds``.
+    """
     keys = list(keys)
-    first = ["model"] if by_model and "model" in keys else []
-    rest = [k for k in keys if k not in first]
-    order = first + ["mean_accuracy"] + rest
-    asc = [True] * len(first) + [False] + [True] * len(rest)
-    return frame.sort_values(order, ascending=asc, kind="stable").reset_index(drop=True)
-
-
-def best_configs(folds: pd.DataFrame, keys: Sequence[str] = CONFIG_KEYS) -> pd.DataFrame:
-    """The best configuration (highest mean accuracy) of each model, one row per model.
-
-    Columns: the keys, ``mean_accuracy``, ``std_accuracy``, ``k``.  Ties are
-    broken by the key order (smallest batch size, learning rate, ... first).
-    """
-    summary = config_summary(folds, keys)
-    return summary.groupby("model", sort=True).head(1).reset_index(drop=True)
+    acc_columns = fold_columns(summary)
+    if summary[acc_columns].isna().to_numpy().any():
+        raise ValueError("not every grid point has every (repeat, fold): the selection needs the same folds")
+    scopes = [(model, summary[summary["model"] == model]) for model in sorted(summary["model"].unique())]
+    if len(scopes) > 1:
+        scopes.append(("all models", summary))
+    rows = []
+    for scope, part in scopes:
+        part = part.reset_index(drop=True)
+        est = selection_corrected(part[acc_columns].to_numpy())
+        winner = part.iloc[est["winner"]]
+        rows.append({"scope": scope, "candidates": len(part), **{k: winner[k] for k in keys},
+                     "raw_accuracy": est["raw_accuracy"], "selection_bias": est["selection_bias"],
+                     "corrected_accuracy": est["corrected_accuracy"],
+                     "fold_spread_x2": float(winner["acc_std_x2"]), "folds": len(acc_columns)})
+    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------
@@ -351,98 +471,107 @@ def _pair_row(diffs, n_train, n_test, rope) -> dict:
     t = corrected_resampled_ttest(diffs, n_train, n_test)
     b = bayesian_correlated_ttest(diffs, n_train, n_test, rope=rope)
     return {
-        "mean_diff": t["mean_diff"], "ci_low": t["ci_low"], "ci_high": t["ci_high"],
-        "t": t["t"], "p": t["p"],
+        "mean_diff": t["mean_diff"], "sd_diff": float(np.std(diffs, ddof=1)),
+        "ci_low": t["ci_low"], "ci_high": t["ci_high"], "t": t["t"], "p": t["p"],
         "prob_worse": b["p_left"], "prob_rope": b["p_rope"], "prob_better": b["p_right"],
     }
 
 
 def compare_to_best(folds: pd.DataFrame, by_model: bool = True, alpha: float = 0.05,
-                    rope: float = 0.005, keys: Sequence[str] = CONFIG_KEYS) -> pd.DataFrame:
-    """Every configuration against the best one (of its model, or overall).
+                    rope: float = 0.005, probability: float = 0.95,
+                    keys: Sequence[str] = CONFIG_KEYS) -> pd.DataFrame:
+    """Every configuration against the best one (of its model, or overall), with a verdict.
 
-    For each group (each model if ``by_model``, else the whole grid) the best
-    configuration is the one with the highest mean accuracy (ties: key
-    order).  Each other configuration ``c`` is compared with it on the paired
-    differences ``acc_c - acc_best`` (so ``mean_diff <= 0``) by
-    :func:`corrected_resampled_ttest` and :func:`bayesian_correlated_ttest`.
-    The p-values of a group form one Holm family (the best itself is not
-    compared: its ``p``/``p_holm`` are NaN).
+    The best is rank 1 of :func:`cvgrid.summary.point_summary` (the point cv_summary.tsv and
+    refit_best call best). Each other configuration ``c`` is compared with it on the paired
+    differences ``acc_c - acc_best`` (so ``mean_diff <= 0``) by the Bayesian correlated
+    t-test, whose posterior gives the ``verdict`` (:func:`verdict`: *worse*, *practically
+    equivalent* or *undecided*; *best* for the best itself), and by the corrected resampled
+    t-test, Holm-adjusted over the group, beside it (``significantly_worse``: ``p_holm <
+    alpha``). ``repeats_needed`` says how many repeats of the k-fold CV would decide an
+    undecided comparison if its mean difference and SD stayed as observed (NaN: none would).
 
-    Returns one row per configuration with columns: the keys,
-    ``mean_accuracy``, ``best_<key>`` for each key except ``model`` (when
-    ``by_model``; ``best_model`` too otherwise), ``best_mean_accuracy``,
-    ``is_best``, ``mean_diff``, ``ci_low``, ``ci_high``, ``t``, ``p``,
-    ``p_holm``, ``tied_with_best`` (True where ``p_holm >= alpha``, i.e. not
-    significantly worse after Holm; True for the best itself),
-    ``prob_worse``/``prob_rope``/``prob_better`` (Bayesian posterior
-    probabilities that the configuration is worse than / practically
-    equivalent to / better than the best, ROPE ``rope``), and ``k``.
-    Rows sorted by model (if ``by_model``), mean accuracy descending, keys.
+    Returns one row per configuration with columns: the keys, ``mean_accuracy``,
+    ``best_<key>`` for each key except ``model`` (when ``by_model``; ``best_model`` too
+    otherwise), ``best_mean_accuracy``, ``is_best``, ``verdict``, ``mean_diff``, ``sd_diff``
+    (ddof=1 SD of the paired differences), ``ci_low``, ``ci_high``, ``t``, ``p``,
+    ``p_holm``, ``significantly_worse``, ``prob_worse``, ``prob_rope``, ``prob_better``,
+    ``repeats_needed`` and ``k``. Rows sorted by model (if ``by_model``), best first.
     """
     keys = list(keys)
     wide = _wide(folds, keys)
     n_train, n_test = _sizes(folds)
-    summary = _config_frame(wide.columns, keys)
-    summary["mean_accuracy"] = wide.mean().to_numpy()
-    summary["col"] = list(wide.columns)
-    summary = _sort_configs(summary, keys, by_model)
-    groups = summary.groupby("model", sort=True) if by_model else [(None, summary)]
+    n_folds, _ = _fold_design(folds)
+    summary = point_summary(folds, keys)
+    if not by_model:
+        summary["rank"] = np.arange(1, len(summary) + 1)
+        summary["model_group"] = "all"
+    else:
+        summary["model_group"] = summary["model"]
+    summary = summary.sort_values(["model_group", "rank"], kind="stable", ignore_index=True)
     best_keys = [k for k in keys if not (by_model and k == "model")]
     rows = []
-    for _, group in groups:
+    for _, group in summary.groupby("model_group", sort=True):
         best = group.iloc[0]
+        best_col = tuple(best[k] for k in keys)
         group_rows = []
         for _, cfg in group.iterrows():
+            col = tuple(cfg[k] for k in keys)
             row = {k: cfg[k] for k in keys}
             row["mean_accuracy"] = cfg["mean_accuracy"]
             for k in best_keys:
                 row[f"best_{k}"] = best[k]
             row["best_mean_accuracy"] = best["mean_accuracy"]
-            row["is_best"] = cfg["col"] == best["col"]
+            row["is_best"] = col == best_col
             if row["is_best"]:
-                row.update(mean_diff=0.0, ci_low=0.0, ci_high=0.0, t=np.nan, p=np.nan,
-                           prob_worse=np.nan, prob_rope=np.nan, prob_better=np.nan)
+                row.update(verdict=BEST, mean_diff=0.0, sd_diff=np.nan, ci_low=0.0, ci_high=0.0, t=np.nan,
+                           p=np.nan, prob_worse=np.nan, prob_rope=np.nan, prob_better=np.nan,
+                           repeats_needed=np.nan)
             else:
-                diffs = wide[cfg["col"]].to_numpy() - wide[best["col"]].to_numpy()
+                diffs = wide[col].to_numpy() - wide[best_col].to_numpy()
                 row.update(_pair_row(diffs, n_train, n_test, rope))
+                row["verdict"] = verdict(row["prob_worse"], row["prob_rope"], probability)
+                row["repeats_needed"] = repeats_needed(row["mean_diff"], row["sd_diff"], n_folds,
+                                                       n_test / n_train, rope, probability)
             group_rows.append(row)
         adjusted = holm([r["p"] for r in group_rows])
         for r, ph in zip(group_rows, adjusted):
             r["p_holm"] = ph
-            r["tied_with_best"] = bool(r["is_best"] or ph >= alpha)
+            r["significantly_worse"] = bool(not r["is_best"] and ph < alpha)
             r["k"] = len(wide)
         rows.extend(group_rows)
     columns = (keys + ["mean_accuracy"] + [f"best_{k}" for k in best_keys]
-               + ["best_mean_accuracy", "is_best", "mean_diff", "ci_low", "ci_high", "t", "p",
-                  "p_holm", "tied_with_best", "prob_worse", "prob_rope", "prob_better", "k"])
+               + ["best_mean_accuracy", "is_best", "verdict", "mean_diff", "sd_diff", "ci_low", "ci_high",
+                  "t", "p", "p_holm", "significantly_worse", "prob_worse", "prob_rope", "prob_better",
+                  "repeats_needed", "k"])
     return pd.DataFrame(rows, columns=columns)
 
 
 def _best_pairs(folds: pd.DataFrame, keys: Sequence[str]) -> list[tuple[pd.Series, pd.Series]]:
     """Every pair of the models' best configurations, the better model first."""
-    best = best_configs(folds, keys)
-    best = best.sort_values(["mean_accuracy", "model"], ascending=[False, True], kind="stable")
+    best = point_summary(folds, keys)
+    best = best[best["rank"] == 1]  # already best first: the better model first
     rows = [row for _, row in best.iterrows()]
     return list(itertools.combinations(rows, 2))
 
 
 def compare_models(folds: pd.DataFrame, alpha: float = 0.05, rope: float = 0.005,
-                   keys: Sequence[str] = CONFIG_KEYS) -> pd.DataFrame:
+                   probability: float = 0.95, keys: Sequence[str] = CONFIG_KEYS) -> pd.DataFrame:
     """The best configuration of each model against the best of every other model.
 
-    Models are ranked by the mean accuracy of their best configuration; for
-    each pair with ``model_a`` ranked above ``model_b`` the differences are
-    ``acc_a - acc_b`` (so ``mean_diff >= 0``).  All pairs form one Holm
-    family.
+    Models are ranked by the mean accuracy of their best configuration; for each pair with
+    ``model_a`` ranked above ``model_b`` the differences are ``acc_a - acc_b`` (so
+    ``mean_diff >= 0``). ``verdict`` is a's: *better*, *practically equivalent* or
+    *undecided* (:func:`verdict`); the corrected resampled t-test's p-values form one Holm
+    family beside it. Both bests were chosen on these folds, so the difference of their
+    means is itself a little optimistic for whichever model had more grid points to choose from.
 
-    Returns one row per unordered pair with columns ``model_a``, ``model_b``,
-    ``config_a``, ``config_b`` (readable configuration strings),
-    ``mean_accuracy_a``, ``mean_accuracy_b``, ``mean_diff``, ``ci_low``,
-    ``ci_high``, ``t``, ``p``, ``p_holm``, ``significant`` (``p_holm <
-    alpha``), ``prob_worse``/``prob_rope``/``prob_better`` (posterior
-    probabilities for a relative to b) and ``k``.  Empty (same columns) with
-    fewer than two models.
+    Returns one row per unordered pair with columns ``model_a``, ``model_b``, ``config_a``,
+    ``config_b`` (readable configuration strings), ``mean_accuracy_a``,
+    ``mean_accuracy_b``, ``verdict``, ``mean_diff``, ``sd_diff``, ``ci_low``, ``ci_high``,
+    ``t``, ``p``, ``p_holm``, ``significant`` (``p_holm < alpha``),
+    ``prob_worse``/``prob_rope``/``prob_better`` (posterior probabilities for a relative to
+    b) and ``k``. Empty (same columns) with fewer than two models.
     """
     keys = list(keys)
     wide = _wide(folds, keys)
@@ -456,84 +585,15 @@ def compare_models(folds: pd.DataFrame, alpha: float = 0.05, rope: float = 0.005
                "config_a": _describe(a, keys), "config_b": _describe(b, keys),
                "mean_accuracy_a": a["mean_accuracy"], "mean_accuracy_b": b["mean_accuracy"]}
         row.update(_pair_row(diffs, n_train, n_test, rope))
+        row["verdict"] = verdict(row["prob_worse"], row["prob_rope"], probability, row["prob_better"])
         rows.append(row)
     columns = ["model_a", "model_b", "config_a", "config_b", "mean_accuracy_a", "mean_accuracy_b",
-               "mean_diff", "ci_low", "ci_high", "t", "p", "p_holm", "significant",
+               "verdict", "mean_diff", "sd_diff", "ci_low", "ci_high", "t", "p", "p_holm", "significant",
                "prob_worse", "prob_rope", "prob_better", "k"]
     out = pd.DataFrame(rows, columns=columns)
     out["p_holm"] = holm(out["p"].to_numpy()) if len(out) else []
     out["significant"] = (out["p_holm"] < alpha).astype(bool)
     out["k"] = len(wide)
-    return out
-
-
-def paired_predictions(predictions: pd.DataFrame, config_a: dict, config_b: dict,
-                       repeat: int | None = 0) -> pd.DataFrame:
-    """Align two configurations' out-of-fold predictions by (repeat, fold, sample).
-
-    ``config_a``/``config_b`` map key columns to values (e.g. a row of
-    :func:`best_configs`; keys absent from ``predictions`` are ignored).
-    ``repeat`` selects one repeat (default 0: in one repeat of k-fold every
-    image is predicted exactly once, which McNemar's independence assumption
-    needs); ``None`` pools all repeats (each image then counts once per
-    repeat).  Returns columns ``repeat``, ``fold``, ``sample``, ``true``,
-    ``pred_a``, ``pred_b``; raises if the two do not cover the same samples
-    or disagree on ``true``.
-    """
-    on = list(PAIR_KEYS) + ["sample"]
-    _check_columns(predictions, on + ["true", "predicted"], "predictions")
-
-    def select(config):
-        mask = np.ones(len(predictions), dtype=bool)
-        for k, v in config.items():
-            if k in predictions.columns and k in CONFIG_KEYS:
-                mask &= (predictions[k] == v).to_numpy()
-        part = predictions.loc[mask]
-        if repeat is not None:
-            part = part.loc[part["repeat"] == repeat]
-        if part.empty:
-            raise ValueError(f"no predictions for configuration {config} (repeat={repeat})")
-        if part.duplicated(on).any():
-            raise ValueError(f"duplicated (repeat, fold, sample) predictions for {config}")
-        return part[on + ["true", "predicted"]]
-
-    a, b = select(config_a), select(config_b)
-    merged = a.merge(b, on=on, how="outer", suffixes=("_a", "_b"), indicator=True)
-    if (merged["_merge"] != "both").any():
-        raise ValueError("the two configurations were not predicted on the same samples")
-    if (merged["true_a"] != merged["true_b"]).any():
-        raise ValueError("the two configurations disagree on the true labels")
-    merged = merged.rename(columns={"true_a": "true", "predicted_a": "pred_a", "predicted_b": "pred_b"})
-    merged = merged.sort_values(on, kind="stable").reset_index(drop=True)
-    return merged[on + ["true", "pred_a", "pred_b"]]
-
-
-def mcnemar_models(predictions: pd.DataFrame, folds: pd.DataFrame, repeat: int | None = 0,
-                   keys: Sequence[str] = CONFIG_KEYS) -> pd.DataFrame:
-    """Exact McNemar test between the best configurations of every pair of models.
-
-    Best configurations and pair orientation as in :func:`compare_models`
-    (``model_a`` has the higher mean fold accuracy); predictions aligned by
-    :func:`paired_predictions` (``repeat`` as there).  Columns: ``model_a``,
-    ``model_b``, ``config_a``, ``config_b``, then the fields of
-    :func:`mcnemar_exact` (``n``, ``both_correct``, ``a_only_correct``,
-    ``b_only_correct``, ``both_wrong``, ``accuracy_a``, ``accuracy_b``,
-    ``p``) and ``p_holm`` over the pairs.
-    """
-    keys = list(keys)
-    rows = []
-    for a, b in _best_pairs(folds, keys):
-        paired = paired_predictions(predictions, {k: a[k] for k in keys},
-                                    {k: b[k] for k in keys}, repeat=repeat)
-        row = {"model_a": a["model"], "model_b": b["model"],
-               "config_a": _describe(a, keys), "config_b": _describe(b, keys)}
-        row.update(mcnemar_exact(paired["pred_a"], paired["pred_b"], paired["true"]))
-        rows.append(row)
-    columns = ["model_a", "model_b", "config_a", "config_b", "n", "both_correct",
-               "a_only_correct", "b_only_correct", "both_wrong", "accuracy_a", "accuracy_b",
-               "p", "p_holm"]
-    out = pd.DataFrame(rows, columns=columns)
-    out["p_holm"] = holm(out["p"].to_numpy()) if len(out) else []
     return out
 
 
@@ -572,7 +632,8 @@ def repeat_noise(folds: pd.DataFrame, keys: Sequence[str] = CONFIG_KEYS) -> pd.D
     out["repeat_mean_max"] = per_repeat.max().to_numpy()
     out["repeat_range"] = out["repeat_mean_max"] - out["repeat_mean_min"]
     out["repeat_std"] = per_repeat.std(ddof=1).to_numpy()
-    return _sort_configs(out, keys)[columns]
+    order = point_summary(folds, keys)[keys]  # best first, as everywhere
+    return order.merge(out, on=keys, how="left")[columns]
 
 
 def repeat_noise_by_model(noise: pd.DataFrame) -> pd.DataFrame:
@@ -605,6 +666,17 @@ def repeat_noise_by_model(noise: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def one_fold_dominates(diffs) -> bool:
+    """True when leaving out a single (repeat, fold) pair would take away more than half of
+    the mean effect or flip its sign: the effect rests on one fold, not on the grid."""
+    d = np.asarray(diffs, dtype=float)
+    mean = float(d.mean())
+    if d.size < 3 or abs(mean) <= ZERO_TOL:
+        return False
+    left_out = (d.sum() - d) / (d.size - 1)
+    return bool(np.any(left_out * np.sign(mean) < abs(mean) / 2))
+
+
 def _default_reference(levels: list) -> object:
     return "none" if "none" in levels else levels[0]
 
@@ -630,11 +702,18 @@ def factor_effects(folds: pd.DataFrame, factors: Sequence[str] = ("augmentation"
     within each factor (its levels vs the reference); ``significant`` is
     ``p_holm < alpha``.
 
+    The effect is an average over *this grid's* levels of the other factors:
+    another grid (other learning rates, say) can give another effect.  Beside
+    the mean over the folds stands the median (``median_diff``), and
+    ``one_fold_dominates`` flags an effect that one fold carries
+    (:func:`one_fold_dominates`).
+
     Returns one row per (factor, non-reference level) with columns
     ``factor``, ``level``, ``reference``, ``n_matched`` (combinations of the
     other keys averaged over), ``mean_level``, ``mean_reference`` (mean
     accuracy of the matched configurations at each level), ``mean_diff``,
-    ``ci_low``, ``ci_high``, ``t``, ``p``, ``p_holm``, ``significant``, ``k``.
+    ``median_diff``, ``ci_low``, ``ci_high``, ``t``, ``p``, ``p_holm``,
+    ``significant``, ``one_fold_dominates``, ``k``.
     ``level`` and ``reference`` keep their original types (object column).
     """
     keys = list(keys)
@@ -643,7 +722,8 @@ def factor_effects(folds: pd.DataFrame, factors: Sequence[str] = ("augmentation"
     n_train, n_test = _sizes(folds)
     configs = _config_frame(wide.columns, keys)
     columns = ["factor", "level", "reference", "n_matched", "mean_level", "mean_reference",
-               "mean_diff", "ci_low", "ci_high", "t", "p", "p_holm", "significant", "k"]
+               "mean_diff", "median_diff", "ci_low", "ci_high", "t", "p", "p_holm", "significant",
+               "one_fold_dominates", "k"]
     rows = []
     for factor in factors:
         if factor not in keys:
@@ -676,8 +756,9 @@ def factor_effects(folds: pd.DataFrame, factors: Sequence[str] = ("augmentation"
             factor_rows.append({
                 "factor": factor, "level": level, "reference": ref, "n_matched": len(matched),
                 "mean_level": float(acc_l.mean()), "mean_reference": float(acc_r.mean()),
-                "mean_diff": t["mean_diff"], "ci_low": t["ci_low"], "ci_high": t["ci_high"],
-                "t": t["t"], "p": t["p"], "k": t["k"],
+                "mean_diff": t["mean_diff"], "median_diff": float(np.median(diffs)),
+                "ci_low": t["ci_low"], "ci_high": t["ci_high"], "t": t["t"], "p": t["p"], "k": t["k"],
+                "one_fold_dominates": one_fold_dominates(diffs),
             })
         adjusted = holm([r["p"] for r in factor_rows])
         for r, ph in zip(factor_rows, adjusted):
@@ -723,100 +804,160 @@ def _pts(x: float) -> str:
     return f"{v:+.1f}"
 
 
+def _names(rows: pd.DataFrame, keys: Sequence[str], max_listed: int, with_diff: bool = True) -> str:
+    names = [_describe(r, keys) + (f" ({_pts(r['mean_diff'])})" if with_diff else "")
+             for _, r in rows.head(max_listed).iterrows()]
+    more = len(rows) - len(names)
+    return "; ".join(names) + (f"; and {more} more" if more > 0 else "")
+
+
 def summary_text(cv_summary: pd.DataFrame, comparisons: pd.DataFrame, effects: pd.DataFrame,
+                 selected: pd.DataFrame | None = None, resolution_table: pd.DataFrame | None = None,
                  model_comparisons: pd.DataFrame | None = None,
-                 noise_by_model: pd.DataFrame | None = None, alpha: float = 0.05,
-                 max_listed: int = 5, keys: Sequence[str] = CONFIG_KEYS) -> str:
-    """A short plain-English summary generated from the tables; deterministic.
+                 noise_by_model: pd.DataFrame | None = None, alpha: float = 0.05, rope: float = 0.005,
+                 probability: float = 0.95, max_listed: int = 5,
+                 keys: Sequence[str] = CONFIG_KEYS) -> str:
+    """The answer in words, generated from the tables; deterministic.
 
     Parameters
     ----------
     cv_summary
-        :func:`config_summary` output (keys, ``mean_accuracy``,
-        ``std_accuracy``, ``k``).
+        cv_summary.tsv (:func:`cvgrid.summary.cv_summary`: keys, ``mean_accuracy``,
+        ``acc_std_x2``, ``folds``, ``rank``).
     comparisons
         :func:`compare_to_best` output with ``by_model=True``.
     effects
         :func:`factor_effects` output.
-    model_comparisons, noise_by_model
-        Optional :func:`compare_models` and :func:`repeat_noise_by_model`
-        output; a sentence each when given and not empty.
-    alpha
-        Significance level used in the wording (should match the tables').
+    selected, resolution_table, model_comparisons, noise_by_model
+        Optional :func:`selected_points`, :func:`resolution`, :func:`compare_models` and
+        :func:`repeat_noise_by_model` output; a paragraph or sentence each when given.
+    alpha, rope, probability
+        The levels the tables were made with (for the wording).
     max_listed
-        At most this many tied configurations are named per model.
+        At most this many configurations are named per verdict and model.
 
-    Returns paragraphs separated by blank lines, using only ``**bold**``
-    markup (valid in both Markdown and reStructuredText).  Accuracies are
-    in percent, differences in percentage points, with one decimal.
+    Returns paragraphs separated by blank lines, using only ``**bold**`` markup.
+    Accuracies are in percent, differences in percentage points, with one decimal.
     """
     keys = list(keys)
     paragraphs = []
+    rope_pts = f"{100 * rope:g} points"
 
-    # Best configuration of each model.
-    best = cv_summary.sort_values(["model", "mean_accuracy"] + [k for k in keys if k != "model"],
-                                  ascending=[True, False] + [True] * (len(keys) - 1), kind="stable")
-    best = best.groupby("model", sort=True).head(1)
-    ranked = best.sort_values(["mean_accuracy", "model"], ascending=[False, True], kind="stable")
+    # Best configuration of each model, with the estimate corrected for choosing it.
+    best = cv_summary[cv_summary["rank"] == 1]
+    corrected = {} if selected is None else {r["scope"]: r for _, r in selected.iterrows()}
     parts = []
-    for _, b in ranked.iterrows():
-        parts.append(f"model {b['model']} with {_describe(b, keys)}: "
-                     f"{100 * b['mean_accuracy']:.1f}% ± {200 * b['std_accuracy']:.1f}%")
-    k = int(best["k"].iloc[0]) if "k" in best.columns and len(best) else None
-    over = f" over {k} folds" if k else ""
-    paragraphs.append("**Best configurations** (mean ± 2 × std of the fold accuracies"
-                      f"{over}): " + "; ".join(parts) + ".")
+    for _, b in best.iterrows():
+        s = (f"model {b['model']} with {_describe(b, keys)}: {100 * b['mean_accuracy']:.1f}% "
+             f"± {100 * b['acc_std_x2']:.1f}%")
+        sel = corrected.get(b["model"])
+        if sel is not None and sel["candidates"] > 1:
+            s += (f", the best of {int(sel['candidates'])} on these folds, so optimistic: "
+                  f"**{100 * sel['corrected_accuracy']:.1f}%** corrected for that choice")
+        parts.append(s)
+    k = int(best["folds"].iloc[0]) if len(best) else 0
+    paragraphs.append(f"**Best configurations** (mean test accuracy over {k} folds ± the fold spread, "
+                      "2 × std, which is not a confidence interval; the corrected figure, after "
+                      "Tibshirani & Tibshirani 2009, is the accuracy to expect): "
+                      + "; ".join(parts) + ".")
 
-    # Best model vs the others.
+    # Best model against the others.
     if model_comparisons is not None and len(model_comparisons):
         sentences = []
         for _, r in model_comparisons.iterrows():
-            ci = (f"95% CI {_pts(r['ci_low'])} to {_pts(r['ci_high'])}, "
-                  f"Holm-adjusted {_fmt_p(r['p_holm'])}")
-            if r["p_holm"] < alpha:
-                sentences.append(f"model {r['model_a']} is more accurate than model {r['model_b']} "
-                                 f"by {100 * abs(r['mean_diff']):.1f} percentage points ({ci})")
+            facts = (f"{_pts(r['mean_diff'])} points, 95% CI {_pts(r['ci_low'])} to {_pts(r['ci_high'])}, "
+                     f"P(better by more than {rope_pts}) = {r['prob_better']:.2f}, "
+                     f"P(within ±{rope_pts}) = {r['prob_rope']:.2f}")
+            if r["verdict"] == BETTER:
+                sentences.append(f"model {r['model_a']} is **better** than model {r['model_b']} ({facts})")
+            elif r["verdict"] == EQUIVALENT:
+                sentences.append(f"model {r['model_a']} and model {r['model_b']} are **practically "
+                                 f"equivalent** ({facts})")
             else:
-                sentences.append(f"model {r['model_a']} and model {r['model_b']} are not "
-                                 f"significantly different ({_pts(r['mean_diff'])} points, {ci})")
+                sentences.append(f"model {r['model_a']} ahead of model {r['model_b']} is **undecided** "
+                                 f"with these folds ({facts})")
         text = "; ".join(sentences)
-        paragraphs.append("**Models** (best configuration against best configuration, corrected "
-                          "resampled t-test): " + text[0].upper() + text[1:] + ".")
+        paragraphs.append("**Models** (best configuration against best configuration, paired by fold): "
+                          + text[0].upper() + text[1:] + ".")
 
-    # Ties with the best.
+    # Verdicts against each model's best.
     parts = []
     for model, g in comparisons.groupby("model", sort=True):
-        tied = g.loc[g["tied_with_best"] & ~g["is_best"]]
-        s = f"model {model}: {int(g['tied_with_best'].sum())} of {len(g)} configurations"
-        if len(tied):
-            names = [_describe(r, keys) for _, r in tied.head(max_listed).iterrows()]
-            more = len(tied) - len(names)
-            s += (f" (the best and {len(tied)} more: " + "; ".join(names)
-                  + (f"; and {more} others" if more > 0 else "") + ")")
-        else:
-            s += " (only the best)"
-        parts.append(s)
-    if parts:
-        paragraphs.append("**Tied with the best** (not significantly worse, corrected resampled "
-                          f"t-test with Holm's correction, α = {alpha:g}): " + "; ".join(parts) + ".")
+        others = g[~g["is_best"]]
+        if others.empty:
+            parts.append(f"model {model} has a single configuration")
+            continue
+        counts = {v: others[others["verdict"] == v] for v in (WORSE, EQUIVALENT, UNDECIDED)}
+        s = (f"model {model}, {len(others)} other configurations: {len(counts[WORSE])} worse, "
+             f"{len(counts[EQUIVALENT])} practically equivalent, {len(counts[UNDECIDED])} undecided")
+        named = [f"{verdict_name} — {_names(rows, keys, max_listed)}"
+                 for verdict_name, rows in counts.items() if len(rows)]
+        holm_worse = int(others["significantly_worse"].sum())
+        parts.append(s + " (" + "; ".join(named) + f"); {holm_worse} significantly worse by the "
+                     f"corrected t-test with Holm's correction at α = {alpha:g}")
+    paragraphs.append(f"**Against each model's best** (Bayesian correlated t-test, paired by fold; a verdict "
+                      f"needs posterior probability ≥ {probability:g}: *worse* by more than {rope_pts}, or "
+                      f"*practically equivalent* within ±{rope_pts}; anything else is *undecided* with "
+                      "these folds, which is not evidence that it is as good as the best): "
+                      + "; ".join(parts) + ".")
 
-    # Factors: one sentence per factor, significant ones first (in table order).
+    # What the design can resolve.
+    if resolution_table is not None and len(resolution_table):
+        parts = []
+        for _, r in resolution_table.iterrows():
+            g = comparisons[(comparisons["model"] == r["model"]) & ~comparisons["is_best"]]
+            undecided = g[g["verdict"] == UNDECIDED]
+            never = int(undecided["repeats_needed"].isna().sum())
+            more = undecided["repeats_needed"].dropna()
+            s = (f"model {r['model']} ({int(r['folds'])} folds × {int(r['repeats'])} repeat(s); median SD of "
+                 f"the paired differences {100 * r['sd_diff_median']:.2f} points): a configuration must be "
+                 f"about **{100 * r['worse_gap_now']:.1f} points** below the best to be called worse "
+                 f"(with 3 repeats {100 * r['worse_gap_3_repeats']:.1f}, with 10 "
+                 f"{100 * r['worse_gap_10_repeats']:.1f}, with any number never less than "
+                 f"{100 * r['worse_gap_limit']:.1f}). ")
+            if r["prob_rope_max_now"] < probability:
+                s += (f"Practical equivalence within ±{rope_pts} cannot be shown with these folds (at a zero "
+                      f"difference P(within) would be {r['prob_rope_max_now']:.2f}")
+                if r["prob_rope_max_limit"] < probability:
+                    s += (f"; {r['prob_rope_max_limit']:.2f} with unlimited repeats, so no number of "
+                          "repeats can show it")
+                s += (f"); the narrowest ROPE in which it could be shown is ±"
+                      f"{100 * r['equivalence_rope_now']:.1f} points now and ±"
+                      f"{100 * r['equivalence_rope_limit']:.1f} with unlimited repeats. ")
+            if len(undecided):
+                s += f"Of the {len(undecided)} undecided, "
+                if len(more):
+                    s += (f"{len(more)} would be decided by {int(more.max())} repeat(s) or fewer if their "
+                          "mean difference and spread held")
+                if len(more) and never:
+                    s += ", and "
+                if never:
+                    s += f"{never} would stay undecided even with 100 repeats (more runs will not help)"
+                s += "."
+            parts.append(s.strip())
+        paragraphs.append("**What these folds can resolve**: " + " ".join(parts))
+
+    # Factors: significant ones first (in table order).
     matter, not_matter = [], []
     for factor in (dict.fromkeys(effects["factor"]) if len(effects) else []):
         g = effects.loc[effects["factor"] == factor]
         name = _FACTOR_NAMES.get(factor, factor)
+        name = name[0].upper() + name[1:]
         ref = _fmt_value(g["reference"].iloc[0])
         levels = ", ".join(
             f"{_fmt_value(r['level'])} vs {ref} {_pts(r['mean_diff'])} points "
-            f"(95% CI {_pts(r['ci_low'])} to {_pts(r['ci_high'])}, {_fmt_p(r['p_holm'])})"
+            f"(95% CI {_pts(r['ci_low'])} to {_pts(r['ci_high'])}, {_fmt_p(r['p_holm'])}"
+            + (f"; one fold carries it, median {_pts(r['median_diff'])}"
+               if r["one_fold_dominates"] and r["significant"] else "")
+            + ")"
             for _, r in g.iterrows())
         if g["significant"].any():
-            matter.append(f"{name[0].upper() + name[1:]} matters: {levels}.")
+            matter.append(f"{name} matters: {levels}.")
         else:
-            not_matter.append(f"{name[0].upper() + name[1:]} has no significant effect: {levels}.")
+            not_matter.append(f"{name}: no significant effect, which does not show there is none: {levels}.")
     if matter or not_matter:
-        paragraphs.append("**Factors** (accuracy difference averaged over the other factors, paired "
-                          "by fold; p Holm-adjusted within each factor): "
+        paragraphs.append("**Factors** (accuracy difference averaged over this grid's levels of the other "
+                          "factors, paired by fold; p Holm-adjusted within each factor): "
                           + " ".join(matter + not_matter))
 
     # Noise floor.
@@ -829,3 +970,38 @@ def summary_text(cv_summary: pd.DataFrame, comparisons: pd.DataFrame, effects: p
                           "accuracy by " + "; ".join(parts) + ".")
 
     return "\n\n".join(paragraphs) + "\n"
+
+
+
+def summary_html(text: str, title: str = "Which configuration to choose") -> str:
+    """:func:`summary_text` (paragraphs, **bold**, *italics*) as a small self-contained HTML page."""
+    def inline(paragraph):
+        escaped = html.escape(paragraph)
+        escaped = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", escaped)
+        return re.sub(r"\*(.+?)\*", r"<i>\1</i>", escaped)
+
+    body = "\n".join(f"<p>{inline(paragraph)}</p>" for paragraph in text.split("\n\n") if paragraph.strip())
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            "<style>body{font-family:sans-serif;max-width:60em;line-height:1.5}</style></head>"
+            f"<body><h2>{html.escape(title)}</h2>\n{body}\n</body></html>\n")
+
+def analyse(folds: pd.DataFrame, cv_summary: pd.DataFrame, alpha: float = 0.05, rope: float = 0.005,
+            probability: float = 0.95) -> dict:
+    """Every table of the statistics step (``tables``: name -> frame, written as
+    results/stats/<name>.tsv) and the written summary (``text``), from cv_folds.tsv and
+    cv_summary.tsv. One function, so that the workflow and a check of published results
+    compute the same thing."""
+    to_best = compare_to_best(folds, by_model=True, alpha=alpha, rope=rope, probability=probability)
+    tables = {
+        "compare_to_best": to_best,
+        "compare_models": compare_models(folds, alpha=alpha, rope=rope, probability=probability),
+        "resolution": resolution(to_best, folds, rope=rope, probability=probability),
+        "selected": selected_points(cv_summary),
+        "factor_effects": factor_effects(folds, alpha=alpha),
+        "repeat_noise": repeat_noise(folds),
+    }
+    text = summary_text(cv_summary, to_best, tables["factor_effects"], selected=tables["selected"],
+                        resolution_table=tables["resolution"], model_comparisons=tables["compare_models"],
+                        noise_by_model=repeat_noise_by_model(tables["repeat_noise"]),
+                        alpha=alpha, rope=rope, probability=probability)
+    return {"tables": tables, "text": text}

@@ -35,7 +35,10 @@ def read_metrics(path: str | Path) -> dict:
 
 
 def fold_table(metrics_paths) -> pd.DataFrame:
-    """One row per training job: grid keys, repeat, fold, accuracy, and run facts."""
+    """One row per training job: grid keys, repeat, fold, accuracy, and run facts.
+
+    ``n_train``, ``n_validation`` and ``n_test`` mean what they mean in metrics.json: the
+    images the network was fitted on, its early-stopping part, the scored test fold."""
     rows = []
     for path in metrics_paths:
         m = read_metrics(path)
@@ -45,7 +48,7 @@ def fold_table(metrics_paths) -> pd.DataFrame:
             "repeat": c["repeat"], "fold": c["fold"],
             "accuracy": m["accuracy"], "loss": m["loss"],
             "epochs_run": m["epochs_run"], "best_epoch": m["best_epoch"],
-            "n_train": m["n_train"] + m["n_validation"], "n_test": m["n_test"],
+            "n_train": m["n_train"], "n_validation": m["n_validation"], "n_test": m["n_test"],
             "seconds": m.get("seconds"), "images_per_second": m.get("images_per_second"),
             "precision": m.get("precision"), "device": m.get("device"),
         })
@@ -53,39 +56,60 @@ def fold_table(metrics_paths) -> pd.DataFrame:
     return table.sort_values([*GRID_KEYS, "repeat", "fold"], ignore_index=True)
 
 
-def cv_summary(folds: pd.DataFrame) -> pd.DataFrame:
-    """One row per grid point, best first: mean accuracy, 2 x std over the folds, each fold.
+# The spread of a grid point's fold accuracies: numpy's default std (ddof=0), as in the
+# reference study and scikit-learn's GridSearchCV (std_test_score), so the figures compare.
+# 2 x std is the fold spread, not a confidence interval of the mean.
+STD_DDOF = 0
 
-    The std is numpy's default (ddof=0), as in the reference study, so the figures compare.
-    """
+
+def point_summary(folds: pd.DataFrame, keys=GRID_KEYS) -> pd.DataFrame:
+    """THE summary of each grid point, used by cv_summary.tsv, the statistics, the written
+    summary and refit_best: ``mean_accuracy`` over all (repeat, fold) pairs, ``acc_std_x2``
+    (2 x std, ddof=STD_DDOF), ``folds`` (number of pairs) and ``rank`` within its model (1 =
+    the model's best). Rows best first; equal means are ordered by the grid keys (smallest
+    batch size, learning rate, ... first), so a model's best is always one and the same point."""
+    keys = list(keys)
+    grouped = folds.groupby(keys, sort=False)["accuracy"]
+    summary = grouped.agg(mean_accuracy="mean", acc_std_x2=lambda a: 2 * a.std(ddof=STD_DDOF),
+                          folds="size").reset_index()
+    summary = summary.sort_values(["mean_accuracy", *keys], ascending=[False] + [True] * len(keys),
+                                  ignore_index=True)
+    summary["rank"] = summary.groupby("model", sort=False).cumcount() + 1
+    return summary
+
+
+def cv_summary(folds: pd.DataFrame) -> pd.DataFrame:
+    """cv_summary.tsv: :func:`point_summary`, then mean epochs, training minutes and each
+    fold's accuracy (``acc_r<repeat>_f<fold>``)."""
+    summary = point_summary(folds).set_index(GRID_KEYS)
     grouped = folds.groupby(GRID_KEYS, sort=False)
-    summary = grouped["accuracy"].agg(
-        mean_accuracy="mean", acc_std_x2=lambda a: 2 * a.std(ddof=0), folds="size"
-    )
     summary["mean_epochs"] = grouped["epochs_run"].mean()
     summary["minutes"] = grouped["seconds"].sum() / 60
     per_fold = folds.pivot_table(index=GRID_KEYS, columns=["repeat", "fold"], values="accuracy", sort=False)
     per_fold.columns = [f"acc_r{r}_f{f}" for r, f in per_fold.columns]
-    summary = summary.join(per_fold).reset_index()
-    return summary.sort_values(["mean_accuracy", *GRID_KEYS], ascending=[False, True, True, True, True],
-                               ignore_index=True)
+    return summary.join(per_fold).reset_index()
 
 
-def prediction_table(metrics_paths) -> pd.DataFrame:
-    """Every job's predictions.tsv (the file beside its metrics.json), with the grid keys,
-    repeat and fold of that job: the pooled out-of-fold predictions."""
-    parts = []
-    for path in metrics_paths:
-        config = read_metrics(path)["config"]
-        predictions = pd.read_csv(Path(path).with_name("predictions.tsv"), sep="\t", dtype={"file": str})
-        keys = {key: config[key] for key in (*GRID_KEYS, "repeat", "fold")}
-        parts.append(predictions.assign(**keys))
-    return pd.concat(parts, ignore_index=True)
+def fold_columns(summary: pd.DataFrame) -> list[str]:
+    """The per-fold accuracy columns of cv_summary.tsv, repeat by repeat, fold by fold."""
+    return [c for c in summary.columns if str(c).startswith("acc_r")]
+
+
+def complete_points(folds: pd.DataFrame, pairs: int, keys=GRID_KEYS) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows of the grid points that have all `pairs` (repeat, fold) pairs, and the grid
+    points that do not (keys and the number of pairs they have): paired statistics need the
+    same folds for every point, so a grid that is still running is summarised over its
+    finished points only, and the unfinished ones are named."""
+    keys = list(keys)
+    counts = folds.groupby(keys, sort=True).size().rename("pairs").reset_index()
+    done = counts["pairs"] == pairs
+    finished = folds.merge(counts.loc[done, keys], on=keys)
+    return finished.sort_values([*keys, "repeat", "fold"], ignore_index=True), counts.loc[~done].reset_index(drop=True)
 
 
 def best_points(summary: pd.DataFrame) -> pd.DataFrame:
-    """The best grid point of each model (cv_summary is sorted best first)."""
-    return summary.groupby("model", sort=True).head(1).reset_index(drop=True)
+    """The best grid point of each model (rank 1 of :func:`point_summary`), by model name."""
+    return summary[summary["rank"] == 1].sort_values("model", ignore_index=True)
 
 
 def compare_protocols(primary: pd.DataFrame, compared: pd.DataFrame) -> tuple[pd.DataFrame, dict]:

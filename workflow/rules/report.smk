@@ -24,6 +24,7 @@ rule summarize_cv:
 rule plot_heatmap:
     input:
         summary="results/cv_summary.tsv",
+        verdicts="results/stats/compare_to_best.tsv",
     output:
         report(
             "results/plots/heatmap_{model}.svg",
@@ -40,7 +41,7 @@ rule plot_heatmap:
     params:
         script=script_path("plot_cv.py"),
     shell:
-        "python {params.script:q} --summary {input.summary:q}"
+        "python {params.script:q} --summary {input.summary:q} --verdicts {input.verdicts:q}"
         " --heatmap {wildcards.model:q} {output:q} > {log:q} 2>&1"
 
 
@@ -71,8 +72,6 @@ rule cv_statistics:
     input:
         folds="results/cv_folds.tsv",
         summary="results/cv_summary.tsv",
-        metrics=train_outputs("metrics.json"),
-        predictions=train_outputs("predictions.tsv"),
     output:
         summary=report(
             "results/stats/summary.html",
@@ -80,23 +79,29 @@ rule cv_statistics:
             category="1. Summary",
             labels={"item": "written summary"},
         ),
+        selected=report(
+            "results/stats/selected.tsv",
+            caption="../report/selected.rst",
+            category="1. Summary",
+            labels={"item": "the winner, corrected for its selection"},
+        ),
         to_best=report(
             "results/stats/compare_to_best.tsv",
             caption="../report/compare_to_best.rst",
             category="3. Statistics",
-            labels={"item": "each grid point vs its model's best"},
+            labels={"item": "each grid point vs its model's best (verdicts)"},
+        ),
+        resolution=report(
+            "results/stats/resolution.tsv",
+            caption="../report/resolution.rst",
+            category="3. Statistics",
+            labels={"item": "what these folds can resolve"},
         ),
         models=report(
             "results/stats/compare_models.tsv",
             caption="../report/compare_models.rst",
             category="3. Statistics",
             labels={"item": "best of each model vs the others"},
-        ),
-        mcnemar=report(
-            "results/stats/mcnemar.tsv",
-            caption="../report/mcnemar.rst",
-            category="3. Statistics",
-            labels={"item": "McNemar test of the models' bests"},
         ),
         effects=report(
             "results/stats/factor_effects.tsv",
@@ -130,12 +135,12 @@ rule cv_statistics:
     params:
         script=script_path("cv_statistics.py"),
         out_dir=lambda w, output: os.path.dirname(output.summary),
-        alpha=config["statistics"]["alpha"],
-        rope=config["statistics"]["rope"],
+        statistics=config["statistics"],
     shell:
         "python {params.script:q} --folds {input.folds:q} --summary {input.summary:q}"
-        " --alpha {params.alpha} --rope {params.rope} --out-dir {params.out_dir:q}"
-        " {input.metrics:q} > {log:q} 2>&1"
+        " --alpha {params.statistics[alpha]} --rope {params.statistics[rope]}"
+        " --probability {params.statistics[probability]}"
+        " --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
 rule plot_diagnostics:

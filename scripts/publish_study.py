@@ -1,0 +1,196 @@
+#!/usr/bin/env python
+"""The reference study (config/study.yaml) as published results under docs/study/.
+
+    python scripts/publish_study.py restore --workdir W   # committed jobs -> W/results (resume)
+    python scripts/publish_study.py publish --workdir W   # W's jobs and tables -> docs/study
+
+`restore` copies the training jobs already published (docs/study/jobs/) into the working
+directory, so that a Snakemake run there trains only the missing ones: run it after the data
+steps (prepare_dataset, make_folds), so that the restored files are newer than their inputs.
+`publish` copies every finished job's small files (metrics.json, history.tsv, predictions.tsv)
+into docs/study/jobs/ and writes, for each protocol, cv_folds.tsv, cv_summary.tsv, the
+statistics tables, the written summary and the heatmap, computed by the library from the
+finished grid points only (a grid still running is published as far as it has got; the
+unfinished points are listed in provenance.json), plus the protocol comparison and
+provenance.json (config, commits, machine, minutes). `make study` runs the whole cycle.
+"""
+
+import argparse
+import json
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from cvgrid import plots, stats
+from cvgrid.io import atomic_path, write_json, write_tsv
+from cvgrid.summary import compare_protocols, complete_points, cv_summary, fold_table
+
+REPO = Path(__file__).resolve().parent.parent
+JOB_FILES = ("metrics.json", "history.tsv", "predictions.tsv")
+# Folder of each protocol in the working directory, and in docs/study.
+PROTOCOLS = {"stratified": "results", "participants": "results/compare"}
+LABELS = {"stratified": "stratified folds", "participants": "participant-grouped folds"}
+
+
+def job_dirs(root: Path) -> list[Path]:
+    """Finished training jobs below root/train (every one of JOB_FILES present)."""
+    return sorted(m.parent for m in root.glob("train/**/metrics.json")
+                  if all((m.parent / name).exists() for name in JOB_FILES))
+
+
+def copy_jobs(source: Path, target: Path) -> int:
+    copied = 0
+    for job in job_dirs(source):
+        destination = target / job.relative_to(source)
+        destination.mkdir(parents=True, exist_ok=True)
+        for name in JOB_FILES:
+            if not (destination / name).exists() or (destination / name).read_bytes() != (job / name).read_bytes():
+                shutil.copy2(job / name, destination / name)
+        copied += 1
+    return copied
+
+
+def restore(workdir: Path, published: Path) -> None:
+    for protocol, folder in PROTOCOLS.items():
+        n = copy_jobs(published / "jobs" / folder, workdir / folder)
+        print(f"{protocol}: {n} published jobs restored into {workdir / folder}")
+
+
+def git_commit(path: Path) -> str | None:
+    result = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return result.stdout.strip() or None
+
+
+def publish_protocol(workdir: Path, published: Path, protocol: str, config: dict) -> dict:
+    """One protocol's tables from its finished jobs; returns its facts for provenance.json."""
+    folder = PROTOCOLS[protocol]
+    out = published / protocol
+    copy_jobs(workdir / folder, published / "jobs" / folder)
+    metrics = sorted((published / "jobs" / folder).glob("train/**/metrics.json"))
+    if not metrics:
+        return {"jobs": 0}
+    all_folds = fold_table(metrics)
+    pairs = config["cv"]["folds"] * config["cv"]["repeats"]
+    folds, unfinished = complete_points(all_folds, pairs)
+    write_tsv(all_folds, out / "cv_folds.tsv")
+    facts = {"jobs": len(all_folds), "grid_points_finished": int(len(folds) // pairs),
+             "unfinished_grid_points": unfinished.to_dict(orient="records"),
+             "training_minutes": round(float(all_folds["seconds"].sum()) / 60, 1)}
+    if folds.empty:
+        return facts
+    summary = cv_summary(folds)
+    write_tsv(summary, out / "cv_summary.tsv")
+    statistics = config["statistics"]
+    result = stats.analyse(folds, summary, statistics["alpha"], statistics["rope"], statistics["probability"])
+    for name, table in result["tables"].items():
+        write_tsv(table, out / "stats" / f"{name}.tsv")
+    with atomic_path(out / "stats" / "summary.html") as tmp:
+        tmp.write_text(stats.summary_html(result["text"]))
+    with atomic_path(out / "stats" / "summary.md") as tmp:
+        tmp.write_text(result["text"])
+    for model in sorted(summary["model"].unique()):
+        plots.heatmap(summary, model, out / f"heatmap_{model}.svg", result["tables"]["compare_to_best"])
+    plots.factor_effects(result["tables"]["factor_effects"], out / "stats" / "factor_effects.svg")
+    return facts
+
+
+def beside_original(published: Path) -> None:
+    """beside_original.tsv: each grid point of the original study's table (original.tsv) with
+    this study's mean, fold spread and verdict under both protocols, point by point."""
+    keys = ["model", "batch_size", "learning_rate", "augmentation"]
+    table = pd.read_csv(published / "original.tsv", sep="\t")
+    table = table[table["model"].isin(["model_a"])].rename(
+        columns={"mean_accuracy": "original_mean", "acc_std_x2": "original_std_x2"})
+    for protocol in PROTOCOLS:
+        verdicts = published / protocol / "stats" / "compare_to_best.tsv"
+        if not verdicts.exists():
+            continue
+        ours = pd.read_csv(published / protocol / "cv_summary.tsv", sep="\t")[keys + ["mean_accuracy", "acc_std_x2", "rank"]]
+        ours = ours.merge(pd.read_csv(verdicts, sep="\t")[keys + ["verdict"]], on=keys)
+        ours = ours.rename(columns={c: f"{protocol}_{c}" for c in ["mean_accuracy", "acc_std_x2", "rank", "verdict"]})
+        table = table.merge(ours, on=keys, how="left")
+    write_tsv(table, published / "beside_original.tsv")
+    (published / "table.md").write_text(markdown_table(table))
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """beside_original.tsv as the README's table: accuracies in percent, mean ± fold spread."""
+    def cell(mean, spread):
+        return "" if pd.isna(mean) else f"{100 * mean:.2f} ± {100 * spread:.2f}"
+
+    protocols = [p for p in PROTOCOLS if f"{p}_mean_accuracy" in table.columns]
+    header = ["batch size", "learning rate", "augmentation", "original (Keras)"]
+    for protocol in protocols:
+        header += [f"{LABELS[protocol]}", "verdict"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    order = table.sort_values(f"{protocols[0]}_mean_accuracy" if protocols else "original_mean",
+                              ascending=False, kind="stable")
+    for _, r in order.iterrows():
+        row = [str(r["batch_size"]), f"{r['learning_rate']:g}",
+               f"{r['augmentation']} (original: {r['original_label']})",
+               cell(r["original_mean"], r["original_std_x2"])]
+        for protocol in protocols:
+            verdict = r[f"{protocol}_verdict"]
+            row += [cell(r[f"{protocol}_mean_accuracy"], r[f"{protocol}_acc_std_x2"]),
+                    "" if pd.isna(verdict) else str(verdict)]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def publish(workdir: Path, published: Path, config_path: Path) -> None:
+    config = yaml.safe_load(config_path.read_text())
+    published.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(config_path, published / "config.yaml")
+    facts = {protocol: publish_protocol(workdir, published, protocol, config) for protocol in PROTOCOLS}
+    summaries = {p: published / p / "cv_summary.tsv" for p in PROTOCOLS}
+    if all(path.exists() for path in summaries.values()):
+        primary, compared = (pd.read_csv(summaries[p], sep="\t") for p in PROTOCOLS)
+        shared = primary.merge(compared[["model", "batch_size", "learning_rate", "augmentation"]])
+        if len(shared):
+            keys = ["model", "batch_size", "learning_rate", "augmentation"]
+            table, comparison = compare_protocols(primary.merge(shared[keys]), compared.merge(shared[keys]))
+            write_tsv(table, published / "protocol_comparison.tsv")
+            write_json({**comparison, "primary": LABELS["stratified"], "compared": LABELS["participants"]},
+                       published / "protocol_comparison.json")
+            plots.protocol_comparison(table, LABELS["stratified"], LABELS["participants"],
+                                      published / "protocol_comparison.svg")
+    beside_original(published)
+    machines: dict[str, int] = {}  # jobs by machine: a resumed study may have run on several
+    for path in sorted((published / "jobs").glob("**/metrics.json")):
+        m = json.loads(path.read_text())
+        machine = f"{m.get('cpu')} ({m.get('device')}, {m.get('precision')}, torch {m.get('torch')}, " \
+                  f"{m.get('threads')} threads, flags {','.join(m.get('cpu_flags') or [])})"
+        machines[machine] = machines.get(machine, 0) + 1
+    write_json({
+        "config": "config.yaml (config/study.yaml as run; data_dir: the Sign Language Digits photos)",
+        "training_code_commit": git_commit(workdir),
+        "publishing_code_commit": git_commit(REPO),
+        "jobs_by_machine": machines,
+        "publisher_platform": platform.platform(),
+        "protocols": facts,
+    }, published / "provenance.json")
+    for protocol, f in facts.items():
+        print(f"{protocol}: {f['jobs']} jobs, {f.get('grid_points_finished', 0)} grid points finished, "
+              f"{f.get('training_minutes', 0)} training minutes")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("action", choices=["restore", "publish"])
+    p.add_argument("--workdir", type=Path, required=True, help="the Snakemake working directory of the study")
+    p.add_argument("--published", type=Path, default=REPO / "docs" / "study")
+    p.add_argument("--config", type=Path, default=REPO / "config" / "study.yaml")
+    a = p.parse_args(argv)
+    if a.action == "restore":
+        restore(a.workdir, a.published)
+    else:
+        publish(a.workdir, a.published, a.config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""The published study (docs/study/, README "The study, reproduced") is what the code computes:
+its summary and statistics are recomputed from its published per-job files, so that a
+published figure can never drift from the library that made it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO
+from cvgrid import stats
+from cvgrid.summary import complete_points, cv_summary, fold_table
+
+STUDY = REPO / "docs" / "study"
+PROTOCOLS = {"stratified": "results", "participants": "results/compare"}
+CONFIG = yaml.safe_load((STUDY / "config.yaml").read_text())
+PAIRS = CONFIG["cv"]["folds"] * CONFIG["cv"]["repeats"]
+
+
+def read(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t")
+
+
+def same_table(computed: pd.DataFrame, published: Path) -> None:
+    """Equal after the round trip through TSV (floats to 1e-12, NaN where NaN)."""
+    expected = read(published)
+    computed = pd.read_csv(pd.io.common.StringIO(computed.to_csv(sep="\t", index=False)), sep="\t")
+    pd.testing.assert_frame_equal(computed, expected, check_exact=False, rtol=1e-12, atol=1e-12)
+
+
+def test_the_published_config_is_the_repositorys_study_config():
+    assert (STUDY / "config.yaml").read_text() == (REPO / "config" / "study.yaml").read_text()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_published_folds_are_the_published_jobs(protocol):
+    """cv_folds.tsv holds exactly the published jobs' metrics.json, nothing more."""
+    metrics = sorted((STUDY / "jobs" / PROTOCOLS[protocol]).glob("train/**/metrics.json"))
+    assert metrics, f"no published jobs of {protocol}"
+    same_table(fold_table(metrics), STUDY / protocol / "cv_folds.tsv")
+    for path in metrics:  # each job's other files were published with it
+        assert (path.parent / "predictions.tsv").exists() and (path.parent / "history.tsv").exists(), path
+        assert json.loads(path.read_text())["config"]["model"] == "model_a"
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_published_summary_and_statistics_are_recomputed_exactly(protocol):
+    folds, unfinished = complete_points(read(STUDY / protocol / "cv_folds.tsv"), PAIRS)
+    provenance = json.loads((STUDY / "provenance.json").read_text())["protocols"][protocol]
+    assert len(unfinished) == len(provenance["unfinished_grid_points"])
+    if folds.empty:
+        pytest.fail(f"{protocol}: no grid point has all {PAIRS} folds yet")
+    summary = cv_summary(folds)
+    same_table(summary, STUDY / protocol / "cv_summary.tsv")
+    s = CONFIG["statistics"]
+    result = stats.analyse(folds, summary, s["alpha"], s["rope"], s["probability"])
+    for name, table in result["tables"].items():
+        same_table(table, STUDY / protocol / "stats" / f"{name}.tsv")
+    assert (STUDY / protocol / "stats" / "summary.md").read_text() == result["text"]
+    assert (STUDY / protocol / "stats" / "summary.html").read_text() == stats.summary_html(result["text"])
+
+
+def test_the_readme_shows_the_published_table(tmp_path):
+    """README "The study, reproduced" holds docs/study/table.md verbatim, and that table is
+    what the published summaries and verdicts give (regenerated here beside the original's)."""
+    from publish_study import beside_original  # scripts/ is on sys.path (conftest)
+
+    copy = tmp_path / "study"
+    shutil.copytree(STUDY, copy, ignore=shutil.ignore_patterns("jobs"))
+    beside_original(copy)
+    table = (STUDY / "table.md").read_text()
+    assert (copy / "table.md").read_text() == table
+    assert table in (REPO / "README.md").read_text()
