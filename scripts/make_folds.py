@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cvgrid.data import DataError, class_names
 from cvgrid.folds import FoldError, groups_for_index, make_folds
 from cvgrid.io import write_tsv
 
@@ -16,10 +17,10 @@ from cvgrid.io import write_tsv
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--index", type=Path, required=True, help="index.tsv from prepare_dataset.py")
-    p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--repeats", type=int, default=1)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--validation-fraction", type=float, default=0.1)
+    p.add_argument("--folds", type=int, required=True)
+    p.add_argument("--repeats", type=int, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--validation-fraction", type=float, required=True)
     p.add_argument("--groups", type=Path, help="TSV with columns file, group: no group in two folds")
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args(argv)
@@ -28,10 +29,9 @@ def main(argv=None):
         groups = None
         if a.groups:
             groups = groups_for_index(index, pd.read_csv(a.groups, sep="\t", dtype=str), str(a.groups))
-        class_names = index.groupby("label")["class_name"].first().to_dict()
         folds = make_folds(index["label"].to_numpy(), a.folds, a.repeats, a.seed, a.validation_fraction,
-                           groups, class_names)
-    except FoldError as error:
+                           groups, class_names(index))
+    except (DataError, FoldError) as error:
         sys.exit(f"error in {a.index}: {error}")
     write_tsv(folds, a.out)
 

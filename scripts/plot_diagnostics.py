@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from cvgrid import plots
-from cvgrid.data import load_prepared
+from cvgrid.data import class_names, load_prepared
 from cvgrid.grid import GRID_KEYS
 from cvgrid.io import write_tsv
 from cvgrid.summary import best_points, read_metrics
@@ -38,17 +38,17 @@ def main(argv=None):
     histories, predictions = pd.concat(histories), pd.concat(predictions)
 
     images, index = load_prepared(a.images, a.index)
-    class_names = index.groupby("label")["class_name"].first().sort_index().astype(str).tolist()
+    names = class_names(index)
     out = a.out_dir
     out.mkdir(parents=True, exist_ok=True)
     per_class = (predictions.assign(correct=predictions["true"] == predictions["predicted"])
                  .groupby("true").agg(images=("correct", "size"), accuracy=("correct", "mean")).reset_index())
-    per_class.insert(1, "class_name", [class_names[t] for t in per_class["true"]])
+    per_class.insert(1, "class_name", [names[t] for t in per_class["true"]])
     write_tsv(per_class.rename(columns={"true": "label"}), out / "per_class_accuracy.tsv")
-    plots.confusion(predictions, class_names, f"{title}, all test folds", out / "confusion.svg")
+    plots.confusion(predictions, names, f"{title}, all test folds", out / "confusion.svg")
     plots.learning_curves(histories, title, out / "learning_curves.svg")
     errors = predictions[predictions["true"] != predictions["predicted"]]
-    plots.error_gallery(images, errors, class_names, title, out / "errors.png")
+    plots.error_gallery(images, errors, names, title, out / "errors.png")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cvgrid.final import FinalError, read_info
+from cvgrid.model_folder import ModelFolderError, read_info
 from cvgrid.predict import format_lines, list_inputs, open_backend, predict_files
 
 
@@ -37,7 +37,7 @@ def main(argv=None):
     try:
         info = read_info(a.model_dir)
         backend, note = open_backend(a.model_dir, info, a.backend, a.device)
-    except FinalError as error:
+    except ModelFolderError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if note:

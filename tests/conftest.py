@@ -108,16 +108,20 @@ def write_config(path: Path, config: dict) -> Path:
     return path
 
 
-def run_snakemake(workdir: Path, configfile: Path | str, *args: str, check: bool = True, timeout=600):
-    """Run the real snakemake CLI on this repository's Snakefile in `workdir`.
+def snakemake_command(workdir: Path, configfile: Path | str, *args: str) -> tuple[list[str], dict]:
+    """The real snakemake CLI on this repository's Snakefile in `workdir`: (command, environment).
 
     The rules call `python`: the venv's bin folder goes first on PATH so that they get the
-    interpreter running the tests. On an unexpected exit status the output is printed.
-    """
+    interpreter running the tests."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("MPLBACKEND", "Agg")
-    cmd = [snakemake_exe(), "-s", str(SNAKEFILE), "-d", str(workdir), "--configfile", str(configfile), *args]
+    return [snakemake_exe(), "-s", str(SNAKEFILE), "-d", str(workdir), "--configfile", str(configfile), *args], env
+
+
+def run_snakemake(workdir: Path, configfile: Path | str, *args: str, check: bool = True, timeout=600):
+    """Run snakemake_command; on an unexpected exit status the output is printed."""
+    cmd, env = snakemake_command(workdir, configfile, *args)
     result = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         print("$", " ".join(cmd))

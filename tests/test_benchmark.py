@@ -65,6 +65,9 @@ def test_benchmark_on_a_generated_image_folder(image_folder, tmp_path):
     data = image_folder(n_classes=3, per_class=6, size=(40, 40))
     stdout, figures = run_benchmark(data, tmp_path / "bench" / "figures.json", "--precision-matrix")
     check_figures(stdout, figures)
+    # The policy and learning rate are the reference config's.
+    assert figures["settings"]["augmentation"] == {"rotation_degrees": 20, "shift_fraction": 0.1, "zoom_fraction": 0.1}
+    assert figures["settings"]["learning_rate"] == 0.0004
     assert "ratio 2/1" in stdout and "share of 2's time not in 3" in stdout
     matrix = figures["models"]["model_a"]["precision_matrix"]
     assert {"fp32/contiguous", "fp32/channels_last", "bf16/contiguous", "bf16/channels_last"} <= set(matrix)
@@ -79,7 +82,12 @@ def test_benchmark_on_the_real_images(real_data_dir, tmp_path):
     assert figures["settings"]["limit_per_class"] == 3
 
 
-def test_benchmark_refuses_a_missing_data_dir(tmp_path):
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "benchmark.py"), "--data-dir",
-                             str(tmp_path / "nowhere")], cwd=REPO, capture_output=True, text=True)
+def test_benchmark_refuses_a_missing_data_dir_and_an_unknown_policy(tmp_path, image_folder):
+    benchmark = [sys.executable, str(REPO / "scripts" / "benchmark.py"), "--data-dir"]
+    result = subprocess.run([*benchmark, str(tmp_path / "nowhere")], cwd=REPO, capture_output=True, text=True)
     assert result.returncode != 0 and "nowhere" in result.stderr
+    result = subprocess.run([*benchmark, str(image_folder()), "--augmentation", "flip"], cwd=REPO,
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and "'flip'" in result.stderr and "config.yaml" in result.stderr
+    result = subprocess.run(benchmark[:-1], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode != 0 and "--data-dir" in result.stderr  # no default outside the repository

@@ -274,6 +274,16 @@ def test_download_with_other_counts_fails_and_leaves_nothing(tmp_path, archive, 
     assert list(dest.parent.iterdir()) == []
 
 
+def test_an_offline_download_says_what_to_download_and_how_to_set_data_dir(tmp_path):
+    nowhere = (tmp_path / "offline" / "archive.zip").as_uri()
+    with pytest.raises(DataError) as error:
+        download_dataset(nowhere, tmp_path / "dest", "Dataset", expected_classes=3, expected_images=12)
+    message = str(error.value)
+    assert f"cannot download the data set {nowhere}" in message and "No such file" in message
+    assert "data_dir=/path/to/Dataset" in message
+    assert not (tmp_path / "dest").exists() and not list(tmp_path.glob(".dest*"))
+
+
 def test_download_of_an_archive_without_the_subfolder_or_not_a_zip_fails(tmp_path, archive):
     dest = tmp_path / "resources" / "digits"
     with pytest.raises(DataError, match="Images"):

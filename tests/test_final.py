@@ -7,6 +7,8 @@ The workflow run is a session fixture (`final_run`) that tests/test_predict.py r
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import zipfile
 from types import SimpleNamespace
 
@@ -15,9 +17,10 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import run_snakemake
-from cvgrid.final import FinalError, best_point, refit_split
-from cvgrid.folds import FoldError
+from conftest import REPO, run_snakemake
+from cvgrid.final import FinalError, best_point
+from cvgrid.folds import FoldError, refit_split
+from cvgrid.grid import AUGMENTATION_KEYS
 from cvgrid.models import build_model
 from cvgrid.summary import cv_summary
 
@@ -148,6 +151,28 @@ def test_page_says_configuration_estimate_files_and_predict(final_run):
                  "results/final/model_a/model.onnx", "results/final/model_a/model.pt",
                  "scripts/predict.py --model-dir results/final/model_a"):
         assert text in page, text
+
+
+def test_a_bad_groups_file_stops_the_refit_with_a_one_line_error(final_run, tmp_path):
+    groups = tmp_path / "groups.tsv"
+    groups.write_text("file\tgroup\nclass_0/img_000.jpg\tg1\n")  # the other images have no group
+    results = final_run.work / "results"
+    cmd = [sys.executable, str(REPO / "scripts" / "refit_best.py"), "--summary", str(results / "cv_summary.tsv"),
+           "--model", MODEL, "--images", str(results / "data" / "images.npy"),
+           "--index", str(results / "data" / "index.tsv"), "--augmentations", json.dumps({"none": {}}),
+           "--model-options", "{}", "--max-epochs", "1", "--patience", "1", "--seed", "0", "--precision", "fp32",
+           "--split-seed", "42", "--validation-fraction", "0.2", "--threads", "1", "--groups", str(groups),
+           "--out-dir", str(tmp_path / "final")]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    # The best point's policy {} lacks its keys: named before any data is read.
+    assert result.stderr.strip().splitlines()[-1].startswith("error: the best grid point of model_a")
+    cmd[cmd.index("--augmentations") + 1] = json.dumps({"none": dict.fromkeys(AUGMENTATION_KEYS, 0)})
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: groups file {groups} has no group for 59 image(s)"), result.stderr
+    assert not (tmp_path / "final").exists()
 
 
 def test_report_has_a_final_model_section(final_run):

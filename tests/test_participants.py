@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,6 @@ from cvgrid.participants import (
     infer_participants,
 )
 
-REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "sign-language-digits"
 
 
 def run(start: int, digits: list[int], folder: bool = True) -> tuple[list[str], list[int]]:
@@ -77,8 +75,8 @@ def test_small_drops_inside_a_run_stay_with_the_person():
     s = group_summary(df)
     assert s["groups_with_repeated_digit"] == 2
     assert s["size_histogram"] == {10: 2, 11: 1}
-    # The literal rule "digit does not increase" cuts those runs.
-    strict = infer_participants(files, labels, restart_min_drop=0)
+    # The literal rule "digit does not increase" cuts those runs (before any merging).
+    strict = infer_participants(files, labels, restart_min_drop=0, merge_partial=False)
     assert groups_in_number_order(strict) == [
         repeated[:9], repeated[9:], odd[:7], odd[7:], ALL
     ]
@@ -91,11 +89,13 @@ def test_jump_rule_splits_even_when_digits_keep_rising():
     big = run(100 + len(first) + MAX_NUMBER_GAP, second)  # gap == MAX_NUMBER_GAP + 1
     df = infer_participants(*concat(run(100, first), small))
     assert groups_in_number_order(df) == [ALL]
-    df = infer_participants(*concat(run(100, first), big))
+    df = infer_participants(*concat(run(100, first), big), merge_partial=False)
     assert groups_in_number_order(df) == [first, second]
     assert df.loc[df["digit"] == 5, "starts_group"].item() == "jump"
     s = group_summary(df)
     assert s["complete_groups"] == 0 and s["leftover_groups"] == 2
+    # Two partial runs that complete each other then merge again.
+    assert groups_in_number_order(infer_participants(*concat(run(100, first), big))) == [ALL]
 
 
 def test_restart_and_jump_together_and_session_gap():
@@ -105,24 +105,33 @@ def test_restart_and_jump_together_and_session_gap():
     assert df.loc[df["number"] == 4040, "starts_group"].item() == "restart+jump"
 
 
-def test_partial_run_stays_its_own_group():
-    # A lone 5 right before a full run (as IMG_4039 upstream), a run that stops
-    # at 8, and a 4..9 run after a gap: none is merged with a neighbour.
+def test_partial_runs_merge_with_a_partial_neighbour_that_they_complete():
+    # A lone 5 right before a run without a 5 (as IMG_4039 upstream); a run that stops at 8,
+    # then 4..9 after a gap (as IMG_4668-4673); a lone 5 before a run that has a 5 (adds
+    # nothing: kept apart); a partial run next to complete ones (kept apart).
     lone = run(50, [5])
-    stops = run(51, [0, 1, 2, 3, 4, 5, 6, 7, 8])
-    tail = run(51 + 9 + MAX_NUMBER_GAP + 5, [4, 5, 6, 7, 8, 9])
-    full = run(200, ALL)
-    files, labels = concat(lone, stops, tail, full)
+    no_five = run(51, [0, 1, 2, 3, 4, 6, 7, 8, 9])
+    stops = run(100, [0, 1, 2, 3, 4, 5, 6, 7, 8])
+    tail = run(100 + 9 + MAX_NUMBER_GAP + 5, [4, 5, 6, 7, 8, 9])
+    lone_again = run(300, [5])
+    stops_again = run(301, [0, 1, 2, 3, 4, 5, 6, 7, 8])
+    full = run(400, ALL)
+    files, labels = concat(lone, no_five, stops, tail, lone_again, stops_again, full)
     df = infer_participants(files, labels)
-    assert groups_in_number_order(df) == [[5], stops[1], tail[1], ALL]
+    assert groups_in_number_order(df) == [
+        [5, 0, 1, 2, 3, 4, 6, 7, 8, 9], stops[1] + tail[1], [5], stops_again[1], ALL,
+    ]
+    assert df.loc[df["number"] == 51, "merged"].item() and df.loc[df["number"] == 51, "starts_group"].item() == ""
+    assert df["merged"].sum() == 2
     s = group_summary(df)
-    assert s["groups"] == 4
-    assert s["complete_groups"] == 1
-    assert s["size_histogram"] == {1: 1, 6: 1, 9: 1, 10: 1}
-    assert s["leftover_groups"] == 3 and s["leftover_photos"] == 16
-    assert s["leftover_group_ids"] == ["p001", "p002", "p003"]
-    assert df.loc[df["group"] == "p002", "group_size"].eq(9).all()
-    assert not df.loc[df["group"] == "p002", "complete"].any()
+    assert s["groups"] == 5 and s["complete_groups"] == 3 and s["merged_runs"] == 2
+    assert s["size_histogram"] == {1: 1, 9: 1, 10: 2, 15: 1}
+    assert s["leftover_groups"] == 2 and s["leftover_photos"] == 10
+    assert s["leftover_group_ids"] == ["p003", "p004"]
+    assert df.loc[df["group"] == "p002", "complete"].all()
+    # Without merging, every run is its own group.
+    unmerged = infer_participants(files, labels, merge_partial=False)
+    assert group_summary(unmerged)["groups"] == 7 and not unmerged["merged"].any()
 
 
 def test_input_order_kept_and_irrelevant_to_groups():
@@ -167,31 +176,31 @@ def test_empty_input():
 
 
 @pytest.mark.real_data
-def test_real_names():
-    if not REAL_DATA.is_dir():
-        reason = f"real data set not found at {REAL_DATA}"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} (CI is set, so this is an error, not a skip)")
-        pytest.skip(reason)
-    files = sorted(str(p) for p in REAL_DATA.glob("[0-9]/*") if p.is_file())
+def test_real_names(real_data_dir):
+    files = sorted(str(p) for p in real_data_dir.glob("[0-9]/*") if p.is_file())
     labels = [int(Path(f).parent.name) for f in files]
     assert len(files) == 2062
     df = infer_participants(files, labels)
     s = group_summary(df)
-    # Measured: 208 groups, 199 with all ten digits, sizes {1: 1, 6: 2, 9: 4, 10: 198, 11: 3}.
-    assert 200 <= s["groups"] <= 220
-    assert s["complete_groups"] >= 190
-    assert s["size_histogram"].get(10, 0) >= 190
-    assert s["leftover_photos"] <= 100
-    # No group merges two people: at most 11 photos, no digit three times,
-    # and a repeated digit only in the few runs measured upstream (5).
-    assert s["max_group_size"] <= 11
+    # The counts the module docstring documents ("Leftovers").
+    assert s["groups"] == 205 and s["complete_groups"] == 202
+    assert s["size_histogram"] == {9: 1, 10: 199, 11: 3, 15: 2}
+    assert s["merged_runs"] == 3
+    assert s["leftover_groups"] == 3 and s["leftover_photos"] == 29
+    merged = df.loc[df["merged"], "file"].map(lambda f: Path(f).name).sort_values().tolist()
+    assert merged == ["IMG_4040.JPG", "IMG_4668.JPG", "IMG_4820.JPG"]
+    # A group holds at most two people's partial runs: no digit three times, and a repeated
+    # digit only in the runs the docstring names (7).
+    assert s["max_group_size"] == 15
     per_digit = df.groupby(["group", "digit"]).size()
     assert per_digit.max() <= 2
-    assert s["groups_with_repeated_digit"] <= 5
+    assert s["groups_with_repeated_digit"] == 7
+    # Before merging: 208 groups, 199 complete.
+    unmerged = group_summary(infer_participants(files, labels, merge_partial=False))
+    assert (unmerged["groups"], unmerged["complete_groups"]) == (208, 199)
     # The literal rule never repeats a digit, at the price of cutting runs.
-    strict = infer_participants(files, labels, restart_min_drop=0)
+    strict = infer_participants(files, labels, restart_min_drop=0, merge_partial=False)
     assert strict.groupby(["group", "digit"]).size().max() == 1
-    assert group_summary(strict)["groups"] > s["groups"]
+    assert group_summary(strict)["groups"] > unmerged["groups"]
     # Deterministic.
     assert infer_participants(files, labels).equals(df)

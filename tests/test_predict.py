@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from conftest import REPO, need
-from cvgrid.final import read_info
+from cvgrid.model_folder import read_info
 from cvgrid.predict import OnnxBackend, TorchBackend, list_inputs, open_backend, predict_files, preprocess_array
 from cvgrid.training import BatchTransform
 from test_final import final_run  # noqa: F401 - the session fixture: one workflow run for both files
@@ -152,3 +152,39 @@ def test_the_ten_example_photos_give_ten_lines(final_run):
     assert len(lines) == 10
     assert sorted(Path(line.split("\t")[0]).name for line in lines) == [f"example_{d}.JPG" for d in range(10)]
     assert list_inputs([EXAMPLES]) == sorted(EXAMPLES.glob("example_*.JPG"))
+
+
+def test_a_pretrained_models_normalisation_travels_in_model_onnx_and_model_pt(tmp_path):
+    """A model that starts from ImageNet weights normalises its input inside itself: model.onnx
+    computes what PyTorch does, and predict rebuilds the normalising model from model.json to
+    load model.pt."""
+    from cvgrid.final import check_onnx, export_onnx, save_weights
+    from cvgrid.layers import NormalizedInput
+    from cvgrid.models import build_model, get_spec
+    from cvgrid.weights import IMAGENET_MEAN, IMAGENET_STD
+
+    # Model A's output follows its input closely (a randomly initialised MobileNetV2's hardly does).
+    torch.manual_seed(0)
+    model = NormalizedInput(build_model("model_a", 3), IMAGENET_MEAN, IMAGENET_STD).eval()
+    batch = np.random.default_rng(0).random((4, 3, 100, 100), dtype=np.float32)
+    export_onnx(model, 100, tmp_path / "a.onnx")
+    onnx_logits = OnnxBackend(tmp_path / "a.onnx").logits(batch)
+    with torch.inference_mode():
+        x = torch.from_numpy(batch)
+        normalised = model.model((x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+                                 / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)).numpy()
+        unnormalised = model.model(x).numpy()
+    assert np.abs(onnx_logits - normalised).max() < 1e-4
+    assert np.abs(onnx_logits - unnormalised).max() > 1e-2  # the normalisation is in the file
+
+    model = build_model("model_b", 3, normalize_input=True).eval()
+    size = get_spec("model_b").input_size
+    batch = np.random.default_rng(0).random((2, 3, size, size), dtype=np.float32)
+    export_onnx(model, size, tmp_path / "model.onnx")
+    assert check_onnx(model, tmp_path / "model.onnx", batch)["checked"]
+    save_weights(model, tmp_path / "model.pt")
+    info = {"model": "model_b", "class_names": ["a", "b", "c"], "files": {"weights": "model.pt"},
+            "input_normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}}
+    rebuilt = TorchBackend.from_dir(tmp_path, info)  # load_state_dict is strict: the keys fit
+    assert isinstance(rebuilt.module, NormalizedInput)
+    assert np.abs(rebuilt.logits(batch) - OnnxBackend(tmp_path / "model.onnx").logits(batch)).max() < 1e-4

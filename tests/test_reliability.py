@@ -4,26 +4,17 @@ checkpoint should be is named; bad folds are refused before any training job."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import SNAKEFILE, snakemake_exe, tiny_config, write_config, write_image_folder
+from conftest import snakemake_command, tiny_config, write_config, write_image_folder
 from cvgrid.training import CheckpointError, TrainingDiverged, TrainSettings, fit
-
-
-def snakemake_command(workdir: Path, configfile: Path, *args: str) -> tuple[list[str], dict]:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.setdefault("MPLBACKEND", "Agg")
-    return [snakemake_exe(), "-s", str(SNAKEFILE), "-d", str(workdir), "--configfile", str(configfile), *args], env
 
 
 def finished_metrics(workdir: Path) -> dict[Path, int]:

@@ -178,11 +178,15 @@ def prepared(tmp_path_factory):
     return root
 
 
+NO_AUGMENTATION = json.dumps({"none": {"rotation_degrees": 0, "shift_fraction": 0, "zoom_fraction": 0}})
+
+
 def train_cmd(prepared, out_dir, checkpoint=None, epochs=4):
     cmd = [sys.executable, str(REPO / "scripts" / "train.py"), "--images", str(prepared / "images.npy"),
-           "--index", str(prepared / "index.tsv"), "--folds", str(prepared / "folds.tsv"), "--fold", "1",
-           "--model", "model_a", "--batch-size", "16", "--learning-rate", "0.001", "--max-epochs", str(epochs),
-           "--patience", "10", "--seed", "3", "--threads", "2", "--out-dir", str(out_dir)]
+           "--index", str(prepared / "index.tsv"), "--folds", str(prepared / "folds.tsv"), "--repeat", "0",
+           "--fold", "1", "--model", "model_a", "--batch-size", "16", "--learning-rate", "0.001",
+           "--augmentation", "none", "--augmentations", NO_AUGMENTATION, "--max-epochs", str(epochs),
+           "--patience", "10", "--seed", "3", "--precision", "auto", "--threads", "2", "--out-dir", str(out_dir)]
     return cmd + (["--checkpoint", str(checkpoint)] if checkpoint else [])
 
 

@@ -27,6 +27,7 @@ from conftest import COLOURS, REPO, class_image, write_config, write_image_folde
 from cvgrid import training
 from cvgrid.data import save_prepared
 from cvgrid.folds import make_folds, split_indices
+from cvgrid.grid import AUGMENTATION_KEYS
 from cvgrid.io import write_tsv
 from cvgrid.models import build_model, count_trainable_parameters, get_spec
 from cvgrid.training import TrainSettings, fit
@@ -36,9 +37,9 @@ from cvgrid.weights import (
     fetch,
     file_name,
     hash_prefix,
-    plan_weights,
     torchvision_url,
 )
+from cvgrid.plan import plan_weights
 
 CPU = torch.device("cpu")
 MOBILENET_URL = "https://download.pytorch.org/models/mobilenet_v2-b0353104.pth"
@@ -189,7 +190,7 @@ def backbone_equals_file(model, state: dict, prefix: str = "", skip=()) -> bool:
 def test_model_b_backbone_is_the_files_features_and_the_head_is_new(mobilenet_file):
     path, state = mobilenet_file
     torch.manual_seed(0)
-    model = build_model("model_b", 10, weights_path=path)
+    model = build_model("model_b", 10, weights_path=path).model  # inside the input normalisation
     assert backbone_equals_file(model[0], state, prefix="features.")
     assert model[-1][-1].out_features == 10
     torch.manual_seed(0)
@@ -198,9 +199,26 @@ def test_model_b_backbone_is_the_files_features_and_the_head_is_new(mobilenet_fi
 
 def test_resnet18_gets_everything_but_fc_from_its_file(resnet18_file):
     path, state = resnet18_file
-    model = build_model("resnet18", 7, weights_path=path)
+    model = build_model("resnet18", 7, weights_path=path).model
     assert backbone_equals_file(model, state, skip=("fc.",))
     assert model.fc.out_features == 7 and state["fc.weight"].shape[0] == 1000
+
+
+@pytest.mark.parametrize("name", ["model_b", "resnet18"])
+def test_a_pretrained_model_normalises_its_input_as_its_weights_expect(name):
+    from torchvision.models import get_weight
+
+    spec = get_spec(name)
+    expected = get_weight(spec.pretrained.weights).transforms()  # torchvision's own preprocessing
+    assert (list(spec.pretrained.mean), list(spec.pretrained.std)) == (list(expected.mean), list(expected.std))
+    torch.manual_seed(0)
+    normalized = build_model(name, 10, normalize_input=True).eval()
+    x = torch.rand(2, 3, spec.input_size, spec.input_size)
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (expected.mean, expected.std))
+    with torch.no_grad():
+        assert torch.allclose(normalized(x), normalized.model((x - mean) / std))
+    # From scratch, a model takes [0, 1] as it is.
+    assert not hasattr(build_model(name, 10), "mean")
 
 
 def test_a_file_of_another_network_names_the_file_and_the_first_missing_key(resnet18_file):
@@ -227,7 +245,7 @@ def test_files_without_num_batches_tracked_still_load(mobilenet_file, tmp_path):
     _, state = mobilenet_file
     old = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
     torch.save(old, tmp_path / "old.pth")
-    model = build_model("model_b", 10, weights_path=tmp_path / "old.pth")
+    model = build_model("model_b", 10, weights_path=tmp_path / "old.pth").model
     assert backbone_equals_file(model[0], {**state}, prefix="features.")
 
 
@@ -236,7 +254,7 @@ def test_a_file_in_the_legacy_serialization_loads(mobilenet_file, tmp_path):
     _, state = mobilenet_file
     torch.save(state, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
     assert not __import__("zipfile").is_zipfile(tmp_path / "legacy.pth")
-    model = build_model("model_b", 10, weights_path=tmp_path / "legacy.pth")
+    model = build_model("model_b", 10, weights_path=tmp_path / "legacy.pth").model
     assert backbone_equals_file(model[0], state, prefix="features.")
 
 
@@ -297,7 +315,7 @@ def test_a_training_job_starts_from_the_file(tiny, mobilenet_file, monkeypatch):
 
     def recording_build(name, num_classes, weights_path=None):
         model = build_model(name, num_classes, weights_path=weights_path)
-        built.append({k: v.detach().clone() for k, v in model[0].state_dict().items()})
+        built.append({k: v.detach().clone() for k, v in model.model[0].state_dict().items()})
         return model
 
     monkeypatch.setattr(training, "build_model", recording_build)
@@ -308,7 +326,7 @@ def test_a_training_job_starts_from_the_file(tiny, mobilenet_file, monkeypatch):
     assert before.keys() == {k[len("features."):] for k in state if k.startswith("features.")}
     assert all(torch.equal(v, state["features." + k]) for k, v in before.items())
     # ... and training then moved it.
-    after = result.model[0].state_dict()
+    after = result.model.model[0].state_dict()
     assert any(not torch.equal(after[k], before[k]) for k in before if after[k].is_floating_point())
 
 
@@ -321,9 +339,11 @@ def test_train_cli_passes_weights_and_stops_clearly_on_a_bad_file(tiny, mobilene
 
     def train(weights: Path, out: str):
         cmd = [sys.executable, str(REPO / "scripts" / "train.py"), "--images", str(tmp_path / "images.npy"),
-               "--index", str(tmp_path / "index.tsv"), "--folds", str(tmp_path / "folds.tsv"), "--fold", "0",
-               "--model", "model_b", "--batch-size", "8", "--learning-rate", "1e-3", "--max-epochs", "1",
-               "--precision", "fp32", "--threads", "1", "--weights", str(weights), "--out-dir", str(tmp_path / out)]
+               "--index", str(tmp_path / "index.tsv"), "--folds", str(tmp_path / "folds.tsv"), "--repeat", "0",
+               "--fold", "0", "--model", "model_b", "--batch-size", "8", "--learning-rate", "1e-3",
+               "--augmentation", "none", "--augmentations", json.dumps({"none": dict.fromkeys(AUGMENTATION_KEYS, 0)}),
+               "--max-epochs", "1", "--patience", "10", "--seed", "0", "--precision", "fp32", "--threads", "1",
+               "--weights", str(weights), "--out-dir", str(tmp_path / out)]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
     good = train(mobilenet_file[0], "good")

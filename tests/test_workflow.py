@@ -150,9 +150,15 @@ def test_a_second_run_has_nothing_to_do(finished_run):
         (lambda c: (c["models"].update(model_q={}), c["grid"].update(model=["model_q"])), "model_q"),
         (lambda c: c["cv"].update(folds=1), ("folds", "minimum of 2")),
         (lambda c: c["grid"].update(batch_size=[]), ("batch_size", "should be non-empty")),
+        # "none" is the one spelling of "off"; "" is no scheme, and comparing a scheme with itself
+        # would train the grid twice.
+        (lambda c: c["cv"].update(compare_groups=""), ("compare_groups", "should be non-empty")),
+        (lambda c: c["cv"].update(groups="participants", compare_groups="participants"),
+         ("cv.compare_groups is 'participants'", "twice")),
     ],
     ids=["negative-learning-rate", "zero-batch-size", "unknown-key", "unknown-training-key",
-         "grid-model-not-in-models", "unknown-augmentation", "unregistered-model", "one-fold", "empty-grid"],
+         "grid-model-not-in-models", "unknown-augmentation", "unregistered-model", "one-fold", "empty-grid",
+         "empty-compare-groups", "compare-groups-same-as-groups"],
 )
 def test_a_bad_config_fails_before_any_job_naming_the_value(tmp_path, snakemake, image_folder, change, named):
     config = tiny_config(image_folder(n_classes=3, per_class=20))
@@ -201,3 +207,18 @@ def test_an_archive_with_other_counts_stops_the_workflow(tmp_path, snakemake):
     assert not (work / "results" / "data" / "index.tsv").exists()
     log = (work / "logs" / "fetch_dataset.log").read_text()
     assert "expected 10 and 2062" in log
+
+
+def test_an_offline_download_tells_the_user_what_to_do(tmp_path, snakemake):
+    nowhere = (tmp_path / "offline" / "archive.zip").as_uri()
+    configfile = write_config(tmp_path / "offline.yaml", tiny_config("", download={
+        "url": nowhere, "subdir": "Dataset", "expected_classes": 3, "expected_images": 60}))
+    work = tmp_path / "work"
+    work.mkdir()
+    result = snakemake(work, configfile, "--cores", "1", "results/data/folds.tsv", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    # On the terminal, not only in the log: what failed and how to go on.
+    assert f"cannot download the data set {nowhere}" in output and "data_dir=/path/to/Dataset" in output
+    assert "data_dir=/path/to/Dataset" in (work / "logs" / "fetch_dataset.log").read_text()
+    assert not (work / "resources" / "sign-language-digits").exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import urllib.error
 import urllib.request
 import zipfile
 from dataclasses import dataclass, field
@@ -125,6 +126,25 @@ def load_prepared(images_path: str | Path, index_path: str | Path) -> tuple[np.n
     return images, index
 
 
+def class_names(index: pd.DataFrame) -> list[str]:
+    """The class name of every label 0..K-1, from an index (index.tsv)."""
+    names = index.groupby("label")["class_name"].first().sort_index()
+    if list(names.index) != list(range(len(names))):
+        raise DataError(f"index labels are not 0..{len(names) - 1}: {list(names.index)}")
+    return names.astype(str).tolist()
+
+
+def offline_message(url: str, subdir: str, reason: str) -> str:
+    return (
+        f"cannot download the data set {url} ({reason}).\n"
+        f"Either run the workflow where there is internet, or download the archive elsewhere:\n"
+        f"    {url}\n"
+        f"unpack it, and point data_dir at its folder {subdir}/ (the one that holds the class folders):\n"
+        f"    snakemake ... --config data_dir=/path/to/{subdir}\n"
+        f"(or set data_dir in your config file)."
+    )
+
+
 def download_dataset(
     url: str, dest: str | Path, subdir: str, expected_classes: int, expected_images: int
 ) -> None:
@@ -138,8 +158,12 @@ def download_dataset(
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}.") as work:
         archive = Path(work) / "archive.zip"
         log.info("downloading %s", url)
-        with urllib.request.urlopen(url) as response, open(archive, "wb") as out:
-            shutil.copyfileobj(response, out)
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response, open(archive, "wb") as out:
+                shutil.copyfileobj(response, out)
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            reason = getattr(error, "reason", None) or error
+            raise DataError(offline_message(url, subdir, str(reason))) from error
         try:
             with zipfile.ZipFile(archive) as zipped:
                 zipped.extractall(Path(work) / "extracted")

@@ -2,14 +2,8 @@
 
 Same protocol as a CV training job (cvgrid.training.fit): early stopping on a seeded,
 stratified (grouped, with cv.groups) validation split, best weights restored; only there is
-no test fold, because every image is used. The folder results/final/{model}/ then holds
-
-    model.pt           state_dict (torch.load(..., weights_only=True))
-    model.onnx         the same network for onnxruntime; input "image": float32
-                       (N, 3, input_size, input_size) in [0, 1], output "logits": (N, classes)
-    model.json         configuration, grid point, class names, sizes, CV estimate, checks
-    history.tsv        the refit's learning curve
-    final_model.html   the report page: what it is and how to call scripts/predict.py
+no test fold, because every image is used. What the folder results/final/{model}/ holds is
+cvgrid.model_folder's.
 
 Preprocessing (cvgrid.predict.preprocess) is the training pipeline's: decode to RGB like the
 prepare step (EXIF upright, transparency on white, 16-bit scaled), resize to image_size
@@ -21,25 +15,30 @@ from __future__ import annotations
 
 import copy
 import html
-import json
 import logging
 import math
 import os
-import signal
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
+from cvgrid import hardware
+from cvgrid.folds import groups_for_index, refit_split
+from cvgrid.grid import ConfigError, augmentation_policy
 from cvgrid.io import atomic_path, write_json, write_tsv
+from cvgrid.job import training_job
+from cvgrid.model_folder import FILES, FORMAT_VERSION, ONNX_INPUT, ONNX_OUTPUT
+from cvgrid.models import get_spec
+from cvgrid.predict import OnnxBackend, TorchBackend, preprocess_array, softmax
 from cvgrid.stats import selected_points
 from cvgrid.summary import best_points, fold_columns
+from cvgrid.training import TrainSettings
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-ONNX_INPUT, ONNX_OUTPUT = "image", "logits"
 ONNX_TOLERANCE = 1e-4  # largest allowed |p_onnx - p_torch| of any class probability
 CHECK_IMAGES = 64  # images of the data set the export is checked on
 # TrainSettings needs a repeat and a fold; a refit on all data has neither.
@@ -87,42 +86,8 @@ def best_point(summary: pd.DataFrame, model: str) -> dict:
     return {"grid_point": point, "cv_estimate": estimate}
 
 
-def refit_split(labels, seed: int, validation_fraction: float, groups=None) -> dict[str, np.ndarray]:
-    """Roles of all samples for the refit: "train" and "validation" (early stopping), no "test".
-
-    The validation part is drawn the way cvgrid.folds.make_folds draws it inside a training
-    fold: the first part of a stratified (grouped, if `groups`) shuffled split into
-    round(1 / validation_fraction) parts, here of all samples, seeded from SeedSequence([seed])
-    (the CV folds use (seed, repeat) and (seed, repeat, fold), so this draw is its own).
-    """
-    from cvgrid.folds import FoldError, _random_state, _splitter  # sklearn: imported when needed
-
-    labels = np.asarray(labels)
-    if not 0 < validation_fraction < 0.5:
-        raise FoldError(f"validation_fraction must be in (0, 0.5), got {validation_fraction}")
-    grouped = groups is not None
-    samples = np.arange(len(labels))
-    splitter = _splitter(round(1 / validation_fraction), _random_state(seed), grouped)
-    fit_idx, val_idx = next(splitter.split(samples, labels, np.asarray(groups) if grouped else None))
-    return {
-        "train": np.sort(samples[fit_idx]),
-        "validation": np.sort(samples[val_idx]),
-        "test": np.array([], dtype=np.int64),
-    }
-
-
-def class_names(index: pd.DataFrame) -> list[str]:
-    """Class name of every label 0..K-1, from index.tsv."""
-    names = index.groupby("label")["class_name"].first().sort_index()
-    if list(names.index) != list(range(len(names))):
-        raise FinalError(f"index labels are not 0..{len(names) - 1}: {list(names.index)}")
-    return names.astype(str).tolist()
-
-
 def export_onnx(model, input_size: int, path: Path) -> dict:
     """Export `model` (a CPU float32 copy, eval mode) to ONNX with a dynamic batch size."""
-    import torch
-
     net = copy.deepcopy(model).to("cpu", dtype=torch.float32, memory_format=torch.contiguous_format).eval()
     example = torch.rand(2, 3, input_size, input_size)
     # Written beside `path` and renamed onto it: a killed export leaves no model.onnx behind.
@@ -154,8 +119,6 @@ def check_onnx(model, onnx_path: Path, batch: np.ndarray) -> dict:
     Raises FinalError when they disagree on a class or by more than ONNX_TOLERANCE; without
     onnxruntime the check is skipped and says so.
     """
-    from cvgrid.predict import OnnxBackend, TorchBackend, softmax
-
     try:
         onnx_backend = OnnxBackend(onnx_path)
     except ImportError as error:
@@ -173,8 +136,6 @@ def check_onnx(model, onnx_path: Path, batch: np.ndarray) -> dict:
 
 
 def save_weights(model, path: Path) -> None:
-    import torch
-
     state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -253,114 +214,95 @@ def refit(
     training: dict,
     split_seed: int,
     validation_fraction: float,
-    model_options: dict | None = None,
-    groups_path: Path | None = None,
-    weights_path: Path | None = None,
-    checkpoint_path: Path | None = None,
-    device: str = "auto",
-    threads: int | None = None,
+    model_options: dict,
+    groups_path: Path | None,
+    weights_path: Path | None,
+    checkpoint_path: Path | None,
+    device: str,
+    threads: int,
 ) -> dict:
-    """Read the best grid point, refit it on all images, write the final model's files."""
-    import torch
-
-    from cvgrid import hardware
-    from cvgrid.data import load_prepared
-    from cvgrid.job import Terminated
-    from cvgrid.models import get_spec
-    from cvgrid.predict import preprocess_array
-    from cvgrid.training import TrainSettings, fit
-
-    def terminated(signum, frame):  # SLURM's time limit: keep the checkpoint, exit 143
-        raise Terminated(128 + signum)
-
-    signal.signal(signal.SIGTERM, terminated)
-    if threads:
-        torch.set_num_threads(threads)
-    summary = pd.read_csv(summary_path, sep="\t")
-    chosen = best_point(summary, model_name)
+    """Read the best grid point, refit it on all images, write the final model's files.
+    `training`: the config's max_epochs, patience, seed and precision."""
+    chosen = best_point(pd.read_csv(summary_path, sep="\t"), model_name)
     point = chosen["grid_point"]
-    if point["augmentation"] not in augmentations:
-        raise FinalError(f"augmentation {point['augmentation']!r} of the best grid point is not defined under "
-                         f"'augmentations:' in the config (defined: {sorted(augmentations)})")
-    policy = {"rotation_degrees": 0.0, "shift_fraction": 0.0, "zoom_fraction": 0.0,
-              **{k: float(v) for k, v in (augmentations[point["augmentation"]] or {}).items()}}
+    try:
+        policy = augmentation_policy(augmentations, point["augmentation"])
+    except ConfigError as error:
+        raise FinalError(f"the best grid point of {model_name}: {error}") from None
     settings = TrainSettings(
         **point, **policy, max_epochs=int(training["max_epochs"]), patience=int(training["patience"]),
         seed=int(training["seed"]), repeat=ALL_DATA, fold=ALL_DATA,
-        # Pretrained backbone, as the CV jobs of this model had it (TrainSettings.weights).
-        **({"weights": str(weights_path)} if weights_path is not None else {}),
+        # Pretrained backbone, as the CV jobs of this model had it.
+        weights=None if weights_path is None else str(weights_path),
     )
-    torch_device = hardware.training_device(device)
-    precision = hardware.choose_precision(torch_device, training.get("precision", "auto"))
+    with training_job(images_path, index_path, checkpoint_path, training["precision"], device, threads) as job:
+        images, index = job.images, job.index
+        groups = None
+        if groups_path is not None:
+            groups = groups_for_index(index, pd.read_csv(groups_path, sep="\t", dtype=str), str(groups_path))
+        split = refit_split(index["label"].to_numpy(), split_seed, validation_fraction, groups)
+        result = job.fit(settings, split)
 
-    images, index = load_prepared(images_path, index_path)
-    labels = index["label"].to_numpy()
-    names = class_names(index)
-    groups = None
-    if groups_path is not None:
-        from cvgrid.folds import groups_for_index
+        spec = get_spec(model_name)
+        normalization = (None if weights_path is None
+                         else {"mean": list(spec.pretrained.mean), "std": list(spec.pretrained.std)})
+        model = result.model.to("cpu").float().eval()
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_weights(model, out_dir / "model.pt")
+        onnx_info = export_onnx(model, spec.input_size, out_dir / "model.onnx")
+        check_idx = split["validation"][:CHECK_IMAGES]
+        batch = np.stack([preprocess_array(images[i], spec.input_size) for i in check_idx])
+        onnx_info["check"] = check_onnx(model, out_dir / "model.onnx", batch)
 
-        groups = groups_for_index(index, pd.read_csv(groups_path, sep="\t", dtype=str), str(groups_path))
-    split = refit_split(labels, split_seed, validation_fraction, groups)
-    log.info("refit %s on %s (%s): %d train, %d validation", settings.label(), torch_device, precision,
-             len(split["train"]), len(split["validation"]))
-    result = fit(images, labels, split, len(names), settings, torch_device, precision, checkpoint_path)
-
-    spec = get_spec(model_name)
-    model = result.model.to("cpu").float().eval()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_weights(model, out_dir / "model.pt")
-    onnx_info = export_onnx(model, spec.input_size, out_dir / "model.onnx")
-    check_idx = split["validation"][:CHECK_IMAGES]
-    batch = np.stack([preprocess_array(images[i], spec.input_size) for i in check_idx])
-    onnx_info["check"] = check_onnx(model, out_dir / "model.onnx", batch)
-
-    info = {
-        "format_version": FORMAT_VERSION,
-        "model": model_name,
-        "description": spec.description,
-        **chosen,
-        "augmentation_policy": policy,
-        "model_options": model_options or {},
-        "class_names": names,
-        "num_classes": len(names),
-        "input_size": spec.input_size,
-        "image_size": int(images.shape[1]),
-        "preprocessing": (
-            f"Decode to RGB like the prepare step (cvgrid.data.load_image: EXIF upright, transparency on "
-            f"white, 16-bit scaled), resize to image_size {int(images.shape[1])} (bilinear), divide by 255, "
-            f"resize to the input size {spec.input_size} if it differs (bilinear). No mean/std normalisation."
-        ),
-        "refit": {
-            **{k: v for k, v in asdict(settings).items() if k not in ("repeat", "fold")},
-            "precision_requested": training.get("precision", "auto"),
-            "precision": precision,
-            "split": ("all images; early-stopping split = first part of a stratified"
-                      f"{' grouped' if groups is not None else ''} split into round(1/validation_fraction) "
-                      "parts seeded from SeedSequence([seed]) (cvgrid.final.refit_split)"),
-            "split_seed": split_seed,
-            "validation_fraction": validation_fraction,
-            "groups": str(groups_path) if groups_path else None,
-            "n_train": len(split["train"]),
-            "n_validation": len(split["validation"]),
-            "epochs_run": result.epochs_run,
-            "best_epoch": result.best_epoch,
-            "best_val_accuracy": float(result.history["val_accuracy"].max()),
-            "seconds": round(result.seconds, 3),
-            **hardware.describe(torch_device),
-        },
-        "files": {"weights": "model.pt", "onnx": "model.onnx", "history": "history.tsv"},
-        "onnx": onnx_info,
-        "data": {"images": int(len(index)), "images_file": str(images_path), "index_file": str(index_path),
-                 "summary_file": str(summary_path)},
-        "versions": _versions(),
-    }
-    write_tsv(result.history, out_dir / "history.tsv")
-    write_page(info, str(out_dir), out_dir / "final_model.html")
-    write_json(_finite(info), out_dir / "model.json")
-    if checkpoint_path is not None:
-        Path(checkpoint_path).unlink(missing_ok=True)
+        info = {
+            "format_version": FORMAT_VERSION,
+            "model": model_name,
+            "description": spec.description,
+            **chosen,
+            "augmentation_policy": policy,
+            "model_options": model_options,
+            "class_names": job.class_names,
+            "num_classes": len(job.class_names),
+            "input_size": spec.input_size,
+            "image_size": int(images.shape[1]),
+            "preprocessing": (
+                f"Decode to RGB like the prepare step (cvgrid.data.load_image: EXIF upright, transparency on "
+                f"white, 16-bit scaled), resize to image_size {int(images.shape[1])} (bilinear), divide by 255, "
+                f"resize to the input size {spec.input_size} if it differs (bilinear). "
+                + ("The mean/std normalisation of the pretrained weights is part of the model (input_normalization)."
+                   if normalization else "No mean/std normalisation.")
+            ),
+            # Inside the model (model.pt and model.onnx): a pretrained model's inputs are normalised
+            # as its ImageNet weights expect; None: it takes [0, 1] as it is.
+            "input_normalization": normalization,
+            "refit": {
+                **{k: v for k, v in asdict(settings).items() if k not in ("repeat", "fold")},
+                "precision_requested": job.precision_requested,
+                "precision": job.precision,
+                "split": ("all images; early-stopping split = first part of a stratified"
+                          f"{' grouped' if groups is not None else ''} split into round(1/validation_fraction) "
+                          "parts seeded from SeedSequence([seed]) (cvgrid.folds.refit_split)"),
+                "split_seed": split_seed,
+                "validation_fraction": validation_fraction,
+                "groups": str(groups_path) if groups_path else None,
+                "n_train": len(split["train"]),
+                "n_validation": len(split["validation"]),
+                "epochs_run": result.epochs_run,
+                "best_epoch": result.best_epoch,
+                "best_val_accuracy": float(result.history["val_accuracy"].max()),
+                "seconds": round(result.seconds, 3),
+                **hardware.describe(job.device),
+            },
+            "files": FILES,
+            "onnx": onnx_info,
+            "data": {"images": int(len(index)), "images_file": str(images_path), "index_file": str(index_path),
+                     "summary_file": str(summary_path)},
+            "versions": _versions(),
+        }
+        write_tsv(result.history, out_dir / "history.tsv")
+        write_page(info, str(out_dir), out_dir / "final_model.html")
+        write_json(_finite(info), out_dir / "model.json")
     return info
 
 
@@ -385,17 +327,4 @@ def _finite(value):
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value
-
-
-def read_info(model_dir: str | Path) -> dict:
-    """model.json of a final-model folder, with a named error if it is missing or broken."""
-    path = Path(model_dir) / "model.json"
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise FinalError(f"cannot read {path}: {error} (is {model_dir} a results/final/MODEL folder?)") from error
-    missing = [k for k in ("model", "class_names", "input_size", "image_size", "files") if k not in info]
-    if missing:
-        raise FinalError(f"{path} lacks {missing}")
-    return info
 

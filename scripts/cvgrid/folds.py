@@ -46,6 +46,29 @@ def check_class_sizes(labels: np.ndarray, n_folds: int, class_names=None) -> Non
         )
 
 
+def check_validation_fraction(validation_fraction: float) -> None:
+    if not 0 < validation_fraction < 0.5:
+        raise FoldError(f"validation_fraction must be in (0, 0.5), got {validation_fraction}")
+
+
+def early_stopping_split(labels, validation_fraction: float, seed_key: tuple[int, ...], groups=None,
+                         source: str = "the images") -> tuple[np.ndarray, np.ndarray]:
+    """Positions (fit, validation) in `labels`: the validation part is the first part of a
+    stratified (grouped, if `groups`) shuffled split into round(1 / validation_fraction) parts,
+    seeded from SeedSequence(seed_key). `source` names what is split, in the error."""
+    parts = round(1 / validation_fraction)
+    splitter = _splitter(parts, _random_state(*seed_key), groups is not None)
+    positions = np.arange(len(labels))
+    try:
+        return next(splitter.split(positions, labels, groups))
+    except ValueError as error:  # scikit-learn: too few members (or groups) for the split
+        raise FoldError(
+            f"the early-stopping split (validation_fraction {validation_fraction}, so {parts} parts) "
+            f"cannot be made from {source}: {error}. "
+            "Use more images per class, fewer folds or a larger validation_fraction."
+        ) from error
+
+
 def make_folds(
     labels,
     n_folds: int,
@@ -64,27 +87,19 @@ def make_folds(
     labels = np.asarray(labels)
     if n_folds < 2:
         raise FoldError(f"folds must be at least 2, got {n_folds}")
-    if not 0 < validation_fraction < 0.5:
-        raise FoldError(f"validation_fraction must be in (0, 0.5), got {validation_fraction}")
+    check_validation_fraction(validation_fraction)
     check_class_sizes(labels, n_folds, class_names)
     grouped = groups is not None
     groups = np.asarray(groups) if grouped else None
-    inner_splits = round(1 / validation_fraction)
     samples = np.arange(len(labels))
     parts = []
     for repeat in range(repeats):
         outer = _splitter(n_folds, _random_state(seed, repeat), grouped)
         for fold, (train_idx, test_idx) in enumerate(outer.split(samples, labels, groups)):
-            inner = _splitter(inner_splits, _random_state(seed, repeat, fold), grouped)
-            inner_groups = groups[train_idx] if grouped else None
-            try:
-                fit_pos, val_pos = next(inner.split(train_idx, labels[train_idx], inner_groups))
-            except ValueError as error:  # scikit-learn: too few members (or groups) for the split
-                raise FoldError(
-                    f"the early-stopping split of fold {fold} (validation_fraction {validation_fraction}, "
-                    f"so {inner_splits} parts) cannot be made from its training part: {error}. "
-                    "Use more images per class, fewer folds or a larger validation_fraction."
-                ) from error
+            fit_pos, val_pos = early_stopping_split(
+                labels[train_idx], validation_fraction, (seed, repeat, fold),
+                groups[train_idx] if grouped else None, f"the training part of fold {fold}",
+            )
             role = np.empty(len(labels), dtype=object)
             role[test_idx] = "test"
             role[train_idx[fit_pos]] = "train"
@@ -110,6 +125,19 @@ def groups_for_index(index: pd.DataFrame, groups_table: pd.DataFrame, source: st
             "(file names are relative to data_dir, as in results/data/index.tsv)"
         )
     return np.array([group_of[f] for f in index["file"]])
+
+
+def refit_split(labels, seed: int, validation_fraction: float, groups=None) -> dict[str, np.ndarray]:
+    """Roles of all samples for the final refit: "train" and "validation" (early stopping),
+    no "test". The validation part is drawn as make_folds draws it inside a training fold,
+    here from all samples, seeded from SeedSequence([seed]) (the CV folds use (seed, repeat)
+    and (seed, repeat, fold), so this draw is its own)."""
+    labels = np.asarray(labels)
+    check_validation_fraction(validation_fraction)
+    fit_pos, val_pos = early_stopping_split(
+        labels, validation_fraction, (seed,), None if groups is None else np.asarray(groups), "all images"
+    )
+    return {"train": np.sort(fit_pos), "validation": np.sort(val_pos), "test": np.array([], dtype=np.int64)}
 
 
 def split_indices(folds: pd.DataFrame, repeat: int, fold: int) -> dict[str, np.ndarray]:

@@ -7,8 +7,12 @@ import itertools
 
 import pandas as pd
 
+from cvgrid.models import model_names  # the registry is torch-free too
+
 # Column order = folder order in results/train/... and column order in cv_summary.tsv.
 GRID_KEYS = ["model", "batch_size", "learning_rate", "augmentation"]
+# What an augmentation policy sets (the schema fills in 0 for each key a policy leaves out).
+AUGMENTATION_KEYS = ("rotation_degrees", "shift_fraction", "zoom_fraction")
 
 
 class ConfigError(ValueError):
@@ -17,8 +21,6 @@ class ConfigError(ValueError):
 
 def grid_table(config: dict) -> pd.DataFrame:
     """One row per grid point: the Cartesian product of config["grid"] lists."""
-    from cvgrid.models import model_names  # torch-free registry
-
     unregistered = [m for m in config.get("models", {}) if m not in model_names()]
     if unregistered:
         raise ConfigError(
@@ -39,6 +41,18 @@ def grid_table(config: dict) -> pd.DataFrame:
     if not duplicated.empty:
         raise ConfigError(f"the grid lists a point twice: {duplicated.iloc[0].to_dict()}")
     return table.astype({"model": str, "batch_size": int, "learning_rate": float, "augmentation": str})
+
+
+def augmentation_policy(augmentations: dict, name: str) -> dict[str, float]:
+    """The policy `name` of the config's (validated) `augmentations`, every key in AUGMENTATION_KEYS."""
+    if name not in augmentations:
+        raise ConfigError(f"augmentation {name!r} is not defined under 'augmentations:' in the config "
+                          f"(defined: {sorted(augmentations)})")
+    policy = augmentations[name] or {}
+    missing = [key for key in AUGMENTATION_KEYS if key not in policy]
+    if missing:
+        raise ConfigError(f"augmentations.{name} lacks {missing}")
+    return {key: float(policy[key]) for key in AUGMENTATION_KEYS}
 
 
 def fold_keys(config: dict) -> list[tuple[int, int]]:

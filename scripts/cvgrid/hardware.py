@@ -20,15 +20,19 @@ NATIVE_BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16"}
 log = logging.getLogger(__name__)
 
 
-def cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
+def parse_cpu_flags(cpuinfo: str) -> set[str]:
+    """The flags of the first CPU in the text of /proc/cpuinfo (x86 Linux; none elsewhere)."""
+    for line in cpuinfo.splitlines():
         if line.startswith("flags"):
             return set(line.split(":", 1)[1].split())
     return set()
+
+
+def cpu_flags() -> set[str]:
+    try:
+        return parse_cpu_flags(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        return set()
 
 
 def cpu_model() -> str:

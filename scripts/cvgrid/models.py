@@ -7,8 +7,9 @@ float batch (N, 3, input_size, input_size) in [0, 1] to logits (N, num_classes).
 A model that can start from ImageNet weights says so in its registration,
 `pretrained=Pretrained(weights=<torchvision weights enum member>, backbone=<submodule>, ...)`
 (see cvgrid.weights.Pretrained); the workflow downloads that file once and
-`build_model(..., weights_path=...)` fills the backbone from it. Builders always build with
-random weights: nothing here downloads anything.
+`build_model(..., weights_path=...)` fills the backbone from it and puts the input
+normalisation those weights expect in front of the model. Builders always build with random
+weights: nothing here downloads anything.
 """
 
 from __future__ import annotations
@@ -57,15 +58,27 @@ def get_spec(name: str) -> ModelSpec:
         raise ValueError(f"unknown model {name!r}; known models: {known}") from None
 
 
-def build_model(name: str, num_classes: int, weights_path: str | Path | None = None) -> nn.Module:
-    """The model `name` for `num_classes` classes: random weights, or with its backbone filled
-    from the pretrained weights file `weights_path` (never downloaded here)."""
+def build_model(
+    name: str, num_classes: int, weights_path: str | Path | None = None, normalize_input: bool | None = None
+) -> nn.Module:
+    """The model `name` for `num_classes` classes, mapping [0, 1] batches to logits.
+
+    From scratch (random weights) by default. With the pretrained weights file `weights_path`
+    (never downloaded here) the backbone is filled from it, and the batches are normalised
+    inside the model as those weights expect (the registry's Pretrained.mean/std).
+    `normalize_input` overrides whether the input is normalised (by default: with a weights
+    file); predict passes True to rebuild a saved pretrained model for its state dict."""
     spec = get_spec(name)
+    normalize_input = weights_path is not None if normalize_input is None else normalize_input
+    if (weights_path is not None or normalize_input) and spec.pretrained is None:
+        raise WeightsError(f"model {name!r} has no pretrained weights (its registry entry names none)")
     model = spec.build(num_classes)
     if weights_path is not None:
-        if spec.pretrained is None:
-            raise WeightsError(f"model {name!r} has no pretrained weights (its registry entry names none)")
         load_backbone(model, spec.pretrained, weights_path)
+    if normalize_input:
+        from cvgrid.layers import NormalizedInput  # torch: not when the workflow reads the registry
+
+        model = NormalizedInput(model, spec.pretrained.mean, spec.pretrained.std)
     return model
 
 

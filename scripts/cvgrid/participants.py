@@ -15,8 +15,9 @@ A photo starts a new group when, compared with the photo just before it,
 2. *jump*: the number rises by more than ``MAX_NUMBER_GAP`` (10), i.e. at
    least ten numbers are missing in between: room for a whole participant.
 
-Otherwise it joins the current group. The first photo starts group ``p001``;
-groups are numbered in file-number order.
+Otherwise it joins the current group. Then partial runs merge with a partial
+neighbour (see "Leftovers"). The first photo starts group ``p001``; groups are
+numbered in file-number order.
 
 Why these thresholds (evidence from the 2062 real names)
 --------------------------------------------------------
@@ -41,7 +42,7 @@ far the digit falls:
   the same groups here.
 
 The literal rule "new group whenever the digit does not increase"
-(``restart_min_drop=0``) gives 220 groups (190 complete) and no repeated
+(``restart_min_drop=0``, without merging: ``merge_partial=False``) gives 220 groups (190 complete) and no repeated
 digit in any group, but it cuts 12 participants' runs in two at a repeated,
 swapped or out-of-place digit, leaving pieces as small as one photo (four
 single photos, four pairs) of the same person in separate groups. For
@@ -50,19 +51,23 @@ training and test), so the tolerant drop of 4 is the default.
 
 Leftovers
 ---------
-A partial run (fewer than ten photos, or missing a digit) stays its own
-group: it is never merged with a neighbour, because nothing in the names
-says whose it is. On the real data this leaves 208 groups: 199 with all ten
-digits, and 9 without; of those, one single photo (``IMG_4039``, digit 5,
-just before group ``p023`` which has no 5: probably that person's, but kept
-apart), four runs of 9 and two runs of 6 (``IMG_4668``-``4673`` and
-``IMG_4820``-``4825``, digits 4-9, each after a number gap and right after a
-0-8 run) and two runs of 10 that miss one digit and repeat another
-(``p123``: ``IMG_5108``; ``p130``: ``IMG_5174``/``5176``). Size histogram: {1: 1, 6: 2, 9: 4, 10: 198, 11: 3}. Five groups
-hold one digit twice (the three repeats, ``IMG_5108`` and ``IMG_5174``/``5176``);
-none holds a digit three times and none has more than 11 photos.
+A partial run (a group without all ten digits) is merged with its neighbour (the group just
+before it in number order) when that neighbour is partial too and the two together show more
+different digits than either alone: most likely one person's run, cut by a number gap or a
+restart. Putting two people in one group never leaks in a grouped CV; splitting one person
+does. Merges go left to right, so a merged group can take in the next partial run as well.
 
-The upstream README speaks of 218 participants; the names support about 208.
+On the real data the first rule gives 208 groups, 199 with all ten digits; three pairs of
+partial runs then merge: ``IMG_4039`` (a single 5, just before a 0-9 run without a 5), and
+the runs of 6 ``IMG_4668``-``4673`` and ``IMG_4820``-``4825`` (digits 4-9, each after a number
+gap and right after a 0-8 run). That leaves 205 groups, 202 with all ten digits, and three
+partial groups that have no partial neighbour: two runs of 10 that miss one digit and repeat
+another (``IMG_5108``; ``IMG_5174``/``5176``) and the last run, 0-8 (``IMG_5991``-``5999``).
+Size histogram: {9: 1, 10: 199, 11: 3, 15: 2}. Seven groups hold one digit twice (the three
+repeats, ``IMG_5108``, ``IMG_5174``/``5176`` and the two merged 0-8 + 4-9 runs); none holds a
+digit three times.
+
+The upstream README speaks of 218 participants; the names support about 205.
 """
 
 from __future__ import annotations
@@ -85,7 +90,7 @@ N_DIGITS = 10
 #: Group ids are ``GROUP_PREFIX`` + zero-padded running number (at least 3 wide).
 GROUP_PREFIX = "p"
 
-COLUMNS = ["file", "number", "digit", "group", "group_size", "complete", "starts_group"]
+COLUMNS = ["file", "number", "digit", "group", "group_size", "complete", "starts_group", "merged"]
 
 
 def _parse_number(file: str) -> int | None:
@@ -112,6 +117,7 @@ def infer_participants(
     *,
     restart_min_drop: int = RESTART_MIN_DROP,
     max_number_gap: int = MAX_NUMBER_GAP,
+    merge_partial: bool = True,
 ) -> pd.DataFrame:
     """Assign every photo to an inferred participant group.
 
@@ -127,7 +133,9 @@ def infer_participants(
     - ``group_size``: photos in the group; ``complete``: the group holds all
       ten digits;
     - ``starts_group``: why this photo opens a group (``"first"``,
-      ``"restart"``, ``"jump"``, or ``"restart+jump"``), ``""`` otherwise.
+      ``"restart"``, ``"jump"``, or ``"restart+jump"``), ``""`` otherwise;
+    - ``merged``: this photo opened a partial run that was merged into the
+      group before it (``merge_partial``, see "Leftovers").
 
     Sort by ``number`` to read the groups in shooting order.
 
@@ -176,6 +184,19 @@ def infer_participants(
                 reasons[i] = "+".join(why)
         group_index[i] = current
 
+    merged = [False] * len(files)
+    if merge_partial:
+        runs: list[list[int]] = [[] for _ in range(current)]
+        for i in order:
+            runs[group_index[i] - 1].append(digits[i])
+        group_of_run = merge_partial_neighbours(runs)
+        for i in order:
+            run = group_index[i] - 1
+            group_index[i] = group_of_run[run] + 1
+            if reasons[i] and run > 0 and group_of_run[run] == group_of_run[run - 1]:  # a run that joined the one before
+                reasons[i], merged[i] = "", True
+        current = max(group_of_run, default=-1) + 1
+
     width = max(3, len(str(current)))
     df = pd.DataFrame(
         {
@@ -186,6 +207,7 @@ def infer_participants(
                 [f"{GROUP_PREFIX}{g:0{width}d}" for g in group_index], dtype=object
             ),
             "starts_group": pd.Series(reasons, dtype=object),
+            "merged": pd.Series(merged, dtype=bool),
         }
     )
     by_group = df.groupby("group")["digit"]
@@ -194,13 +216,32 @@ def infer_participants(
     return df[COLUMNS]
 
 
+def merge_partial_neighbours(runs: list[list[int]]) -> list[int]:
+    """For each run (its digits, runs in number order), the index of the group it ends in
+    (0, 1, ... in order): a partial run joins the group before it when that group is partial
+    too and together they show more different digits than either alone."""
+    groups: list[set[int]] = []
+    index = []
+    for digits in runs:
+        shown = set(digits)
+        if groups and len(groups[-1]) < N_DIGITS and len(shown) < N_DIGITS and len(groups[-1] | shown) > max(
+            len(groups[-1]), len(shown)
+        ):
+            groups[-1] |= shown
+        else:
+            groups.append(shown)
+        index.append(len(groups) - 1)
+    return index
+
+
 def group_summary(df: pd.DataFrame) -> dict:
     """Counts for the report's note, from a table made by :func:`infer_participants`.
 
     Keys: ``photos``, ``groups``, ``complete_groups`` (all ten digits),
     ``size_histogram`` ({group size: number of groups}, sizes ascending),
-    ``leftover_groups`` / ``leftover_photos`` (groups without all ten digits:
-    kept as their own groups, never merged), ``leftover_group_ids``,
+    ``leftover_groups`` / ``leftover_photos`` (groups without all ten digits
+    after the merging), ``leftover_group_ids``, ``merged_runs`` (partial runs
+    merged into the group before them),
     ``groups_with_repeated_digit`` and ``max_group_size``. Plain Python ints,
     so the dict can be written as JSON or YAML.
     """
@@ -215,6 +256,7 @@ def group_summary(df: pd.DataFrame) -> dict:
         "leftover_groups": int(len(leftover)),
         "leftover_photos": int(leftover["size"].sum()),
         "leftover_group_ids": [str(g) for g in leftover.index],
+        "merged_runs": int(df["merged"].sum()),
         "groups_with_repeated_digit": int((per_group["size"] > per_group["nunique"]).sum()),
         "max_group_size": int(per_group["size"].max()) if len(per_group) else 0,
     }

@@ -1,4 +1,4 @@
-"""Predict classes of image files with a final model (results/final/{model}/, cvgrid.final).
+"""Predict classes of image files with a final model (results/final/{model}/, cvgrid.model_folder).
 
 Images are read like the prepare step reads the data set (cvgrid.data.load_image: any size
 and PIL mode, to RGB, resized to the model's image_size), scaled to [0, 1] and resized to the
@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from cvgrid.data import load_image
-from cvgrid.final import FinalError, read_info
+from cvgrid.model_folder import ModelFolderError
 
 # What a folder argument contributes (case-insensitive); files named explicitly are always tried.
 FOLDER_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -90,7 +90,9 @@ class TorchBackend:
 
         from cvgrid.models import build_model
 
-        module = build_model(info["model"], len(info["class_names"]))
+        # A pretrained model carries its input normalisation (cvgrid.final); older folders lack the key.
+        normalized = info.get("input_normalization") is not None
+        module = build_model(info["model"], len(info["class_names"]), normalize_input=normalized)
         state = torch.load(Path(model_dir) / info["files"]["weights"], map_location="cpu", weights_only=True)
         module.load_state_dict(state)
         return cls.from_module(module, device)
@@ -111,17 +113,17 @@ def open_backend(model_dir: str | Path, info: dict, backend: str = "auto", devic
     if backend in ("auto", "onnx"):
         if not onnx_path.exists():
             if backend == "onnx":
-                raise FinalError(f"{onnx_path} does not exist")
+                raise ModelFolderError(f"{onnx_path} does not exist")
             return TorchBackend.from_dir(model_dir, info, device), f"no {onnx_path}, using PyTorch"
         try:
             return OnnxBackend(onnx_path), None
         except ImportError as error:
             if backend == "onnx":
-                raise FinalError(f"--backend onnx needs onnxruntime: {error}") from error
+                raise ModelFolderError(f"--backend onnx needs onnxruntime: {error}") from error
             return TorchBackend.from_dir(model_dir, info, device), "onnxruntime is not installed, using PyTorch"
     if backend == "torch":
         return TorchBackend.from_dir(model_dir, info, device), None
-    raise FinalError(f"unknown backend {backend!r} (auto, onnx, torch)")
+    raise ModelFolderError(f"unknown backend {backend!r} (auto, onnx, torch)")
 
 
 def list_inputs(paths) -> list[Path]:
@@ -186,5 +188,5 @@ def format_lines(predictions, fmt: str = "tsv", header: bool = False) -> list[st
     return lines + [f"{p.file}\t{p.predicted_class}\t{p.probability:.6f}" for p in predictions]
 
 
-__all__ = ["FinalError", "read_info", "preprocess", "preprocess_array", "softmax", "OnnxBackend",
+__all__ = ["ModelFolderError", "preprocess", "preprocess_array", "softmax", "OnnxBackend",
            "TorchBackend", "open_backend", "list_inputs", "predict_files", "format_lines"]

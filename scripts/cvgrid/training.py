@@ -11,7 +11,7 @@ import logging
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -189,6 +189,41 @@ def _set_rng_state(generator: torch.Generator, state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+@dataclass
+class Progress:
+    """Where a fit stands after its last finished epoch: what a checkpoint holds besides the
+    model, optimizer, gradient scaler and random state (flat keys, like theirs)."""
+
+    epoch: int = 0  # the last finished epoch; 0 before the first
+    history: list[dict] = field(default_factory=list)  # one row per epoch
+    best_accuracy: float = -1.0  # the best validation accuracy so far ...
+    best_epoch: int = 0  # ... in this epoch ...
+    best_state: dict | None = None  # ... with these weights (on the CPU)
+    train_seconds: float = 0.0  # in training steps, over all attempts
+    images_trained: int = 0
+    seconds: float = 0.0  # wall time of the fit so far, over all attempts
+
+    def record(self, model: torch.nn.Module, row: dict, images: int) -> bool:
+        """Add a finished epoch (its history row); keep the model's weights if they are the
+        best so far. Returns whether they are."""
+        self.epoch = row["epoch"]
+        self.history.append(row)
+        self.train_seconds += row["seconds"]
+        self.images_trained += images
+        improved = row["val_accuracy"] > self.best_accuracy
+        if improved:
+            self.best_accuracy, self.best_epoch = row["val_accuracy"], row["epoch"]
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        return improved
+
+    def state_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def load_state_dict(self, state: dict) -> None:
+        for f in fields(self):
+            setattr(self, f.name, state[f.name])
+
+
 class CheckpointError(RuntimeError):
     pass
 
@@ -245,26 +280,19 @@ def fit(
     labels_t = torch.from_numpy(np.array(labels, dtype=np.int64)).to(device)
     train_idx, val_idx, test_idx = (torch.from_numpy(split[r]).to(device) for r in ("train", "validation", "test"))
 
-    history: list[dict] = []
-    best_accuracy, best_epoch, best_state = -1.0, 0, None
-    train_seconds, images_trained, start_epoch, seconds_before = 0.0, 0, 1, 0.0
+    progress = Progress()
     checkpoint = load_checkpoint(checkpoint_path, settings, precision) if checkpoint_path else None
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scaler.load_state_dict(checkpoint["scaler"])
-        best_state = checkpoint["best_state"]
-        best_accuracy, best_epoch = checkpoint["best_accuracy"], checkpoint["best_epoch"]
-        history = checkpoint["history"]
-        train_seconds, images_trained = checkpoint["train_seconds"], checkpoint["images_trained"]
-        seconds_before = checkpoint["seconds"]
         _set_rng_state(generator, checkpoint["rng"])
-        start_epoch = checkpoint["epoch"] + 1
-        log.info("resuming %s after epoch %d from %s", settings.label(), checkpoint["epoch"], checkpoint_path)
+        progress.load_state_dict(checkpoint)
+        log.info("resuming %s after epoch %d from %s", settings.label(), progress.epoch, checkpoint_path)
+    resumed_from_epoch, seconds_before = progress.epoch, progress.seconds
 
-    epoch = start_epoch - 1
-    for epoch in range(start_epoch, settings.max_epochs + 1):
-        if epoch - best_epoch > settings.patience:
+    for epoch in range(progress.epoch + 1, settings.max_epochs + 1):
+        if epoch - progress.best_epoch > settings.patience:
             break
         order = train_idx[torch.randperm(len(train_idx), generator=generator).to(device)]
         train_loss, train_accuracy, seconds = train_epoch(
@@ -272,19 +300,14 @@ def fit(
         )
         if not math.isfinite(train_loss):
             raise TrainingDiverged(f"training loss became {train_loss} in epoch {epoch} of {settings.label()}")
-        train_seconds += seconds
-        images_trained += len(order)
         val_loss, val_accuracy, _ = evaluate(
             model, data, labels_t, val_idx, transform, device, precision, settings.eval_batch_size
         )
-        history.append(
-            {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
-             "val_loss": val_loss, "val_accuracy": val_accuracy, "seconds": seconds}
+        improved = progress.record(
+            model, {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
+                    "val_loss": val_loss, "val_accuracy": val_accuracy, "seconds": seconds}, len(order),
         )
-        improved = val_accuracy > best_accuracy
-        if improved:
-            best_accuracy, best_epoch = val_accuracy, epoch
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        progress.seconds = seconds_before + time.perf_counter() - started
         log.info(
             "epoch %3d  train loss %.4f acc %.4f  val loss %.4f acc %.4f  %.1fs (%.0f img/s)%s",
             epoch, train_loss, train_accuracy, val_loss, val_accuracy, seconds, len(order) / seconds,
@@ -292,14 +315,13 @@ def fit(
         )
         if checkpoint_path is not None:
             save_checkpoint(checkpoint_path, {
-                "settings": asdict(settings), "precision": precision, "epoch": epoch,
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                "best_state": best_state, "best_accuracy": best_accuracy, "best_epoch": best_epoch,
-                "history": history, "train_seconds": train_seconds, "images_trained": images_trained,
-                "seconds": seconds_before + time.perf_counter() - started, "rng": _rng_state(generator),
+                "settings": asdict(settings), "precision": precision, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": _rng_state(generator),
+                **progress.state_dict(),
             })
 
-    model.load_state_dict(best_state)
+    model.load_state_dict(progress.best_state)
+    best_epoch, best_accuracy = progress.best_epoch, progress.best_accuracy
     if len(test_idx):
         test_loss, test_accuracy, probs = evaluate(
             model, data, labels_t, test_idx, transform, device, precision, settings.eval_batch_size
@@ -311,12 +333,12 @@ def fit(
         test_loss=test_loss,
         test_accuracy=test_accuracy,
         test_probabilities=probs.cpu().numpy(),
-        history=pd.DataFrame(history),
+        history=pd.DataFrame(progress.history),
         best_epoch=best_epoch,
-        epochs_run=len(history),
-        train_seconds=train_seconds,
+        epochs_run=len(progress.history),
+        train_seconds=progress.train_seconds,
         seconds=seconds_before + time.perf_counter() - started,
-        images_trained=images_trained,
-        resumed_from_epoch=start_epoch - 1,
+        images_trained=progress.images_trained,
+        resumed_from_epoch=resumed_from_epoch,
         model=model,
     )

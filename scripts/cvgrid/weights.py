@@ -7,7 +7,8 @@ The download follows torch.hub's convention, which torchvision's weights use
 with the regex `-([a-f0-9]*)\\.` (torch.hub.HASH_REGEX). E.g. MobileNetV2's ImageNet
 weights are https://download.pytorch.org/models/mobilenet_v2-b0353104.pth.
 
-Downloading needs no torch (the fetch rule runs on a login node); loading imports it.
+Nothing here imports torch until a file is loaded: the fetch rule runs on a login node, and
+the workflow plans its inputs (cvgrid.plan) from the registry's `Pretrained` entries.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shlex
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -26,6 +26,9 @@ from urllib.parse import unquote, urlparse
 HASH_REGEX = re.compile(r"-([a-f0-9]*)\.")
 MIN_HASH_DIGITS = 8  # torch.hub accepts any length, even none; so short a prefix checks nothing
 CHUNK = 1 << 20
+# The input normalisation of torchvision's ImageNet weights (their transforms().mean / .std).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class WeightsError(RuntimeError):
@@ -46,6 +49,9 @@ class Pretrained:
         (e.g. "features." for a MobileNetV2 file, whose classifier is not used).
     skip: key prefixes, relative to the backbone, that the file does not fill (a new head,
         e.g. ResNet's "fc."); the file's keys under them are ignored.
+    mean, std: the per-channel normalisation of the inputs the weights were trained on (the
+        weights' own transforms; torchvision's ImageNet weights all use these). A model that
+        starts from the file normalises its [0, 1] input with them (cvgrid.models.build_model).
     """
 
     weights: str
@@ -53,6 +59,8 @@ class Pretrained:
     backbone: str = ""
     source_prefix: str = ""
     skip: tuple[str, ...] = ()
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
 
 
 # --------------------------------------------------------------------------- download
@@ -86,14 +94,6 @@ def torchvision_url(weights: str) -> str:
         return get_weight(weights).url
     except (KeyError, ValueError, AttributeError) as error:
         raise WeightsError(f"torchvision has no weights {weights!r}: {error}") from None
-
-
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def missing_message(url: str, dest: str | Path, expected: str, reason: str, config_hint: str = "") -> str:
@@ -141,63 +141,6 @@ def fetch(url: str, dest: str | Path, expected_hash: str | None = None, config_h
     finally:
         tmp.unlink(missing_ok=True)
     return dest
-
-
-# --------------------------------------------------------------------------- the workflow's plan
-
-def plan_weights(config: dict) -> tuple[dict, dict]:
-    """What the workflow needs for the grid's models with `pretrained: imagenet`:
-    ({model: {"path": the file its jobs load, "url": where fetch_weights gets it, or None
-    for a configured weights_file}}, {file name in resources/weights/: {"url", "models"}}).
-
-    Imports no torch: the Snakefile calls this for every dry run."""
-    models = [
-        m for m in config["grid"]["model"]
-        if (config["models"].get(m) or {}).get("pretrained", "none") == "imagenet"
-    ]
-    weights, fetches = {}, {}
-    if not models:
-        return weights, fetches
-    from cvgrid.models import get_spec
-
-    for model in models:
-        entry = config["models"][model]
-        if entry.get("weights_file"):
-            path = entry["weights_file"]
-            if not os.path.isfile(path):
-                raise WeightsError(
-                    f"models.{model}.weights_file is {path}, which is not a file"
-                    f" (a relative path starts in the working directory {os.getcwd()})"
-                )
-            weights[model] = {"path": path, "url": None}
-            continue
-        pretrained = get_spec(model).pretrained
-        if pretrained is None:
-            raise WeightsError(
-                f"models.{model}.pretrained is imagenet, but the registry entry of {model}"
-                " (scripts/cvgrid/models.py) names no pretrained weights"
-            )
-        url = entry.get("weights_url") or pretrained.url
-        name = file_name(url)
-        hash_prefix(name)  # a mirror's file name must carry the hash too
-        weights[model] = {"path": f"resources/weights/{name}", "url": url}
-        fetch_entry = fetches.setdefault(name, {"url": url, "models": []})
-        if fetch_entry["url"] != url:
-            raise WeightsError(f"two weight URLs end in the same file name {name}: {fetch_entry['url']} and {url}")
-        fetch_entry["models"].append(model)
-    return weights, fetches
-
-
-def weights_input(weights: dict, wildcards, mark=lambda path: path) -> list:
-    """The train rule's weights input: [] for a model from scratch, else [mark(its file)]."""
-    w = weights.get(wildcards.model)
-    return [mark(w["path"])] if w else []
-
-
-def weights_argument(weights: dict, wildcards) -> str:
-    """train.py's --weights argument, or nothing for a model from scratch."""
-    w = weights.get(wildcards.model)
-    return f"--weights {shlex.quote(w['path'])}" if w else ""
 
 
 # --------------------------------------------------------------------------- load

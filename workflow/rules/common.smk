@@ -1,3 +1,4 @@
+import json
 import os
 import shlex
 import sys
@@ -5,16 +6,28 @@ from pathlib import Path
 
 from snakemake.utils import Paramspace, validate
 
-# The library behind the scripts; grid.py imports pandas only, which keeps dry runs fast.
+# The library behind the scripts. What the workflow plans with (cvgrid.grid, cvgrid.plan) is
+# torch-free, which keeps dry runs fast (tests/test_structure.py checks it).
 SCRIPTS = str(Path(workflow.basedir).parent / "scripts")
 sys.path.insert(0, SCRIPTS)
-from cvgrid.grid import GRID_KEYS, ConfigError, fold_keys, grid_table  # noqa: E402
+from cvgrid.grid import ConfigError, fold_keys, grid_table  # noqa: E402
+from cvgrid.plan import plan_weights  # noqa: E402
+from cvgrid.weights import WeightsError  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
 try:
     GRID = Paramspace(grid_table(config))
-except ConfigError as error:
+    # Pretrained weights: {model: {"path", "url"}} and {file name: {"url", "models"}}, one
+    # download per file (rules/weights.smk).
+    WEIGHTS, FETCH = plan_weights(config)
+except (ConfigError, WeightsError) as error:
     raise WorkflowError(f"config: {error}") from None
+COMPARE = config["cv"]["compare_groups"] != "none"  # the grid also runs under a second scheme
+if COMPARE and config["cv"]["compare_groups"] == config["cv"]["groups"]:
+    raise WorkflowError(
+        f"config: cv.compare_groups is {config['cv']['compare_groups']!r}, the scheme of cv.groups;"
+        " it would train the same grid twice (set it to none, or to another scheme)"
+    )
 
 HP = GRID.wildcard_pattern  # model~{model}/batch_size~{batch_size}/...
 FOLD = "repeat~{repeat}/fold~{fold}"
@@ -53,6 +66,11 @@ def groups_table(wildcards):
     return [scheme]  # the user's own TSV with columns file, group
 
 
+def groups_option(wildcards):
+    """make_folds.py's and refit_best.py's --groups option, or "" for plain stratified folds."""
+    return " ".join(f"--groups {shlex.quote(path)}" for path in groups_table(wildcards))
+
+
 def scheme_label(scheme):
     return {
         "none": "stratified folds",
@@ -75,12 +93,28 @@ def train_outputs(name, model=None, root="results"):
     ]
 
 
-def augmentation_args(wildcards):
-    policy = config["augmentations"][wildcards.augmentation]
-    return (
-        f"--rotation-degrees {policy['rotation_degrees']} --shift-fraction {policy['shift_fraction']}"
-        f" --zoom-fraction {policy['zoom_fraction']}"
-    )
+def model_weights(wildcards):
+    """Input of the training rules: [] for a model from scratch, else [its weights file].
+    Marked ancient: a re-downloaded copy of the same hash-named file retrains nothing."""
+    weights = WEIGHTS.get(wildcards.model)
+    return [ancient(weights["path"])] if weights else []
+
+
+def weights_option(wildcards):
+    """train.py's and refit_best.py's --weights option, or "" for a model from scratch."""
+    weights = WEIGHTS.get(wildcards.model)
+    return f"--weights {shlex.quote(weights['path'])}" if weights else ""
+
+
+def augmentations_json(names):
+    """train.py's and refit_best.py's --augmentations: the named policies of the config, as
+    JSON. A training job gets only its own, so that editing another policy reruns nothing."""
+    return json.dumps({name: config["augmentations"][name] for name in names}, sort_keys=True)
+
+
+def model_options_json(wildcards):
+    """refit_best.py's --model-options: the config's entry of the model, as JSON."""
+    return json.dumps(config["models"].get(wildcards.model) or {}, sort_keys=True)
 
 
 def final_outputs():
@@ -98,7 +132,7 @@ def final_outputs():
         ),
         *(
             ["results/stats/protocol_comparison.tsv"]
-            if config["cv"]["compare_groups"]
+            if COMPARE
             else []
         ),
     ]

@@ -4,7 +4,8 @@ rule fetch_dataset:
     log:
         "logs/fetch_dataset.log",
     retries: 2
-    # Runs only when data_dir is empty: downloads the pinned Sign Language Digits commit.
+    # Runs only when data_dir is empty: downloads the pinned Sign Language Digits commit. Offline,
+    # its message (what to download, how to set data_dir) goes to the terminal as well as the log.
     localrule: True
     conda:
         "../../envs/cvgrid.yaml"
@@ -17,7 +18,7 @@ rule fetch_dataset:
     shell:
         "python {params.script:q} --url {params.url:q} --subdir {params.subdir:q}"
         " --expected-classes {params.classes} --expected-images {params.images}"
-        " --dest {output:q} > {log:q} 2>&1"
+        " --dest {output:q} 2>&1 | tee {log:q}"
 
 
 rule prepare_dataset:
@@ -90,9 +91,7 @@ rule make_folds:
         repeats=config["cv"]["repeats"],
         seed=config["cv"]["seed"],
         validation=config["cv"]["validation_fraction"],
-        groups=lambda w, input: (
-            f"--groups {shlex.quote(input.groups[0])}" if input.groups else ""
-        ),
+        groups=groups_option,
     shell:
         "python {params.script:q} --index {input.index:q} --folds {params.folds}"
         " --repeats {params.repeats} --seed {params.seed} --validation-fraction {params.validation}"

@@ -1,6 +1,3 @@
-import json
-
-
 rule refit_best:
     # Each model's best grid point, trained again on all images with the CV protocol. Which
     # point that is, the script reads from cv_summary.tsv when it runs (known only after the
@@ -33,20 +30,17 @@ rule refit_best:
     conda:
         "../../envs/cvgrid.yaml"
     threads: config["training"]["threads"]
+    resources:
+        # A share of one local GPU, like train's (`--resources gpu_jobs=N`).
+        gpu_jobs=1,
     params:
         script=script_path("refit_best.py"),
         training=config["training"],
         cv=config["cv"],
-        augmentations=json.dumps(config["augmentations"], sort_keys=True),
-        model_options=lambda w: json.dumps(
-            config["models"].get(w.model) or {}, sort_keys=True
-        ),
-        groups=lambda w, input: (
-            " ".join(f"--groups {shlex.quote(f)}" for f in input.get("groups", []))
-        ),
-        weights=lambda w, input: (
-            " ".join(f"--weights {shlex.quote(f)}" for f in input.get("weights", []))
-        ),
+        augmentations=augmentations_json(config["augmentations"]),
+        model_options=model_options_json,
+        groups=groups_option,
+        weights=weights_option,
         out_dir=lambda w, output: os.path.dirname(output.info),
         # Not an output, like train's: it must survive a failed attempt so that a retry resumes.
         checkpoint="results/checkpoints/final/{model}.pt",

@@ -24,8 +24,8 @@ rule train:
         gpu_jobs=1,
     params:
         script=script_path("train.py"),
-        augmentation=augmentation_args,
-        weights=weights_arg,
+        augmentations=lambda w: augmentations_json([w.augmentation]),
+        weights=weights_option,
         training=config["training"],
         # Not an output: Snakemake deletes the outputs of a failed job, the checkpoint must
         # survive it so that the retry resumes.
@@ -36,7 +36,7 @@ rule train:
         " --folds {input.folds:q} --repeat {wildcards.repeat} --fold {wildcards.fold}"
         " --model {wildcards.model:q} --batch-size {wildcards.batch_size}"
         " --learning-rate {wildcards.learning_rate} --augmentation {wildcards.augmentation:q}"
-        " {params.augmentation} --max-epochs {params.training[max_epochs]}"
+        " --augmentations {params.augmentations:q} --max-epochs {params.training[max_epochs]}"
         " --patience {params.training[patience]} --seed {params.training[seed]}"
         " --precision {params.training[precision]} --device {params.training[device]}"
         " --threads {threads} {params.weights}"

@@ -2,23 +2,8 @@
 # `weights_file`, or the file that the local rule fetch_weights downloads once (login nodes
 # have internet, GPU nodes usually do not) into resources/weights/ under torchvision's own
 # file name, checking the SHA256 prefix in that name. Training jobs only read the file.
-# The logic is in scripts/cvgrid/weights.py.
+# The plan (WEIGHTS, FETCH) is made in common.smk by scripts/cvgrid/plan.py.
 import re
-from functools import partial
-
-from cvgrid.weights import WeightsError, plan_weights, weights_argument, weights_input
-
-try:
-    # {model: {"path", "url"}} and {file name: {"url", "models"}}: one download per file.
-    WEIGHTS, FETCH = plan_weights(config)
-except WeightsError as error:
-    raise WorkflowError(f"config: {error}") from None
-
-# Input function of the training rules: [] from scratch, else [the weights file]. Marked
-# ancient: a re-downloaded copy of the same hash-named file does not retrain everything.
-model_weights = partial(weights_input, WEIGHTS, mark=ancient)
-# Params function: train.py's --weights argument, or "".
-weights_arg = partial(weights_argument, WEIGHTS)
 
 
 rule fetch_weights:
