@@ -10,7 +10,7 @@ from snakemake.utils import Paramspace, validate
 # torch-free, which keeps dry runs fast (tests/test_structure.py checks it).
 SCRIPTS = str(Path(workflow.basedir).parent / "scripts")
 sys.path.insert(0, SCRIPTS)
-from cvgrid.grid import ConfigError, fold_keys, grid_table  # noqa: E402
+from cvgrid.grid import ConfigError, fold_keys, grid_table, job_unit  # noqa: E402
 from cvgrid.plan import plan_weights  # noqa: E402
 from cvgrid.weights import WeightsError  # noqa: E402
 
@@ -20,6 +20,9 @@ try:
     # Pretrained weights: {model: {"path", "url"}} and {file name: {"url", "models"}}, one
     # download per file (rules/weights.smk).
     WEIGHTS, FETCH = plan_weights(config)
+    # What one training job trains: a fold (rule train), or the folds of one repeat or of the
+    # whole grid point (rule train_point).
+    JOB_UNIT = job_unit(config)
 except (ConfigError, WeightsError) as error:
     raise WorkflowError(f"config: {error}") from None
 COMPARE = config["cv"]["compare_groups"] != "none"  # the grid also runs under a second scheme
