@@ -96,6 +96,26 @@ def train_outputs(name, model=None, root="results"):
     ]
 
 
+# training.folds_per_job other than 1 (rules/train_point.smk): one job trains several folds.
+def point_job_folds(wildcards):
+    """The (repeat, fold) pairs of a train_point job, in the order of its outputs."""
+    if JOB_UNIT == "repeat":
+        return [(int(wildcards.repeat), f) for f in range(config["cv"]["folds"])]
+    return fold_keys(config)
+
+
+def point_job_outputs(name):
+    """The file `name` of each fold of a train_point job: the paths of train's, so that
+    everything downstream is the same."""
+    if JOB_UNIT == "repeat":
+        return [f"{{root}}/train/{HP}/repeat~{{repeat}}/fold~{f}/{name}" for f in range(config["cv"]["folds"])]
+    return [f"{{root}}/train/{HP}/{FOLD.format(repeat=r, fold=f)}/{name}" for r, f in fold_keys(config)]
+
+
+# train_point's log and benchmark file, one per job, beside the folders of its folds.
+POINT_JOB = f"{{root}}/train/{HP}/repeat~{{repeat}}" if JOB_UNIT == "repeat" else f"{{root}}/train/{HP}"
+
+
 def model_weights(wildcards):
     """Input of the training rules: [] for a model from scratch, else [its weights file].
     Marked ancient: a re-downloaded copy of the same hash-named file retrains nothing."""

@@ -3,25 +3,6 @@
 # Snakefile includes this file instead of train.smk, so that no output has two rules.
 
 
-def point_job_folds(wildcards):
-    """The (repeat, fold) pairs of a train_point job, in the order of its outputs."""
-    if JOB_UNIT == "repeat":
-        return [(int(wildcards.repeat), f) for f in range(config["cv"]["folds"])]
-    return fold_keys(config)
-
-
-def point_job_outputs(name):
-    """The file `name` of each fold of a train_point job: the paths of train's, so that
-    everything downstream is the same."""
-    if JOB_UNIT == "repeat":
-        return [f"{{root}}/train/{HP}/repeat~{{repeat}}/fold~{f}/{name}" for f in range(config["cv"]["folds"])]
-    return [f"{{root}}/train/{HP}/{FOLD.format(repeat=r, fold=f)}/{name}" for r, f in fold_keys(config)]
-
-
-# logs/ and benchmarks/: one file per job, beside the folders of its folds.
-POINT_JOB = f"{{root}}/train/{HP}" + ("/repeat~{repeat}" if JOB_UNIT == "repeat" else "")
-
-
 rule train_point:
     # On SLURM: one GPU (profiles/slurm/config.yaml). A retry (scancel, time limit) scores the
     # folds the failed attempt had finished from their checkpoints without training them, and
