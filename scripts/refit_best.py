@@ -41,10 +41,13 @@ def main(argv=None):
     p.add_argument("--weights", type=Path, default=None,
                    help="pretrained weights file for the backbone, as train.py --weights (read, never downloaded)")
     p.add_argument("--checkpoint", type=Path, default=None, help="resume from / save to this file")
+    p.add_argument("--checkpoint-seconds", type=float, default=0.0,
+                   help="at most one checkpoint in this many seconds (and always at the end and on SIGTERM)")
     p.add_argument("--out-dir", type=Path, required=True)
     a = p.parse_args(argv)
     job.configure_logging()
-    training = {"max_epochs": a.max_epochs, "patience": a.patience, "seed": a.seed, "precision": a.precision}
+    training = {"max_epochs": a.max_epochs, "patience": a.patience, "seed": a.seed, "precision": a.precision,
+                "checkpoint_seconds": a.checkpoint_seconds}
     try:
         refit(a.summary, a.model, a.images, a.index, a.out_dir, a.augmentations, training, a.split_seed,
               a.validation_fraction, a.model_options, a.groups, a.weights, a.checkpoint, a.device, a.threads)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import snakemake_command, tiny_config, write_config, write_image_folder
-from cvgrid.training import CheckpointError, TrainingDiverged, TrainSettings, fit
+from cvgrid.training import CheckpointError, TrainSettings, fit
 
 
 def finished_metrics(workdir: Path) -> dict[Path, int]:
@@ -66,14 +66,70 @@ def settings(**changes) -> TrainSettings:
     return TrainSettings(**values)
 
 
-def test_a_diverging_training_stops_naming_the_configuration_and_epoch():
+def test_a_diverging_fold_is_a_result_scored_with_its_best_weights_before_the_divergence(tmp_path):
     import torch
 
     images, labels, split = tiny_data()
-    with pytest.raises(TrainingDiverged) as error:
-        fit(images, labels, split, 2, settings(learning_rate=1e30, max_epochs=5), torch.device("cpu"), "fp32")
-    message = str(error.value)
-    assert "learning_rate=1e+30" in message and "fold=1" in message and re.search(r"epoch \d+", message)
+    cpu = torch.device("cpu")
+    # A learning rate of 1e10: the training loss is NaN in the first epoch, every time.
+    first = fit(images, labels, split, 2, settings(learning_rate=1e10, max_epochs=5), cpu, "fp32")
+    assert first.diverged_epoch == 1 and first.epochs_run == 0 and first.best_epoch == 0
+    # Scored with the initial weights (no epoch finished): finite numbers.
+    assert np.isfinite(first.test_loss) and np.isfinite(first.test_probabilities).all()
+    assert 0.0 <= first.test_accuracy <= 1.0
+    # 1e7 diverges in the second epoch: scored with the first epoch's weights, the best before it.
+    late_settings = settings(learning_rate=1e7, max_epochs=8, patience=8)
+    late = fit(images, labels, split, 2, late_settings, cpu, "fp32")
+    assert late.diverged_epoch == 2 and late.epochs_run == late.best_epoch == 1
+    assert len(late.history) == 1
+    # The checkpoint of a diverged fold says so: a retry scores it again without training.
+    checkpoint = tmp_path / "fold.pt"
+    kept = fit(images, labels, split, 2, late_settings, cpu, "fp32", checkpoint, checkpoint_seconds=3600)
+    assert checkpoint.exists(), "the end of a fit is always written"
+    again = fit(images, labels, split, 2, late_settings, cpu, "fp32", checkpoint, checkpoint_seconds=3600)
+    assert kept.diverged_epoch == again.diverged_epoch == 2
+    assert again.resumed_from_epoch == kept.epochs_run == 1
+    assert again.test_accuracy == kept.test_accuracy == late.test_accuracy
+    assert np.array_equal(again.test_probabilities, kept.test_probabilities, equal_nan=True)
+
+
+@pytest.mark.slow
+def test_a_grid_with_a_diverging_configuration_still_gives_the_summary_statistics_and_report(tmp_path):
+    """Learning rate 1e10 makes the training loss NaN in the first epoch of both folds (checked
+    below, every time): the folds are results, flagged and named in their logs, in cv_folds.tsv
+    and in the written summary, and the workflow and its report finish."""
+    import json
+
+    import pandas as pd
+
+    data = write_image_folder(tmp_path / "data", n_classes=3, per_class=20, size=(32, 32))
+    configfile = write_config(tmp_path / "config.yaml", tiny_config(data, grid={"learning_rate": [0.001, 1e10]}))
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    command, env = snakemake_command(workdir, configfile, "--cores", "2")
+    for extra in ([], ["--report", "report.html"]):
+        result = subprocess.run([*command, *extra], cwd=workdir, env=env, capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    train = workdir / "results" / "train"
+    for fold in (0, 1):
+        folder = f"model~model_a/batch_size~16/learning_rate~10000000000.0/augmentation~none/repeat~0/fold~{fold}"
+        metrics = json.loads((train / folder / "metrics.json").read_text())
+        assert metrics["diverged"] is True and metrics["diverged_epoch"] == 1 and metrics["best_epoch"] == 0
+        assert 0 <= metrics["accuracy"] <= 1
+        assert "DIVERGED: training loss became nan in epoch 1" in (workdir / "logs" / "results" / "train" /
+                                                                  f"{folder}.log").read_text()
+    folds = pd.read_csv(workdir / "results" / "cv_folds.tsv", sep="\t")
+    assert folds.groupby("learning_rate")["diverged"].agg(list).to_dict() == {0.001: [False, False],
+                                                                              1e10: [True, True]}
+    summary = pd.read_csv(workdir / "results" / "cv_summary.tsv", sep="\t")
+    assert len(summary) == 2 and summary.loc[0, "learning_rate"] == 0.001
+    written = (workdir / "results" / "stats" / "summary.html").read_text()
+    assert ("<b>Diverged</b>: 2 folds diverged" in written
+            and "learning rate 1e+10, augmentation none, repeat 0 fold 0" in written), written
+    assert (workdir / "results" / "stats" / "compare_to_best.tsv").exists()
+    assert (workdir / "results" / "final" / "model_a" / "model.json").exists()
+    assert (workdir / "report.html").stat().st_size > 0
 
 
 def test_a_file_that_is_not_a_checkpoint_is_named_not_trained_over(tmp_path):

@@ -14,6 +14,11 @@ fail (fixture ``slurm_cluster``). Snakemake runs as a user runs it: the cluster'
   profile's partition file alone.
 - A training job cancelled with ``scancel`` while it runs is retried by the workflow, resumes
   from its checkpoint, and the run ends with every result whole.
+- With ``training.folds_per_job: all`` the tiny grid submits one training job per grid point
+  (rule train_point) whose folds equal the one-job-per-fold run's bit for bit; the start-up
+  seconds of both runs' training jobs (SLURM start to the first fit) are measured and printed.
+  Such a job cancelled while it trains its second fold is retried: the first fold is scored from
+  its checkpoint without training, the second resumes from the epoch SIGTERM wrote.
 
 All four workflows run at once in one module fixture: the SLURM runs spend most of their time
 waiting for the scheduler and for the status checks, and the cluster's one GPU runs one
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -61,12 +67,13 @@ SLURM_ARGS = (
     "--slurm-init-seconds-before-status-checks", "3",
     "--latency-wait", "5",  # one machine: files appear at once
 )
-# Two folds per SLURM job, one GPU per group (profiles/slurm/config.yaml, README "Many short jobs").
+# Two folds per SLURM job, one GPU per group (profiles/slurm/config.yaml, README "Job groups").
 GROUP_ARGS = (
     "--groups", "train=train_folds", "--group-components", "train_folds=2",
     "--set-resource-scopes", "gpu=local", "--resources", "gpu=1",
 )
 TRAIN_LOGS = "group_train_folds_train"  # .snakemake/slurm_logs/<this>/<jobid>.log (rule train has group:)
+POINT_LOGS = "rule_train_point"  # training.folds_per_job: all
 RUN_TIMEOUT_S = 480
 CANCEL_EPOCHS = 30
 
@@ -205,21 +212,54 @@ def assert_ran_on_slurm(workdir: Path) -> dict[str, str]:
 # ------------------------------------------------------------------ the runs
 
 
-def wait_for_running_training_job(run: Run, timeout: float = 240) -> tuple[str, Path]:
-    """The first training job that runs and has written its first checkpoint: (SLURM id, checkpoint)."""
+def running_training_job(run: Run) -> dict | None:
+    """The run's training job once it runs and has written its first checkpoint:
+    {"job_id", "checkpoint"}; None before."""
     checkpoints = run.workdir / "results" / "checkpoints"
+    ids = slurm_log_job_ids(run.workdir, TRAIN_LOGS)  # the log appears when the job starts
+    written = [p for p in checkpoints.rglob("*.pt")] if checkpoints.is_dir() else []
+    if ids and written:
+        running = [job for job in squeue_jobs(sorted(ids), all_states=False) if job.state == "RUNNING"]
+        # One GPU: one training job at a time, so the one checkpoint is that job's.
+        if len(running) == 1 and len(written) == 1:
+            return {"job_id": running[0].job_id, "checkpoint": written[0]}
+    return None
+
+
+def point_job_in_second_fold(run: Run) -> dict | None:
+    """The run's (one) train_point job once its log shows the first epoch of fold 1: {"job_id",
+    "log"}; None before. Fold 0's results are written by then."""
+    logs = sorted((run.workdir / "logs" / "results" / "train").rglob("folds.log"))
+    ids = slurm_log_job_ids(run.workdir, POINT_LOGS)
+    if len(logs) == 1 and ids and re.search(r"fold=1 on cpu.*\n(.*\n)*.*epoch   1 ", logs[0].read_text()):
+        running = [job for job in squeue_jobs(sorted(ids), all_states=False) if job.state == "RUNNING"]
+        if len(running) == 1:
+            return {"job_id": running[0].job_id, "log": logs[0]}
+    return None
+
+
+def cancel_when_ready(runs: dict[str, Run], ready: dict, timeout: float = 240) -> dict[str, dict]:
+    """scancel each run's training job as soon as `ready[name](run)` returns it (the runs go on
+    at once, so they are watched together). Returns {name: what ready returned, with "at" (seconds
+    into the run)} or {name: {"error": ...}}."""
+    cancelled: dict[str, dict] = {}
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert run.process.poll() is None, f"the workflow ended before a job could be cancelled:\n{run.output[-6000:]}"
-        ids = slurm_log_job_ids(run.workdir, TRAIN_LOGS)  # the log appears when the job starts
-        written = [p for p in checkpoints.rglob("*.pt")] if checkpoints.is_dir() else []
-        if ids and written:
-            running = [job for job in squeue_jobs(sorted(ids), all_states=False) if job.state == "RUNNING"]
-            # One GPU: one training job at a time, so the one checkpoint is that job's.
-            if len(running) == 1 and len(written) == 1:
-                return running[0].job_id, written[0]
+    while len(cancelled) < len(ready) and time.monotonic() < deadline:
+        for name, condition in ready.items():
+            run = runs[name]
+            if name in cancelled:
+                continue
+            if run.process.poll() is not None:
+                cancelled[name] = {"error": f"{name} ended before a job could be cancelled:\n{run.output[-6000:]}"}
+                continue
+            found = condition(run)
+            if found:
+                scancel(found["job_id"])
+                cancelled[name] = {**found, "at": time.monotonic() - run.started}
         time.sleep(0.2)
-    raise AssertionError(f"no training job with a checkpoint ran within {timeout} s:\n{run.output[-6000:]}")
+    for name in ready.keys() - cancelled.keys():
+        cancelled[name] = {"error": f"{name}: no training job to cancel within {timeout} s:\n{runs[name].output[-6000:]}"}
+    return cancelled
 
 
 @pytest.fixture(scope="module")
@@ -229,34 +269,41 @@ def runs(slurm_cluster, tmp_path_factory):
 
     - local, slurm, grouped: the tiny grid locally, on SLURM, on SLURM with job groups;
     - scancel: one grid point with longer training on SLURM; its first training job is
-      cancelled with scancel once it has written its first checkpoint.
+      cancelled with scancel once it has written its first checkpoint;
+    - point, point_scancel: the same two with training.folds_per_job: all; point_scancel's job is
+      cancelled once it trains its second fold.
 
-    Returns the runs by name and what happened to the cancelled job
-    ({"job_id", "checkpoint", "at"} or {"error"}).
+    Returns the runs by name and what happened to the cancelled jobs by run name
+    ({"job_id", "checkpoint" or "log", "at"} or {"error"}).
     """
     root = tmp_path_factory.mktemp("slurm_workflow")
     data = write_image_folder(root / "images", n_classes=3, per_class=20, size=(40, 40))
     tiny = write_config(root / "tiny.yaml", tiny_config(data, grid={"learning_rate": [0.0004, 0.001]}))
+    tiny_point = write_config(root / "tiny_point.yaml", tiny_config(
+        data, grid={"learning_rate": [0.0004, 0.001]}, training={"folds_per_job": "all"}))
     # Enough epochs (0.1-0.3 s each here) that the job is still training when it is cancelled;
-    # patience as long, so that early stopping does not end it first.
+    # patience as long, so that early stopping does not end it first. A checkpoint after every
+    # epoch, so that there is one to wait for before the cancel.
+    longer_training = {"max_epochs": CANCEL_EPOCHS, "patience": CANCEL_EPOCHS}
     longer = write_config(root / "longer.yaml", tiny_config(data, grid={"learning_rate": [0.001]},
-                                                            training={"max_epochs": CANCEL_EPOCHS,
-                                                                      "patience": CANCEL_EPOCHS}))
+                                                            training=longer_training | {"checkpoint_seconds": 0}))
+    # One job for both folds; checkpoints every 60 s (the default), so that what the retry
+    # resumes from was written by SIGTERM.
+    longer_point = write_config(root / "longer_point.yaml", tiny_config(
+        data, grid={"learning_rate": [0.001]}, training=longer_training | {"folds_per_job": "all"}))
     runs: dict[str, Run] = {}
-    cancelled: dict = {}
     try:
         # The cross-validation only (no refit of the final model: one GPU job less each).
         runs["scancel"] = Run("scancel", root / "scancel", longer, *SLURM_ARGS, targets=("results/cv_summary.tsv",))
+        runs["point_scancel"] = Run("point_scancel", root / "point_scancel", longer_point, *SLURM_ARGS,
+                                    targets=("results/cv_summary.tsv",))
         runs["slurm"] = Run("slurm", root / "slurm", tiny, *SLURM_ARGS)
+        runs["point"] = Run("point", root / "point", tiny_point, *SLURM_ARGS)
         runs["grouped"] = Run("grouped", root / "grouped", tiny, *SLURM_ARGS, *GROUP_ARGS,
                               targets=("results/cv_summary.tsv",))
         runs["local"] = Run("local", root / "local", tiny, "--cores", "2")
-        try:
-            job_id, checkpoint = wait_for_running_training_job(runs["scancel"])
-            scancel(job_id)
-            cancelled.update(job_id=job_id, checkpoint=checkpoint, at=time.monotonic() - runs["scancel"].started)
-        except AssertionError as error:
-            cancelled["error"] = str(error)
+        cancelled = cancel_when_ready(runs, {"scancel": running_training_job,
+                                             "point_scancel": point_job_in_second_fold})
         deadline = time.monotonic() + RUN_TIMEOUT_S
         while [run for run in runs.values() if run.poll() is None] and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -351,7 +398,7 @@ def test_cpu_jobs_go_to_the_cpu_partition_and_training_to_the_gpu_one(runs):
 
 
 def test_a_cancelled_training_job_is_retried_and_resumes(runs):
-    run, cancelled = runs[0]["scancel"], runs[1]
+    run, cancelled = runs[0]["scancel"], runs[1]["scancel"]
     if "error" in cancelled:
         pytest.fail(cancelled["error"])
     job_id, checkpoint = cancelled["job_id"], cancelled["checkpoint"]
@@ -387,4 +434,133 @@ def test_a_cancelled_training_job_is_retried_and_resumes(runs):
         predictions = pd.read_csv(folder / "predictions.tsv", sep="\t")
         assert len(predictions) == m["n_test"] > 0 and predictions.notna().all().all(), name
     summary = pd.read_csv(results / "cv_summary.tsv", sep="\t")
+    assert len(summary) == 1 and summary.loc[0, "folds"] == 2
+
+
+# ------------------------------------------------------------------ one job per grid point
+
+
+def point_of(fold: str) -> str:
+    """'model~.../augmentation~none/repeat~0/fold~1' -> its grid point 'model~.../augmentation~none'."""
+    return fold.rsplit("/repeat~", 1)[0]
+
+
+def training_log(workdir: Path, fold: str, per_point: bool) -> Path:
+    """The rule log of the training job that trained `fold`: train's one per fold, train_point's
+    one per grid point."""
+    train = workdir / "logs" / "results" / "train"
+    return train / point_of(fold) / "folds.log" if per_point else train / f"{fold}.log"
+
+
+def log_time(line: str) -> float:
+    """Seconds since the epoch of a log line's '2026-01-31 12:00:00,123' prefix."""
+    from datetime import datetime
+
+    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def startup_seconds(workdir: Path, per_point: bool) -> dict[str, float]:
+    """Each training job's start-up: from its SLURM start (StartTime) to its first fit (the log
+    line "<fold> on <device>"): the job step's Snakemake, the torch import, the device and the
+    data. By SLURM job id."""
+    from datetime import datetime
+
+    seconds = {}
+    for fold, job_id in train_job_ids(workdir).items():
+        if job_id in seconds:
+            continue
+        start = datetime.strptime(scontrol_show_job(job_id)["StartTime"], "%Y-%m-%dT%H:%M:%S").timestamp()
+        first_fit = next(line for line in training_log(workdir, fold, per_point).read_text().splitlines()
+                         if " on cpu (" in line)
+        seconds[job_id] = log_time(first_fit) - start
+    return seconds
+
+
+def print_jobs(name: str, workdir: Path) -> list:
+    """squeue's record of a run's SLURM jobs (MinJobAge; the test cluster has no sacct), printed."""
+    jobs = squeue_jobs(sorted(slurm_log_job_ids(workdir)))
+    print(f"{name}: {len(jobs)} submissions")
+    print(f"{name}: {'JobID':>6} {'Partition':9} {'State':9} {'TRES':11} Comment")
+    for job in jobs:
+        print(f"{name}: {job.job_id:>6} {job.partition:9} {job.state:9} {job.tres_per_job:11} {job.comment}")
+    return jobs
+
+
+def test_one_job_per_grid_point_gives_the_one_job_per_fold_results(runs):
+    """training.folds_per_job: all. Two grid points: two training jobs (not four), each trains
+    both folds of its point on the GPU partition, and every fold's files equal those of the run
+    with one job per fold (and of the local run) bit for bit."""
+    local, slurm, point = runs[0]["local"], runs[0]["slurm"], runs[0]["point"]
+    point.assert_ok()
+    slurm.assert_ok()
+    local.assert_ok()
+
+    ids = train_job_ids(point.workdir)
+    per_job: dict[str, list[str]] = {}
+    for fold, job_id in ids.items():
+        per_job.setdefault(job_id, []).append(fold)
+    assert len(ids) == 4 and len(per_job) == 2, per_job
+    for folds in per_job.values():  # one grid point's two folds per job
+        assert len(folds) == 2 and len({point_of(f) for f in folds}) == 1, per_job
+    jobs = {job.job_id: job for job in print_jobs("point", point.workdir)}
+    for job_id in per_job:
+        assert jobs[job_id].state == "COMPLETED" and jobs[job_id].partition == GPU_PARTITION, jobs[job_id]
+        assert jobs[job_id].comment.startswith("rule_train_point_") and jobs[job_id].tres_per_job == "gres:gpu:1", jobs[job_id]
+    # prepare_dataset, make_folds, 2 train_point, refit_best; one job per fold: 4 train instead.
+    assert len(slurm_log_job_ids(point.workdir)) == 5 and len(slurm_log_job_ids(slurm.workdir)) == 7
+    assert set(slurm_log_job_ids(point.workdir, POINT_LOGS)) == set(per_job)
+
+    assert_same_results(slurm.workdir, point.workdir)
+    assert_same_results(local.workdir, point.workdir)
+
+
+def test_start_up_seconds_with_and_without_one_job_per_grid_point(runs):
+    """What one job per grid point saves: every training job pays the start-up (SLURM start to
+    its first fit) once. Printed for the record; on this busy two-core test machine the numbers
+    are larger than on a cluster node, the ratio is the point."""
+    slurm, point = runs[0]["slurm"], runs[0]["point"]
+    slurm.assert_ok()
+    point.assert_ok()
+    per_fold = startup_seconds(slurm.workdir, per_point=False)
+    per_point = startup_seconds(point.workdir, per_point=True)
+    print_jobs("slurm", slurm.workdir)
+    for name, seconds in (("one job per fold", per_fold), ("one job per grid point", per_point)):
+        listed = ", ".join(f"{job_id}: {s:.1f} s" for job_id, s in sorted(seconds.items()))
+        print(f"start-up, {name}: {len(seconds)} training jobs, total {sum(seconds.values()):.1f} s ({listed})")
+    assert len(per_fold) == 4 and len(per_point) == 2
+    assert all(s >= 0 for s in [*per_fold.values(), *per_point.values()])
+    assert sum(per_point.values()) < sum(per_fold.values())
+
+
+def test_a_cancelled_job_of_several_folds_resumes_at_its_first_unfinished_fold(runs):
+    """scancel while the job trains fold 1: Snakemake deletes the job's outputs (fold 0's too) and
+    retries it; the retry scores fold 0 from its checkpoint without training an epoch, and
+    resumes fold 1 from the epoch that SIGTERM wrote (checkpoint_seconds 60 had written none)."""
+    run, cancelled = runs[0]["point_scancel"], runs[1]["point_scancel"]
+    if "error" in cancelled:
+        pytest.fail(cancelled["error"])
+    job_id = cancelled["job_id"]
+    print(f"cancelled SLURM job {job_id} after {cancelled['at']:.0f} s; run ended after {run.seconds:.0f} s")
+    run.assert_ok()
+    assert wait_until_finished(job_id, timeout=30) == "CANCELLED"
+
+    metrics = metrics_by_fold(run.workdir)
+    assert len(metrics) == 2
+    (fold0, first), (fold1, second) = sorted(metrics.items())
+    retry = first["slurm_job_id"]
+    assert retry == second["slurm_job_id"] and retry not in (None, job_id)
+    print(f"retry {retry}: fold 0 resumed after epoch {first['resumed_from_epoch']} of {first['epochs_run']}, "
+          f"fold 1 after epoch {second['resumed_from_epoch']}")
+    # Fold 0 had finished: scored again from its checkpoint, not trained.
+    assert first["resumed_from_epoch"] == first["epochs_run"] == CANCEL_EPOCHS
+    log = training_log(run.workdir, fold0, per_point=True).read_text()  # the retry's log
+    before_fold1 = log[: log.index("fold=1 on cpu")]
+    assert "resuming" in before_fold1 and "epoch   " not in before_fold1, before_fold1
+    # Fold 1 went on from the epoch that SIGTERM wrote.
+    assert 1 <= second["resumed_from_epoch"] < second["epochs_run"] == CANCEL_EPOCHS
+    for name, m in metrics.items():
+        history = pd.read_csv(run.workdir / "results" / "train" / name / "history.tsv", sep="\t")
+        assert list(history["epoch"]) == list(range(1, m["epochs_run"] + 1)), name
+    assert not list((run.workdir / "results" / "checkpoints").rglob("*.pt")), "the job removes its checkpoints"
+    summary = pd.read_csv(run.workdir / "results" / "cv_summary.tsv", sep="\t")
     assert len(summary) == 1 and summary.loc[0, "folds"] == 2

@@ -650,6 +650,16 @@ def test_summary_text_names_factors_without_effect_and_noise():
     assert text.index("Augmentation matters") < text.index("Batch size: no significant effect")
 
 
+def test_summary_text_names_the_diverged_folds_in_one_sentence():
+    folds = grid_folds()
+    assert "Diverged" not in summary_of(folds)
+    diverged = folds[(folds["learning_rate"] == 0.01) & folds["fold"].isin([1, 3])]
+    text = summary_of(folds, diverged=diverged)
+    assert ("**Diverged**: 2 folds diverged (training loss NaN or inf; each is scored with its best weights "
+            "before that epoch): model A with batch size 16, learning rate 0.01, augmentation none, repeat 0 "
+            "fold 1; model A with batch size 16, learning rate 0.01, augmentation none, repeat 0 fold 3.") in text
+
+
 def test_factor_effect_carried_by_one_fold_is_flagged():
     acc = {("A", 16, 0.001, "none"): BASE,
            ("A", 16, 0.01, "none"): [b + d for b, d in zip(BASE, [0.0, 0.0, 0.0, 0.0, 0.0, 0.12])],

@@ -88,6 +88,8 @@ def test_fold_table_has_one_row_per_job(metrics_files):
     # the sizes mean what they mean in metrics.json
     assert (table["n_train"] == 90).all() and (table["n_validation"] == 10).all() and (table["n_test"] == 25).all()
     assert not table.duplicated(["model", "batch_size", "learning_rate", "augmentation", "repeat", "fold"]).any()
+    # metrics.json without "diverged" (written before it existed) is a fold that did not diverge
+    assert table["diverged"].dtype == bool and not table["diverged"].any()
 
 
 def test_cv_summary_columns_order_and_spread(metrics_files):

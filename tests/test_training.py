@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -181,13 +182,20 @@ def prepared(tmp_path_factory):
 NO_AUGMENTATION = json.dumps({"none": {"rotation_degrees": 0, "shift_fraction": 0, "zoom_fraction": 0}})
 
 
-def train_cmd(prepared, out_dir, checkpoint=None, epochs=4):
+def train_cmd(prepared, out_dir, checkpoint=None, epochs=4, folds=(1,), checkpoint_seconds=None):
+    """scripts/train.py on `folds` (of repeat 0) in one process: one output folder (and checkpoint)
+    each, given as lists, or as one path for one fold."""
+    out_dirs = out_dir if isinstance(out_dir, list) else [out_dir]
+    checkpoints = checkpoint if isinstance(checkpoint, list) or checkpoint is None else [checkpoint]
     cmd = [sys.executable, str(REPO / "scripts" / "train.py"), "--images", str(prepared / "images.npy"),
-           "--index", str(prepared / "index.tsv"), "--folds", str(prepared / "folds.tsv"), "--repeat", "0",
-           "--fold", "1", "--model", "model_a", "--batch-size", "16", "--learning-rate", "0.001",
-           "--augmentation", "none", "--augmentations", NO_AUGMENTATION, "--max-epochs", str(epochs),
-           "--patience", "10", "--seed", "3", "--precision", "auto", "--threads", "2", "--out-dir", str(out_dir)]
-    return cmd + (["--checkpoint", str(checkpoint)] if checkpoint else [])
+           "--index", str(prepared / "index.tsv"), "--folds", str(prepared / "folds.tsv"),
+           "--repeat", *["0"] * len(folds), "--fold", *map(str, folds), "--model", "model_a", "--batch-size", "16",
+           "--learning-rate", "0.001", "--augmentation", "none", "--augmentations", NO_AUGMENTATION,
+           "--max-epochs", str(epochs), "--patience", "10", "--seed", "3", "--precision", "auto", "--threads", "2",
+           "--out-dir", *map(str, out_dirs)]
+    if checkpoint_seconds is not None:
+        cmd += ["--checkpoint-seconds", str(checkpoint_seconds)]
+    return cmd + (["--checkpoint", *map(str, checkpoints)] if checkpoints else [])
 
 
 @pytest.fixture(scope="module")
@@ -251,6 +259,81 @@ def test_a_job_killed_after_an_epoch_resumes_to_the_uninterrupted_result(prepare
     pd.testing.assert_frame_equal(pd.read_csv(out / "predictions.tsv", sep="\t"),
                                   pd.read_csv(whole / "predictions.tsv", sep="\t"))
     assert not checkpoint.exists(), "a finished job removes its checkpoint"
+
+
+def start_and_terminate(cmd, log_file, ready, timeout=120):
+    """Run `cmd` with its log in `log_file`; send SIGTERM once `ready(log text)` holds. Returns
+    the exit status and the log."""
+    with log_file.open("w") as log:
+        process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, text=True)
+        deadline = time.monotonic() + timeout
+        while not ready(log_file.read_text()):
+            assert process.poll() is None, f"the job ended before it could be stopped:\n{log_file.read_text()}"
+            assert time.monotonic() < deadline, f"not ready after {timeout} s:\n{log_file.read_text()}"
+            time.sleep(0.01)
+        os.kill(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+    return process.returncode, log_file.read_text()
+
+
+def assert_same_fold_results(folder, reference) -> dict:
+    """Same metrics, history (but its seconds) and predictions as the run in `reference`."""
+    mine, theirs = (json.loads((f / "metrics.json").read_text()) for f in (folder, reference))
+    for key in ("accuracy", "loss", "epochs_run", "best_epoch", "best_val_accuracy", "diverged", "config"):
+        assert mine[key] == theirs[key], key
+    pd.testing.assert_frame_equal(no_seconds(pd.read_csv(folder / "history.tsv", sep="\t")),
+                                  no_seconds(pd.read_csv(reference / "history.tsv", sep="\t")), check_exact=True)
+    pd.testing.assert_frame_equal(pd.read_csv(folder / "predictions.tsv", sep="\t"),
+                                  pd.read_csv(reference / "predictions.tsv", sep="\t"), check_exact=True)
+    return mine
+
+
+def test_sigterm_writes_the_last_finished_epoch_between_timed_checkpoints(prepared, uninterrupted, tmp_path):
+    """checkpoint_seconds of an hour: no checkpoint is due during the fit, but SIGTERM (SLURM's
+    time limit, scancel) writes the last finished epoch, and the resumed job gives the result of
+    one that was never stopped, bit for bit."""
+    out, checkpoint = tmp_path / "job", tmp_path / "ckpt" / "job.pt"
+    cmd = train_cmd(prepared, out, checkpoint, checkpoint_seconds=3600)
+    status, log = start_and_terminate(cmd, tmp_path / "job.log", lambda text: "epoch   1 " in text)
+    assert status == 143, log
+    assert "epoch   4 " not in log and not (out / "metrics.json").exists()
+    assert checkpoint.exists(), "SIGTERM must leave the last finished epoch\n" + log
+    assert re.search(r"checkpoint after epoch [1-3] written", log), log
+
+    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+    resumed = assert_same_fold_results(out, uninterrupted)
+    assert 1 <= resumed["resumed_from_epoch"] < resumed["epochs_run"] == 4
+    assert not checkpoint.exists(), "a finished job removes its checkpoint"
+
+
+def test_a_job_of_several_folds_resumes_at_its_first_unfinished_fold(prepared, uninterrupted, tmp_path):
+    """One process trains folds 0 and 1 (training.folds_per_job). Stopped in fold 1, then started
+    again without fold 0's results (Snakemake deletes a failed job's outputs): fold 0 is scored
+    from its checkpoint without training, fold 1 resumes from its last epoch, and both equal
+    jobs of one fold each, bit for bit."""
+    fold0 = tmp_path / "fold0_alone"
+    subprocess.run(train_cmd(prepared, fold0, folds=(0,)), check=True, capture_output=True, timeout=300)
+
+    outs = [tmp_path / "job" / "fold0", tmp_path / "job" / "fold1"]
+    checkpoints = [tmp_path / "ckpt" / "fold0.pt", tmp_path / "ckpt" / "fold1.pt"]
+    cmd = train_cmd(prepared, outs, checkpoints, folds=(0, 1), checkpoint_seconds=3600)
+    fold1_started = re.compile(r"fold=1 on cpu.*\n(.*\n)*.*epoch   1 ")
+    status, log = start_and_terminate(cmd, tmp_path / "first.log", lambda text: fold1_started.search(text))
+    assert status == 143, log
+    assert (outs[0] / "metrics.json").exists() and not (outs[1] / "metrics.json").exists()
+    assert all(c.exists() for c in checkpoints), "a finished fold keeps its checkpoint until the job ends"
+    for name in ("metrics.json", "history.tsv", "predictions.tsv"):
+        (outs[0] / name).unlink()  # what Snakemake does with the outputs of a failed job
+
+    second = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
+    first_fold = assert_same_fold_results(outs[0], fold0)
+    second_fold = assert_same_fold_results(outs[1], uninterrupted)
+    # Fold 0 was not trained again: it resumed after its last epoch and logged no epoch.
+    assert first_fold["resumed_from_epoch"] == first_fold["epochs_run"] == 4
+    fold0_part = second.stderr[: second.stderr.index("fold=1 on cpu")]
+    assert "resuming" in fold0_part and "epoch   " not in fold0_part, fold0_part
+    assert 1 <= second_fold["resumed_from_epoch"] < 4
+    assert not any(c.exists() for c in checkpoints), "the job removes its checkpoints at its end"
 
 
 # --- the real photos -----------------------------------------------------------------------

@@ -155,10 +155,16 @@ def test_a_second_run_has_nothing_to_do(finished_run):
         (lambda c: c["cv"].update(compare_groups=""), ("compare_groups", "should be non-empty")),
         (lambda c: c["cv"].update(groups="participants", compare_groups="participants"),
          ("cv.compare_groups is 'participants'", "twice")),
+        (lambda c: c["training"].update(folds_per_job="some"), ("folds_per_job", "'some'")),
+        # 2 folds x 2 repeats: 3 folds per job is no set of folds that wildcards can name.
+        (lambda c: (c["cv"].update(repeats=2), c["training"].update(folds_per_job=3)),
+         ("training.folds_per_job is 3", "all")),
+        (lambda c: c["training"].update(checkpoint_seconds=-1), ("checkpoint_seconds", "-1")),
     ],
     ids=["negative-learning-rate", "zero-batch-size", "unknown-key", "unknown-training-key",
          "grid-model-not-in-models", "unknown-augmentation", "unregistered-model", "one-fold", "empty-grid",
-         "empty-compare-groups", "compare-groups-same-as-groups"],
+         "empty-compare-groups", "compare-groups-same-as-groups", "folds-per-job-text", "folds-per-job-3",
+         "negative-checkpoint-seconds"],
 )
 def test_a_bad_config_fails_before_any_job_naming_the_value(tmp_path, snakemake, image_folder, change, named):
     config = tiny_config(image_folder(n_classes=3, per_class=20))

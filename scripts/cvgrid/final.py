@@ -222,7 +222,7 @@ def refit(
     threads: int,
 ) -> dict:
     """Read the best grid point, refit it on all images, write the final model's files.
-    `training`: the config's max_epochs, patience, seed and precision."""
+    `training`: the config's max_epochs, patience, seed, precision and checkpoint_seconds."""
     chosen = best_point(pd.read_csv(summary_path, sep="\t"), model_name)
     point = chosen["grid_point"]
     try:
@@ -235,13 +235,14 @@ def refit(
         # Pretrained backbone, as the CV jobs of this model had it.
         weights=None if weights_path is None else str(weights_path),
     )
-    with training_job(images_path, index_path, checkpoint_path, training["precision"], device, threads) as job:
+    with training_job(images_path, index_path, training["precision"], device, threads,
+                      float(training["checkpoint_seconds"])) as job:
         images, index = job.images, job.index
         groups = None
         if groups_path is not None:
             groups = groups_for_index(index, pd.read_csv(groups_path, sep="\t", dtype=str), str(groups_path))
         split = refit_split(index["label"].to_numpy(), split_seed, validation_fraction, groups)
-        result = job.fit(settings, split)
+        result = job.fit(settings, split, checkpoint_path)
 
         spec = get_spec(model_name)
         normalization = (None if weights_path is None

@@ -58,3 +58,28 @@ def augmentation_policy(augmentations: dict, name: str) -> dict[str, float]:
 def fold_keys(config: dict) -> list[tuple[int, int]]:
     cv = config["cv"]
     return [(r, f) for r in range(cv["repeats"]) for f in range(cv["folds"])]
+
+
+# What one training job trains (training.folds_per_job): one fold, the folds of one repeat of a
+# grid point, or all its repeats and folds.
+JOB_UNITS = ("fold", "repeat", "all")
+
+
+def job_unit(config: dict) -> str:
+    """training.folds_per_job as one of JOB_UNITS. Snakemake names a job by its output files,
+    so the folds of one job must be a set that wildcards can name: 1, cv.folds (the folds of a
+    repeat: the wildcard `repeat`) or all of them (cv.folds x cv.repeats, or `all`)."""
+    value = config["training"]["folds_per_job"]
+    folds, repeats = config["cv"]["folds"], config["cv"]["repeats"]
+    if value == 1:
+        return "fold"
+    if value == "all" or value == folds * repeats:
+        return "all"
+    if value == folds:
+        return "repeat"
+    raise ConfigError(
+        f"training.folds_per_job is {value!r}; it can be 1 (one job per fold), {folds} (cv.folds: the "
+        f"folds of one repeat of a grid point in one job) or all (every repeat and fold of a grid point, "
+        f"{folds * repeats} here)"
+    )
+

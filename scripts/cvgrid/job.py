@@ -1,19 +1,24 @@
-"""A training job: what a CV fold (`run_fold`) and the final refit (cvgrid.final.refit) do
-around their fit, written once (`training_job`).
+"""A training job: what the CV folds (`run_folds`) and the final refit (cvgrid.final.refit)
+do around their fits, written once (`training_job`).
 
-Results are written only after the fit has finished, each atomically, so a killed job leaves
-no result behind, only its checkpoint, from which the next attempt resumes; the checkpoint
-is deleted once the results are written.
+One job may train several folds of a grid point one after the other (training.folds_per_job),
+loading torch, the device and the data once. Results are written only after a fold's fit has
+finished, each atomically, so a killed job leaves no half-written result behind, only
+checkpoints: the interrupted fold's last finished epoch, and the final state of each fold it
+had finished, from which the next attempt scores those folds again without training them
+(Snakemake deletes every output of a failed job). The job deletes its checkpoints once it has
+written all its results.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import sys
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -48,91 +53,114 @@ class TrainingJob:
     device: torch.device
     precision: str  # what is used: fp32, bf16 or fp16
     precision_requested: str  # the config's: auto or fp32
+    images_path: Path
     images: np.ndarray
     index: pd.DataFrame
     class_names: list[str]
-    checkpoint_path: Path | None
+    checkpoint_seconds: float  # at most one checkpoint per fit in this many seconds (and at its end)
+    checkpoints: list[Path] = field(default_factory=list)  # of the fits so far, deleted at the job's end
 
-    def fit(self, settings: TrainSettings, split: dict[str, np.ndarray]) -> FoldResult:
+    def fit(self, settings: TrainSettings, split: dict[str, np.ndarray], checkpoint_path: Path | None) -> FoldResult:
         log.info("%s on %s (%s); %s", settings.label(), self.device, self.precision,
                  {role: len(ix) for role, ix in split.items()})
+        if checkpoint_path is not None:
+            self.checkpoints.append(Path(checkpoint_path))
         return fit(self.images, self.index["label"].to_numpy(), split, len(self.class_names), settings,
-                   self.device, self.precision, self.checkpoint_path)
+                   self.device, self.precision, checkpoint_path, self.checkpoint_seconds)
 
 
 @contextmanager
-def training_job(images_path: Path, index_path: Path, checkpoint_path: Path | None, precision: str,
-                 device: str, threads: int):
+def training_job(images_path: Path, index_path: Path, precision: str, device: str, threads: int,
+                 checkpoint_seconds: float):
     """Set up a training job and yield it; once the block has written its results, delete the
-    checkpoint. SIGTERM exits with 143 and keeps the checkpoint."""
+    checkpoints of its fits. SIGTERM exits with 143 and keeps them (the running fit first
+    writes its last finished epoch)."""
     signal.signal(signal.SIGTERM, _raise_terminated)
     torch.set_num_threads(threads)
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
     torch_device = hardware.training_device(device)  # never a silent CPU fallback where a GPU was asked for
     images, index = load_prepared(images_path, index_path)
-    yield TrainingJob(
+    job = TrainingJob(
         device=torch_device,
         precision=hardware.choose_precision(torch_device, precision),
         precision_requested=precision,
+        images_path=Path(images_path),
         images=images,
         index=index,
         class_names=class_names(index),
-        checkpoint_path=checkpoint_path,
+        checkpoint_seconds=checkpoint_seconds,
     )
-    if checkpoint_path is not None:
-        Path(checkpoint_path).unlink(missing_ok=True)
+    yield job
+    for path in job.checkpoints:
+        path.unlink(missing_ok=True)
 
 
-def run_fold(
-    settings: TrainSettings,
+def run_folds(
+    fold_settings: list[TrainSettings],
     images_path: Path,
     index_path: Path,
     folds_path: Path,
-    out_dir: Path,
-    checkpoint_path: Path | None,
+    out_dirs: list[Path],
+    checkpoint_paths: list[Path] | None,
     precision: str,
     device: str,
     threads: int,
-) -> dict:
-    """Train one CV fold; write out_dir/{history.tsv, predictions.tsv, metrics.json} (metrics last)."""
-    with training_job(images_path, index_path, checkpoint_path, precision, device, threads) as job:
-        split = split_indices(pd.read_csv(folds_path, sep="\t"), settings.repeat, settings.fold)
-        result = job.fit(settings, split)
+    checkpoint_seconds: float,
+) -> list[dict]:
+    """Train CV folds one after the other in one job (one setting, output folder and checkpoint
+    each); write each folder's history.tsv, predictions.tsv and metrics.json (metrics last)."""
+    checkpoint_paths = checkpoint_paths or [None] * len(fold_settings)
+    with training_job(images_path, index_path, precision, device, threads, checkpoint_seconds) as job:
+        fold_table = pd.read_csv(folds_path, sep="\t")
+        return [_train_fold(job, settings, fold_table, folds_path, Path(out_dir), checkpoint)
+                for settings, out_dir, checkpoint in zip(fold_settings, out_dirs, checkpoint_paths, strict=True)]
 
-        test = job.index.iloc[split["test"]]
-        probs = result.test_probabilities
-        predictions = pd.DataFrame({
-            "sample": test["sample"].to_numpy(),
-            "file": test["file"].to_numpy(),
-            "true": test["label"].to_numpy(),
-            "predicted": probs.argmax(1),
-            "probability": probs.max(1).round(6),
-        })
-        metrics = {
-            "accuracy": result.test_accuracy,
-            "loss": result.test_loss,
-            "epochs_run": result.epochs_run,
-            "best_epoch": result.best_epoch,
-            "best_val_accuracy": float(result.history["val_accuracy"].max()),
-            "seconds": round(result.seconds, 3),
-            "train_seconds": round(result.train_seconds, 3),
-            "images_per_second": round(result.images_trained / result.train_seconds, 1),
-            "resumed_from_epoch": result.resumed_from_epoch,
-            "n_train": len(split["train"]),
-            "n_validation": len(split["validation"]),
-            "n_test": len(split["test"]),
-            "precision": job.precision,
-            # Which SLURM job ran this fold (None outside SLURM): ties a result to its scheduler record.
-            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-            **hardware.describe(job.device),
-            "config": {**asdict(settings), "precision_requested": precision,
-                       "images": str(images_path), "folds": str(folds_path)},
-        }
-        out_dir = Path(out_dir)
-        write_tsv(result.history, out_dir / "history.tsv")
-        write_tsv(predictions, out_dir / "predictions.tsv")
-        write_json(metrics, out_dir / "metrics.json")
+
+def _train_fold(job: TrainingJob, settings: TrainSettings, fold_table: pd.DataFrame, folds_path: Path,
+                out_dir: Path, checkpoint_path: Path | None) -> dict:
+    split = split_indices(fold_table, settings.repeat, settings.fold)
+    result = job.fit(settings, split, checkpoint_path)
+
+    test = job.index.iloc[split["test"]]
+    probs = result.test_probabilities
+    predictions = pd.DataFrame({
+        "sample": test["sample"].to_numpy(),
+        "file": test["file"].to_numpy(),
+        "true": test["label"].to_numpy(),
+        "predicted": probs.argmax(1),
+        "probability": probs.max(1).round(6),
+    })
+    history = result.history
+    metrics = {
+        "accuracy": result.test_accuracy,
+        # A diverged network's loss may be NaN: null, so that metrics.json stays strict JSON.
+        "loss": result.test_loss if math.isfinite(result.test_loss) else None,
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        # A fold that diverged in its first epoch has no finished epoch: null.
+        "best_val_accuracy": float(history["val_accuracy"].max()) if len(history) else None,
+        # Training loss NaN/inf in epoch `diverged_epoch`: training stopped there, and the fold is
+        # scored with the best weights before it (best_epoch; 0 = the initial weights).
+        "diverged": result.diverged_epoch is not None,
+        "diverged_epoch": result.diverged_epoch,
+        "seconds": round(result.seconds, 3),
+        "train_seconds": round(result.train_seconds, 3),
+        "images_per_second": round(result.images_trained / result.train_seconds, 1) if result.train_seconds else None,
+        "resumed_from_epoch": result.resumed_from_epoch,
+        "n_train": len(split["train"]),
+        "n_validation": len(split["validation"]),
+        "n_test": len(split["test"]),
+        "precision": job.precision,
+        # Which SLURM job ran this fold (None outside SLURM): ties a result to its scheduler record.
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        **hardware.describe(job.device),
+        "config": {**asdict(settings), "precision_requested": job.precision_requested,
+                   "images": str(job.images_path), "folds": str(folds_path)},
+    }
+    write_tsv(history, out_dir / "history.tsv")
+    write_tsv(predictions, out_dir / "predictions.tsv")
+    write_json(metrics, out_dir / "metrics.json")
     return metrics
 
 

@@ -821,7 +821,7 @@ def summary_text(cv_summary: pd.DataFrame, comparisons: pd.DataFrame, effects: p
                  model_comparisons: pd.DataFrame | None = None,
                  noise_by_model: pd.DataFrame | None = None, alpha: float = 0.05, rope: float = 0.005,
                  probability: float = 0.95, max_listed: int = 5,
-                 keys: Sequence[str] = CONFIG_KEYS) -> str:
+                 keys: Sequence[str] = CONFIG_KEYS, diverged: pd.DataFrame | None = None) -> str:
     """The answer in words, generated from the tables; deterministic.
 
     Parameters
@@ -836,6 +836,8 @@ def summary_text(cv_summary: pd.DataFrame, comparisons: pd.DataFrame, effects: p
     selected, resolution_table, model_comparisons, noise_by_model
         Optional :func:`selected_points`, :func:`resolution`, :func:`compare_models` and
         :func:`repeat_noise_by_model` output; a paragraph or sentence each when given.
+    diverged
+        The rows of cv_folds.tsv whose training diverged; a sentence names them.
     alpha, rope, probability
         The levels the tables were made with (for the wording).
     max_listed
@@ -975,6 +977,12 @@ def summary_text(cv_summary: pd.DataFrame, comparisons: pd.DataFrame, effects: p
         paragraphs.append("**Noise floor**: rerunning the same configuration changed its mean "
                           "accuracy by " + "; ".join(parts) + ".")
 
+    if diverged is not None and len(diverged):
+        paragraphs.append(f"**Diverged**: {len(diverged)} fold{'s' if len(diverged) > 1 else ''} diverged (training "
+                          "loss NaN or inf; each is scored with its best weights before that epoch): "
+                          + "; ".join(f"{_model(r['model'])} with {_describe(r, keys)}, repeat {int(r['repeat'])} "
+                                      f"fold {int(r['fold'])}" for _, r in diverged.iterrows()) + ".")
+
     return "\n\n".join(paragraphs) + "\n"
 
 
@@ -1009,5 +1017,6 @@ def analyse(folds: pd.DataFrame, cv_summary: pd.DataFrame, alpha: float = 0.05, 
     text = summary_text(cv_summary, to_best, tables["factor_effects"], selected=tables["selected"],
                         resolution_table=tables["resolution"], model_comparisons=tables["compare_models"],
                         noise_by_model=repeat_noise_by_model(tables["repeat_noise"]),
-                        alpha=alpha, rope=rope, probability=probability)
+                        alpha=alpha, rope=rope, probability=probability,
+                        diverged=folds[folds["diverged"]] if "diverged" in folds else None)
     return {"tables": tables, "text": text}

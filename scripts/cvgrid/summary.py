@@ -47,6 +47,8 @@ def fold_table(metrics_paths) -> pd.DataFrame:
             **{key: c[key] for key in GRID_KEYS},
             "repeat": c["repeat"], "fold": c["fold"],
             "accuracy": m["accuracy"], "loss": m["loss"],
+            # Training loss NaN/inf: the fold was scored with its best weights before that epoch.
+            "diverged": bool(m.get("diverged", False)),
             "epochs_run": m["epochs_run"], "best_epoch": m["best_epoch"],
             "n_train": m["n_train"], "n_validation": m["n_validation"], "n_test": m["n_test"],
             "seconds": m.get("seconds"), "images_per_second": m.get("images_per_second"),

@@ -54,10 +54,6 @@ class TrainSettings:
         )
 
 
-class TrainingDiverged(RuntimeError):
-    pass
-
-
 class BatchTransform:
     """uint8 (N, 3, H, W) on the device -> float in [0, 1] at the model's input size.
 
@@ -160,6 +156,9 @@ def train_epoch(model, optimizer, scaler, data, labels, order, transform, genera
     return mean_loss, accuracy, time.perf_counter() - started
 
 
+HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds"]
+
+
 @dataclass
 class FoldResult:
     test_loss: float
@@ -173,6 +172,8 @@ class FoldResult:
     images_trained: int
     resumed_from_epoch: int
     model: torch.nn.Module  # with the best epoch's weights restored
+    # The epoch whose training loss became NaN or inf (training stopped there), else None.
+    diverged_epoch: int | None = None
 
 
 def _rng_state(generator: torch.Generator) -> dict:
@@ -197,11 +198,12 @@ class Progress:
     epoch: int = 0  # the last finished epoch; 0 before the first
     history: list[dict] = field(default_factory=list)  # one row per epoch
     best_accuracy: float = -1.0  # the best validation accuracy so far ...
-    best_epoch: int = 0  # ... in this epoch ...
+    best_epoch: int = 0  # ... in this epoch (0: the initial weights) ...
     best_state: dict | None = None  # ... with these weights (on the CPU)
     train_seconds: float = 0.0  # in training steps, over all attempts
     images_trained: int = 0
     seconds: float = 0.0  # wall time of the fit so far, over all attempts
+    diverged_epoch: int | None = None  # the epoch whose training loss became NaN/inf: the fit ended there
 
     def record(self, model: torch.nn.Module, row: dict, images: int) -> bool:
         """Add a finished epoch (its history row); keep the model's weights if they are the
@@ -221,7 +223,9 @@ class Progress:
 
     def load_state_dict(self, state: dict) -> None:
         for f in fields(self):
-            setattr(self, f.name, state[f.name])
+            # diverged_epoch is newer than the other keys: a checkpoint written before it
+            # existed is one of a fit that had not diverged.
+            setattr(self, f.name, state.get(f.name) if f.name == "diverged_epoch" else state[f.name])
 
 
 class CheckpointError(RuntimeError):
@@ -254,6 +258,18 @@ def save_checkpoint(path: Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
+def _cpu_copy(value):
+    """`value` (a state dict, nested dicts and lists of tensors) with every tensor copied to the
+    CPU: a snapshot that later training steps do not change."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _cpu_copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cpu_copy(v) for v in value)
+    return value
+
+
 def fit(
     images: np.ndarray,
     labels: np.ndarray,
@@ -263,9 +279,20 @@ def fit(
     device: torch.device,
     precision: str,
     checkpoint_path: Path | None = None,
+    checkpoint_seconds: float = 0.0,
 ) -> FoldResult:
     """Train on split["train"], stop early on split["validation"], score split["test"] once
-    (if it is not empty: a refit on all data has none)."""
+    (if it is not empty: a refit on all data has none).
+
+    Checkpoints (with `checkpoint_path`): the state after a finished epoch is written at most
+    every `checkpoint_seconds` (0: after every epoch), and always when the fit ends, also by
+    an exception such as SIGTERM's (cvgrid.job.Terminated): the file then holds the last
+    finished epoch, from which the fit resumes as if it had never stopped.
+
+    Divergence: when the training loss of an epoch becomes NaN or inf, training stops there
+    and the fold is scored with the best weights before it (by validation accuracy, as early
+    stopping restores them; the initial weights if the first epoch diverged).
+    `diverged_epoch` of the result names the epoch."""
     started = time.perf_counter()
     torch.manual_seed(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
@@ -289,36 +316,65 @@ def fit(
         _set_rng_state(generator, checkpoint["rng"])
         progress.load_state_dict(checkpoint)
         log.info("resuming %s after epoch %d from %s", settings.label(), progress.epoch, checkpoint_path)
+    else:
+        # What a fit that diverges in its first epoch is scored with.
+        progress.best_state = _cpu_copy(model.state_dict())
     resumed_from_epoch, seconds_before = progress.epoch, progress.seconds
 
-    for epoch in range(progress.epoch + 1, settings.max_epochs + 1):
-        if epoch - progress.best_epoch > settings.patience:
-            break
-        order = train_idx[torch.randperm(len(train_idx), generator=generator).to(device)]
-        train_loss, train_accuracy, seconds = train_epoch(
-            model, optimizer, scaler, data, labels_t, order, transform, generator, settings, device, precision
-        )
-        if not math.isfinite(train_loss):
-            raise TrainingDiverged(f"training loss became {train_loss} in epoch {epoch} of {settings.label()}")
-        val_loss, val_accuracy, _ = evaluate(
-            model, data, labels_t, val_idx, transform, device, precision, settings.eval_batch_size
-        )
-        improved = progress.record(
-            model, {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
-                    "val_loss": val_loss, "val_accuracy": val_accuracy, "seconds": seconds}, len(order),
-        )
-        progress.seconds = seconds_before + time.perf_counter() - started
-        log.info(
-            "epoch %3d  train loss %.4f acc %.4f  val loss %.4f acc %.4f  %.1fs (%.0f img/s)%s",
-            epoch, train_loss, train_accuracy, val_loss, val_accuracy, seconds, len(order) / seconds,
-            "  *" if improved else "",
-        )
-        if checkpoint_path is not None:
-            save_checkpoint(checkpoint_path, {
-                "settings": asdict(settings), "precision": precision, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": _rng_state(generator),
-                **progress.state_dict(),
-            })
+    def snapshot() -> dict:
+        """The checkpoint of the fit as it stands, copied: later steps do not change it."""
+        return _cpu_copy({
+            "settings": asdict(settings), "precision": precision, "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": _rng_state(generator),
+            **progress.state_dict(),
+        })
+
+    # The last finished epoch's checkpoint while it is not yet on disk (at most checkpoint_seconds).
+    unsaved = None
+    saved_at = time.monotonic()
+    try:
+        for epoch in range(progress.epoch + 1, settings.max_epochs + 1):
+            if progress.diverged_epoch is not None or epoch - progress.best_epoch > settings.patience:
+                break
+            order = train_idx[torch.randperm(len(train_idx), generator=generator).to(device)]
+            train_loss, train_accuracy, seconds = train_epoch(
+                model, optimizer, scaler, data, labels_t, order, transform, generator, settings, device, precision
+            )
+            if not math.isfinite(train_loss):
+                # A result, not a crash: the fold is scored with the best weights before this epoch.
+                progress.diverged_epoch = epoch
+                log.warning("DIVERGED: training loss became %s in epoch %d of %s; scoring the best weights "
+                            "before it (epoch %d)", train_loss, epoch, settings.label(), progress.best_epoch)
+                if checkpoint_path is not None:
+                    unsaved = snapshot()  # a retry must not train this fold again
+                break
+            val_loss, val_accuracy, _ = evaluate(
+                model, data, labels_t, val_idx, transform, device, precision, settings.eval_batch_size
+            )
+            improved = progress.record(
+                model, {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
+                        "val_loss": val_loss, "val_accuracy": val_accuracy, "seconds": seconds}, len(order),
+            )
+            progress.seconds = seconds_before + time.perf_counter() - started
+            if checkpoint_path is not None:
+                unsaved = snapshot()  # at once: from here on a SIGTERM writes this epoch
+            log.info(
+                "epoch %3d  train loss %.4f acc %.4f  val loss %.4f acc %.4f  %.1fs (%.0f img/s)%s",
+                epoch, train_loss, train_accuracy, val_loss, val_accuracy, seconds, len(order) / seconds,
+                "  *" if improved else "",
+            )
+            # A checkpoint (40 MB for model B with Adam's state) after every epoch of a second would
+            # load a shared file system: at most one every checkpoint_seconds.
+            if unsaved is not None and time.monotonic() - saved_at >= checkpoint_seconds:
+                save_checkpoint(checkpoint_path, unsaved)
+                unsaved, saved_at = None, time.monotonic()
+    finally:
+        # The end of the fit, or an exception (SIGTERM, an error) in the middle of an epoch: the
+        # last finished epoch goes to disk. A job of several folds keeps the file of a finished
+        # fold until the job ends, so that its retry does not train that fold again.
+        if unsaved is not None:
+            save_checkpoint(checkpoint_path, unsaved)
+            log.info("checkpoint after epoch %d written to %s", progress.epoch, checkpoint_path)
 
     model.load_state_dict(progress.best_state)
     best_epoch, best_accuracy = progress.best_epoch, progress.best_accuracy
@@ -333,7 +389,7 @@ def fit(
         test_loss=test_loss,
         test_accuracy=test_accuracy,
         test_probabilities=probs.cpu().numpy(),
-        history=pd.DataFrame(progress.history),
+        history=pd.DataFrame(progress.history, columns=HISTORY_COLUMNS),
         best_epoch=best_epoch,
         epochs_run=len(progress.history),
         train_seconds=progress.train_seconds,
@@ -341,4 +397,5 @@ def fit(
         images_trained=progress.images_trained,
         resumed_from_epoch=resumed_from_epoch,
         model=model,
+        diverged_epoch=progress.diverged_epoch,
     )

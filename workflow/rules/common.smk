@@ -10,7 +10,7 @@ from snakemake.utils import Paramspace, validate
 # torch-free, which keeps dry runs fast (tests/test_structure.py checks it).
 SCRIPTS = str(Path(workflow.basedir).parent / "scripts")
 sys.path.insert(0, SCRIPTS)
-from cvgrid.grid import ConfigError, fold_keys, grid_table  # noqa: E402
+from cvgrid.grid import ConfigError, fold_keys, grid_table, job_unit  # noqa: E402
 from cvgrid.plan import plan_weights  # noqa: E402
 from cvgrid.weights import WeightsError  # noqa: E402
 
@@ -20,6 +20,9 @@ try:
     # Pretrained weights: {model: {"path", "url"}} and {file name: {"url", "models"}}, one
     # download per file (rules/weights.smk).
     WEIGHTS, FETCH = plan_weights(config)
+    # What one training job trains: a fold (rule train), or the folds of one repeat or of the
+    # whole grid point (rule train_point).
+    JOB_UNIT = job_unit(config)
 except (ConfigError, WeightsError) as error:
     raise WorkflowError(f"config: {error}") from None
 COMPARE = config["cv"]["compare_groups"] != "none"  # the grid also runs under a second scheme
@@ -91,6 +94,26 @@ def train_outputs(name, model=None, root="results"):
         for point in Paramspace(points).instance_patterns
         for r, f in fold_keys(config)
     ]
+
+
+# training.folds_per_job other than 1 (rules/train_point.smk): one job trains several folds.
+def point_job_folds(wildcards):
+    """The (repeat, fold) pairs of a train_point job, in the order of its outputs."""
+    if JOB_UNIT == "repeat":
+        return [(int(wildcards.repeat), f) for f in range(config["cv"]["folds"])]
+    return fold_keys(config)
+
+
+def point_job_outputs(name):
+    """The file `name` of each fold of a train_point job: the paths of train's, so that
+    everything downstream is the same."""
+    if JOB_UNIT == "repeat":
+        return [f"{{root}}/train/{HP}/repeat~{{repeat}}/fold~{f}/{name}" for f in range(config["cv"]["folds"])]
+    return [f"{{root}}/train/{HP}/{FOLD.format(repeat=r, fold=f)}/{name}" for r, f in fold_keys(config)]
+
+
+# train_point's log and benchmark file, one per job, beside the folders of its folds.
+POINT_JOB = f"{{root}}/train/{HP}/repeat~{{repeat}}" if JOB_UNIT == "repeat" else f"{{root}}/train/{HP}"
 
 
 def model_weights(wildcards):

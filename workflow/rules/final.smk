@@ -53,4 +53,5 @@ rule refit_best:
         " --device {params.training[device]}"
         " --split-seed {params.cv[seed]} --validation-fraction {params.cv[validation_fraction]}"
         " {params.groups} {params.weights} --threads {threads}"
-        " --checkpoint {params.checkpoint:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        " --checkpoint {params.checkpoint:q} --checkpoint-seconds {params.training[checkpoint_seconds]}"
+        " --out-dir {params.out_dir:q} > {log:q} 2>&1"

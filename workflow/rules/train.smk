@@ -1,5 +1,6 @@
 rule train:
-    # One job per grid point and fold. On SLURM: one GPU (profiles/slurm/config.yaml).
+    # One job per grid point and fold (training.folds_per_job: 1; else train_point.smk is used
+    # instead). On SLURM: one GPU (profiles/slurm/config.yaml).
     input:
         images="results/data/images.npy",
         index="results/data/index.tsv",
@@ -39,5 +40,5 @@ rule train:
         " --augmentations {params.augmentations:q} --max-epochs {params.training[max_epochs]}"
         " --patience {params.training[patience]} --seed {params.training[seed]}"
         " --precision {params.training[precision]} --device {params.training[device]}"
-        " --threads {threads} {params.weights}"
+        " --threads {threads} {params.weights} --checkpoint-seconds {params.training[checkpoint_seconds]}"
         " --out-dir {params.out_dir:q} --checkpoint {params.checkpoint:q} > {log:q} 2>&1"
