@@ -118,6 +118,16 @@ def beside_original(published: Path) -> None:
     (published / "table.md").write_text(markdown_table(table))
 
 
+def update_readme(table_md: str, readme: Path = REPO / "README.md") -> None:
+    """Put the study's table into the README, between its two marker lines."""
+    start, end = "<!-- study table: written by scripts/publish_study.py -->\n", "<!-- end of study table -->\n"
+    text = readme.read_text()
+    if start not in text or end not in text:
+        raise SystemExit(f"{readme} lacks the study table's markers {start.strip()!r} ... {end.strip()!r}")
+    head, rest = text.split(start, 1)
+    readme.write_text(head + start + table_md + rest[rest.index(end):])
+
+
 def markdown_table(table: pd.DataFrame) -> str:
     """beside_original.tsv as the README's table: accuracies in percent, mean ± fold spread."""
     def cell(mean, spread):
@@ -160,6 +170,8 @@ def publish(workdir: Path, published: Path, config_path: Path) -> None:
             plots.protocol_comparison(table, LABELS["stratified"], LABELS["participants"],
                                       published / "protocol_comparison.svg")
     beside_original(published)
+    if published == REPO / "docs" / "study":
+        update_readme((published / "table.md").read_text())
     machines: dict[str, int] = {}  # jobs by machine: a resumed study may have run on several
     for path in sorted((published / "jobs").glob("**/metrics.json")):
         m = json.loads(path.read_text())
