@@ -44,13 +44,15 @@ def job_dirs(root: Path) -> list[Path]:
 
 
 def copy_jobs(source: Path, target: Path) -> int:
+    """Copy every finished job's files; a copied file gets the time of the copy (not the
+    source's), so that restored jobs are newer than the data steps run before them."""
     copied = 0
     for job in job_dirs(source):
         destination = target / job.relative_to(source)
         destination.mkdir(parents=True, exist_ok=True)
         for name in JOB_FILES:
             if not (destination / name).exists() or (destination / name).read_bytes() != (job / name).read_bytes():
-                shutil.copy2(job / name, destination / name)
+                shutil.copyfile(job / name, destination / name)
         copied += 1
     return copied
 
