@@ -32,7 +32,8 @@ from cvgrid.summary import compare_protocols, complete_points, cv_summary, fold_
 
 REPO = Path(__file__).resolve().parent.parent
 JOB_FILES = ("metrics.json", "history.tsv", "predictions.tsv")
-# Folder of each protocol in the working directory, and in docs/study.
+# Folder of each protocol in the working directory; in docs/study (and docs/study/jobs) a folder
+# named after the protocol (not "results": .gitignore keeps results/ folders out of git).
 PROTOCOLS = {"stratified": "results", "participants": "results/compare"}
 LABELS = {"stratified": "stratified folds", "participants": "participant-grouped folds"}
 
@@ -59,7 +60,7 @@ def copy_jobs(source: Path, target: Path) -> int:
 
 def restore(workdir: Path, published: Path) -> None:
     for protocol, folder in PROTOCOLS.items():
-        n = copy_jobs(published / "jobs" / folder, workdir / folder)
+        n = copy_jobs(published / "jobs" / protocol, workdir / folder)
         print(f"{protocol}: {n} published jobs restored into {workdir / folder}")
 
 
@@ -72,8 +73,8 @@ def publish_protocol(workdir: Path, published: Path, protocol: str, config: dict
     """One protocol's tables from its finished jobs; returns its facts for provenance.json."""
     folder = PROTOCOLS[protocol]
     out = published / protocol
-    copy_jobs(workdir / folder, published / "jobs" / folder)
-    metrics = sorted((published / "jobs" / folder).glob("train/**/metrics.json"))
+    copy_jobs(workdir / folder, published / "jobs" / protocol)
+    metrics = sorted((published / "jobs" / protocol).glob("train/**/metrics.json"))
     if not metrics:
         return {"jobs": 0}
     all_folds = fold_table(metrics)

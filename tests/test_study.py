@@ -43,7 +43,7 @@ def test_the_published_config_is_the_repositorys_study_config():
 def test_every_protocol_is_published_or_said_to_have_no_jobs_yet():
     assert "stratified" in PUBLISHED
     for protocol in PROTOCOLS:
-        jobs = list((STUDY / "jobs" / PROTOCOLS[protocol]).glob("train/**/metrics.json"))
+        jobs = list((STUDY / "jobs" / protocol).glob("train/**/metrics.json"))
         assert PROVENANCE["protocols"][protocol]["jobs"] == len(jobs)
         assert (protocol in PUBLISHED) == bool(jobs)
 
@@ -51,7 +51,7 @@ def test_every_protocol_is_published_or_said_to_have_no_jobs_yet():
 @pytest.mark.parametrize("protocol", PUBLISHED)
 def test_published_folds_are_the_published_jobs(protocol):
     """cv_folds.tsv holds exactly the published jobs' metrics.json, nothing more."""
-    metrics = sorted((STUDY / "jobs" / PROTOCOLS[protocol]).glob("train/**/metrics.json"))
+    metrics = sorted((STUDY / "jobs" / protocol).glob("train/**/metrics.json"))
     assert metrics, f"no published jobs of {protocol}"
     same_table(fold_table(metrics), STUDY / protocol / "cv_folds.tsv")
     for path in metrics:  # each job's other files were published with it
