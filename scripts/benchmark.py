@@ -263,7 +263,7 @@ class Project(Variant):
         order = sample_order(len(self.prepared.labels), steps * self.cfg.batch_size, self.generator).to(self.device)
         synchronize(self.device)
         started = time.perf_counter()
-        train_epoch(self.model, self.optimizer, self.scaler, self.prepared.data, self.prepared.labels, order,
+        train_epoch(self.model, self.optimizer, None, self.scaler, self.prepared.data, self.prepared.labels, order,
                     self.transform, self.generator, self.settings, self.device, self.precision)  # ends in .item()
         return time.perf_counter() - started
 
@@ -296,7 +296,7 @@ def time_steps(model, optimizer, scaler, batches, device, precision, warmup: int
         started = time.perf_counter()
         for step in range(count):
             x, y = batches[step % len(batches)]
-            loss, _ = train_step(model, optimizer, scaler, x, y, device, precision)
+            loss, _ = train_step(model, optimizer, None, scaler, x, y, device, precision)
             loss_sum += loss.detach() * len(y)
         loss_sum.item()
         seconds[phase] = time.perf_counter() - started
@@ -385,7 +385,7 @@ def compile_costs(model_name: str, cfg: BenchConfig, device: torch.device, preci
         order = sample_order(n, batch, generator).to(device)
         synchronize(device)
         started = time.perf_counter()
-        train_epoch(compiled, optimizer, scaler, prepared.data, prepared.labels, order, transform, generator,
+        train_epoch(compiled, optimizer, None, scaler, prepared.data, prepared.labels, order, transform, generator,
                     settings, device, precision)
         return time.perf_counter() - started
 

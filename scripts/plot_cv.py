@@ -2,6 +2,7 @@
 """Plots of the CV results: a heatmap per model and every fold's accuracy per grid point."""
 
 import argparse
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -15,12 +16,17 @@ def main(argv=None):
     p.add_argument("--folds", type=Path, help="cv_folds.tsv (for --fold-plot)")
     p.add_argument("--heatmap", nargs=2, metavar=("MODEL", "OUT"), help="heatmap of MODEL to OUT")
     p.add_argument("--verdicts", type=Path, help="compare_to_best.tsv: each cell's verdict on the heatmap")
+    p.add_argument("--heatmap-axes", nargs=2, metavar=("ROWS", "COLUMNS"),
+                   help="the heatmap's two grid axes (config plots.heatmap_axes; default: cvgrid.plots.heatmap_layout)")
     p.add_argument("--fold-plot", type=Path, help="every fold's accuracy per grid point to this file")
     a = p.parse_args(argv)
     summary = pd.read_csv(a.summary, sep="\t")
     if a.heatmap:
         verdicts = pd.read_csv(a.verdicts, sep="\t") if a.verdicts else None
-        plots.heatmap(summary, a.heatmap[0], a.heatmap[1], verdicts)
+        try:
+            plots.heatmap(summary, a.heatmap[0], a.heatmap[1], verdicts, a.heatmap_axes)
+        except ValueError as error:
+            sys.exit(f"error: {error}")
     if a.fold_plot:
         plots.fold_accuracies(pd.read_csv(a.folds, sep="\t"), summary, a.fold_plot)
 

@@ -9,7 +9,7 @@ import pandas as pd
 
 from cvgrid import plots
 from cvgrid.data import class_names, load_prepared
-from cvgrid.grid import GRID_KEYS
+from cvgrid.grid import axes_of
 from cvgrid.io import write_tsv
 from cvgrid.summary import best_points, read_metrics
 
@@ -23,8 +23,9 @@ def main(argv=None):
     p.add_argument("--out-dir", type=Path, required=True)
     p.add_argument("metrics", nargs="+", type=Path, help="the model's metrics.json files (history/predictions beside)")
     a = p.parse_args(argv)
-    best = best_points(pd.read_csv(a.summary, sep="\t")).set_index("model").loc[a.model]
-    point = {"model": a.model, **{k: best[k] for k in GRID_KEYS if k != "model"}}
+    summary = pd.read_csv(a.summary, sep="\t")
+    best = best_points(summary).set_index("model").loc[a.model]
+    point = {"model": a.model, **{k: best[k] for k in axes_of(summary) if k != "model"}}
     title = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in point.items())
 
     histories, predictions = [], []

@@ -2,12 +2,14 @@
 """Refit one model's best grid point (from cv_summary.tsv, read now, not when the workflow
 was planned) on ALL images with the CV protocol (seeded stratified early-stopping split,
 best weights restored) and write OUT_DIR/{model.pt, model.onnx, model.json, history.tsv,
-final_model.html}. Every value comes from the config (the rule `refit_best` passes them all):
+final_model.html}. Every value comes from the config (the rule `refit_best` passes them all;
+--config is the config's training, augmentations and models, from which the settings the grid
+point does not set are filled in as for its CV jobs):
 
     python scripts/refit_best.py --summary results/cv_summary.tsv --model model_a \\
         --images results/data/images.npy --index results/data/index.tsv \\
-        --augmentations '{"none": {"rotation_degrees": 0, "shift_fraction": 0, "zoom_fraction": 0}}' \\
-        --model-options '{}' --max-epochs 50 --patience 10 --seed 0 --precision auto \\
+        --config '{"training": {"max_epochs": 50, "patience": 10, "seed": 0, "precision": "auto",
+        "checkpoint_seconds": 60}, "augmentations": {"none": {}}, "models": {"model_a": {}}}' \\
         --split-seed 42 --validation-fraction 0.1 --threads 2 --out-dir results/final/model_a
 """
 
@@ -26,13 +28,8 @@ def main(argv=None):
     p.add_argument("--model", required=True, help="which model's best grid point to refit")
     p.add_argument("--images", type=Path, required=True, help="images.npy from prepare_dataset.py")
     p.add_argument("--index", type=Path, required=True, help="index.tsv from prepare_dataset.py")
-    p.add_argument("--augmentations", type=json.loads, required=True,
-                   help="JSON object: the config's augmentation policies by name")
-    p.add_argument("--model-options", type=json.loads, required=True, help="JSON: the config's models.<model> entry")
-    p.add_argument("--max-epochs", type=int, required=True)
-    p.add_argument("--patience", type=int, required=True)
-    p.add_argument("--seed", type=int, required=True, help="training seed (weights, shuffling, augmentation)")
-    p.add_argument("--precision", choices=["auto", "fp32"], required=True)
+    p.add_argument("--config", type=json.loads, required=True,
+                   help="JSON object: the config's training, augmentations and models")
     p.add_argument("--split-seed", type=int, required=True, help="seed of the early-stopping split (config cv.seed)")
     p.add_argument("--validation-fraction", type=float, required=True)
     p.add_argument("--threads", type=int, required=True, help="CPU threads for torch")
@@ -41,16 +38,12 @@ def main(argv=None):
     p.add_argument("--weights", type=Path, default=None,
                    help="pretrained weights file for the backbone, as train.py --weights (read, never downloaded)")
     p.add_argument("--checkpoint", type=Path, default=None, help="resume from / save to this file")
-    p.add_argument("--checkpoint-seconds", type=float, default=0.0,
-                   help="at most one checkpoint in this many seconds (and always at the end and on SIGTERM)")
     p.add_argument("--out-dir", type=Path, required=True)
     a = p.parse_args(argv)
     job.configure_logging()
-    training = {"max_epochs": a.max_epochs, "patience": a.patience, "seed": a.seed, "precision": a.precision,
-                "checkpoint_seconds": a.checkpoint_seconds}
     try:
-        refit(a.summary, a.model, a.images, a.index, a.out_dir, a.augmentations, training, a.split_seed,
-              a.validation_fraction, a.model_options, a.groups, a.weights, a.checkpoint, a.device, a.threads)
+        refit(a.summary, a.model, a.images, a.index, a.out_dir, a.config, a.split_seed, a.validation_fraction,
+              a.groups, a.weights, a.checkpoint, a.device, a.threads)
     except (FinalError, *job.INPUT_ERRORS) as error:
         sys.exit(f"error: {error}")
 

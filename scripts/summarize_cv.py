@@ -14,10 +14,12 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--folds-out", type=Path, required=True)
     p.add_argument("--summary-out", type=Path, required=True)
+    p.add_argument("--axes", type=lambda text: text.split(","), required=True,
+                   help="the grid's axes (cvgrid.grid.grid_axes) in folder order, comma-separated: model,batch_size,...")
     p.add_argument("metrics", nargs="+", type=Path, help="metrics.json files of the training jobs")
     a = p.parse_args(argv)
     try:
-        folds = fold_table(a.metrics)
+        folds = fold_table(a.metrics, a.axes)
     except MetricsError as error:
         sys.exit(f"error: {error}")
     write_tsv(folds, a.folds_out)

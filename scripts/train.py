@@ -1,17 +1,20 @@
 #!/usr/bin/env python
 """Train one model on one or several cross-validation folds, one after the other in this one
 process, and write each fold's metrics.json, history.tsv and predictions.tsv into its own
-folder. Every value comes from the config (the rules `train` and `train_folds` pass them all),
-e.g.:
+folder. The grid point's training settings come as one JSON object (the rules `train` and
+`train_point` pass cvgrid.grid.point_settings of the point: its axes, the rest of `training:`,
+the augmentation policy's numbers and the model's options), e.g.:
 
     python scripts/train.py --images results/data/images.npy --index results/data/index.tsv \
-        --folds results/data/folds.tsv --repeat 0 --fold 0 --model model_a --batch-size 32 \
-        --learning-rate 4e-4 --augmentation none --augmentations '{"none": {"rotation_degrees": 0,
-        "shift_fraction": 0, "zoom_fraction": 0}}' --max-epochs 50 --patience 10 --seed 0 \
+        --folds results/data/folds.tsv --repeat 0 --fold 0 --settings '{"model": "model_a",
+        "batch_size": 32, "learning_rate": 0.0004, "augmentation": "none", "rotation_degrees": 0.0,
+        "shift_fraction": 0.0, "zoom_fraction": 0.0, "max_epochs": 50, "patience": 10, "seed": 0}' \
         --precision auto --threads 2 --out-dir /tmp/fold0
 
-Several folds: one value per fold for --repeat, --fold, --out-dir and --checkpoint, in the same
-order (`--repeat 0 0 --fold 0 1 --out-dir /tmp/fold0 /tmp/fold1`).
+Settings it leaves out take cvgrid.training.TrainSettings' defaults (the reference recipe:
+Adam, constant rate, no weight decay or label smoothing). Several folds: one value per fold for
+--repeat, --fold, --out-dir and --checkpoint, in the same order (`--repeat 0 0 --fold 0 1
+--out-dir /tmp/fold0 /tmp/fold1`).
 """
 
 import argparse
@@ -20,8 +23,7 @@ import sys
 from pathlib import Path
 
 from cvgrid import job
-from cvgrid.grid import ConfigError, augmentation_policy
-from cvgrid.training import TrainSettings
+from cvgrid.training import settings_from_json
 
 
 def main(argv=None):
@@ -31,15 +33,8 @@ def main(argv=None):
     p.add_argument("--folds", type=Path, required=True, help="folds.tsv from make_folds.py")
     p.add_argument("--repeat", type=int, nargs="+", required=True, help="the repeat of each fold to train")
     p.add_argument("--fold", type=int, nargs="+", required=True, help="the folds to train, in this order")
-    p.add_argument("--model", required=True, help="a name from cvgrid.models.MODELS")
-    p.add_argument("--batch-size", type=int, required=True)
-    p.add_argument("--learning-rate", type=float, required=True)
-    p.add_argument("--augmentation", required=True, help="name of the augmentation policy")
-    p.add_argument("--augmentations", type=json.loads, required=True,
-                   help="JSON object: the config's augmentation policies by name")
-    p.add_argument("--max-epochs", type=int, required=True)
-    p.add_argument("--patience", type=int, required=True)
-    p.add_argument("--seed", type=int, required=True, help="seed of weights, shuffling and augmentation")
+    p.add_argument("--settings", type=json.loads, required=True,
+                   help="JSON object: the grid point's training settings (cvgrid.grid.point_settings)")
     p.add_argument("--precision", choices=["auto", "fp32"], required=True)
     p.add_argument("--threads", type=int, required=True, help="CPU threads for torch")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
@@ -55,18 +50,14 @@ def main(argv=None):
     if len(counts) != 1:
         p.error("--repeat, --fold, --out-dir and --checkpoint need one value per fold, in the same order")
     try:
-        policy = augmentation_policy(a.augmentations, a.augmentation)
         fold_settings = [
-            TrainSettings(
-                model=a.model, batch_size=a.batch_size, learning_rate=a.learning_rate, augmentation=a.augmentation,
-                **policy, max_epochs=a.max_epochs, patience=a.patience, seed=a.seed, repeat=repeat, fold=fold,
-                weights=None if a.weights is None else str(a.weights),
-            )
+            settings_from_json(a.settings, repeat=repeat, fold=fold,
+                               weights=None if a.weights is None else str(a.weights))
             for repeat, fold in zip(a.repeat, a.fold)
         ]
         job.run_folds(fold_settings, a.images, a.index, a.folds, a.out_dir, a.checkpoint, a.precision, a.device,
                       a.threads, a.checkpoint_seconds)
-    except (ConfigError, *job.INPUT_ERRORS) as error:
+    except job.INPUT_ERRORS as error:
         sys.exit(f"error: {error}")
 
 

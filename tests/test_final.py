@@ -153,21 +153,26 @@ def test_page_says_configuration_estimate_files_and_predict(final_run):
         assert text in page, text
 
 
+def refit_config(augmentations: dict) -> dict:
+    """refit_best.py's --config: the config's training, augmentations and models."""
+    training = {"max_epochs": 1, "patience": 1, "seed": 0, "precision": "fp32", "checkpoint_seconds": 0}
+    return {"training": training, "augmentations": augmentations, "models": {MODEL: {}}}
+
+
 def test_a_bad_groups_file_stops_the_refit_with_a_one_line_error(final_run, tmp_path):
     groups = tmp_path / "groups.tsv"
     groups.write_text("file\tgroup\nclass_0/img_000.jpg\tg1\n")  # the other images have no group
     results = final_run.work / "results"
     cmd = [sys.executable, str(REPO / "scripts" / "refit_best.py"), "--summary", str(results / "cv_summary.tsv"),
            "--model", MODEL, "--images", str(results / "data" / "images.npy"),
-           "--index", str(results / "data" / "index.tsv"), "--augmentations", json.dumps({"none": {}}),
-           "--model-options", "{}", "--max-epochs", "1", "--patience", "1", "--seed", "0", "--precision", "fp32",
+           "--index", str(results / "data" / "index.tsv"), "--config", json.dumps(refit_config({"none": {}})),
            "--split-seed", "42", "--validation-fraction", "0.2", "--threads", "1", "--groups", str(groups),
            "--out-dir", str(tmp_path / "final")]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1
     # The best point's policy {} lacks its keys: named before any data is read.
     assert result.stderr.strip().splitlines()[-1].startswith("error: the best grid point of model_a")
-    cmd[cmd.index("--augmentations") + 1] = json.dumps({"none": dict.fromkeys(AUGMENTATION_KEYS, 0)})
+    cmd[cmd.index("--config") + 1] = json.dumps(refit_config({"none": dict.fromkeys(AUGMENTATION_KEYS, 0)}))
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]

@@ -131,14 +131,15 @@ def test_ties_in_mean_accuracy_are_broken_by_the_grid_keys(tmp_path):
 def test_summarize_cli_writes_both_tables_and_names_a_bad_file(tmp_path, metrics_files):
     script = str(REPO / "scripts" / "summarize_cv.py")
     folds_out, summary_out = tmp_path / "cv_folds.tsv", tmp_path / "cv_summary.tsv"
+    axes = ["--axes", "model,batch_size,learning_rate,augmentation"]
     subprocess.run([sys.executable, script, "--folds-out", str(folds_out), "--summary-out", str(summary_out),
-                    *map(str, metrics_files)], check=True, capture_output=True)
+                    *axes, *map(str, metrics_files)], check=True, capture_output=True)
     summary = pd.read_csv(summary_out, sep="\t")
     assert len(summary) == 3 and summary["folds"].tolist() == [6, 6, 6]
     assert len(pd.read_csv(folds_out, sep="\t")) == 18
     metrics_files[0].write_text("{}")
     bad = subprocess.run([sys.executable, script, "--folds-out", str(tmp_path / "f2.tsv"), "--summary-out",
-                          str(tmp_path / "s2.tsv"), *map(str, metrics_files)], capture_output=True, text=True)
+                          str(tmp_path / "s2.tsv"), *axes, *map(str, metrics_files)], capture_output=True, text=True)
     assert bad.returncode != 0
     assert str(metrics_files[0]) in bad.stderr
     assert not (tmp_path / "s2.tsv").exists()

@@ -179,7 +179,9 @@ def prepared(tmp_path_factory):
     return root
 
 
-NO_AUGMENTATION = json.dumps({"none": {"rotation_degrees": 0, "shift_fraction": 0, "zoom_fraction": 0}})
+# What the rule passes (cvgrid.grid.point_settings); left-out settings take TrainSettings' defaults.
+SETTINGS = {"model": "model_a", "batch_size": 16, "learning_rate": 0.001, "augmentation": "none",
+            "rotation_degrees": 0, "shift_fraction": 0, "zoom_fraction": 0, "patience": 10, "seed": 3}
 
 
 def train_cmd(prepared, out_dir, checkpoint=None, epochs=4, folds=(1,), checkpoint_seconds=None):
@@ -189,9 +191,8 @@ def train_cmd(prepared, out_dir, checkpoint=None, epochs=4, folds=(1,), checkpoi
     checkpoints = checkpoint if isinstance(checkpoint, list) or checkpoint is None else [checkpoint]
     cmd = [sys.executable, str(REPO / "scripts" / "train.py"), "--images", str(prepared / "images.npy"),
            "--index", str(prepared / "index.tsv"), "--folds", str(prepared / "folds.tsv"),
-           "--repeat", *["0"] * len(folds), "--fold", *map(str, folds), "--model", "model_a", "--batch-size", "16",
-           "--learning-rate", "0.001", "--augmentation", "none", "--augmentations", NO_AUGMENTATION,
-           "--max-epochs", str(epochs), "--patience", "10", "--seed", "3", "--precision", "auto", "--threads", "2",
+           "--repeat", *["0"] * len(folds), "--fold", *map(str, folds),
+           "--settings", json.dumps({**SETTINGS, "max_epochs": epochs}), "--precision", "auto", "--threads", "2",
            "--out-dir", *map(str, out_dirs)]
     if checkpoint_seconds is not None:
         cmd += ["--checkpoint-seconds", str(checkpoint_seconds)]

@@ -313,8 +313,8 @@ def test_a_training_job_starts_from_the_file(tiny, mobilenet_file, monkeypatch):
     images, labels, split = tiny
     built = []
 
-    def recording_build(name, num_classes, weights_path=None):
-        model = build_model(name, num_classes, weights_path=weights_path)
+    def recording_build(name, num_classes, weights_path=None, options=None):
+        model = build_model(name, num_classes, weights_path=weights_path, options=options)
         built.append({k: v.detach().clone() for k, v in model.model[0].state_dict().items()})
         return model
 
@@ -340,9 +340,10 @@ def test_train_cli_passes_weights_and_stops_clearly_on_a_bad_file(tiny, mobilene
     def train(weights: Path, out: str):
         cmd = [sys.executable, str(REPO / "scripts" / "train.py"), "--images", str(tmp_path / "images.npy"),
                "--index", str(tmp_path / "index.tsv"), "--folds", str(tmp_path / "folds.tsv"), "--repeat", "0",
-               "--fold", "0", "--model", "model_b", "--batch-size", "8", "--learning-rate", "1e-3",
-               "--augmentation", "none", "--augmentations", json.dumps({"none": dict.fromkeys(AUGMENTATION_KEYS, 0)}),
-               "--max-epochs", "1", "--patience", "10", "--seed", "0", "--precision", "fp32", "--threads", "1",
+               "--fold", "0", "--settings", json.dumps({
+                   "model": "model_b", "batch_size": 8, "learning_rate": 1e-3, "augmentation": "none",
+                   **dict.fromkeys(AUGMENTATION_KEYS, 0), "max_epochs": 1, "patience": 10, "seed": 0}),
+               "--precision", "fp32", "--threads", "1",
                "--weights", str(weights), "--out-dir", str(tmp_path / out)]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 

@@ -27,7 +27,7 @@ import torch
 
 from cvgrid import hardware
 from cvgrid.folds import groups_for_index, refit_split
-from cvgrid.grid import ConfigError, augmentation_policy
+from cvgrid.grid import ConfigError, axes_of, point_settings
 from cvgrid.io import atomic_path, write_json, write_tsv
 from cvgrid.job import training_job
 from cvgrid.model_folder import FILES, FORMAT_VERSION, ONNX_INPUT, ONNX_OUTPUT
@@ -35,7 +35,7 @@ from cvgrid.models import get_spec
 from cvgrid.predict import OnnxBackend, TorchBackend, preprocess_array, softmax
 from cvgrid.stats import selected_points
 from cvgrid.summary import best_points, fold_columns
-from cvgrid.training import TrainSettings
+from cvgrid.training import settings_from_json
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +63,8 @@ def best_point(summary: pd.DataFrame, model: str) -> dict:
     row = rows.iloc[0]
     mean, spread = float(row["mean_accuracy"]), float(row["acc_std_x2"])
     selected = selected_points(summary[summary["model"] == model]).iloc[0]
-    point = {
-        "model": str(row["model"]),
-        "batch_size": int(row["batch_size"]),
-        "learning_rate": float(row["learning_rate"]),
-        "augmentation": str(row["augmentation"]),
-    }
+    # Every axis of the grid (cvgrid.grid.AXES), as the Python type of its values.
+    point = {axis: row[axis].item() if hasattr(row[axis], "item") else row[axis] for axis in axes_of(summary)}
     estimate = {
         "corrected_accuracy": float(selected["corrected_accuracy"]),
         "corrected_definition": (f"mean CV accuracy minus the optimism of choosing the best of "
@@ -210,11 +206,9 @@ def refit(
     images_path: Path,
     index_path: Path,
     out_dir: Path,
-    augmentations: dict,
-    training: dict,
+    config: dict,
     split_seed: int,
     validation_fraction: float,
-    model_options: dict,
     groups_path: Path | None,
     weights_path: Path | None,
     checkpoint_path: Path | None,
@@ -222,19 +216,19 @@ def refit(
     threads: int,
 ) -> dict:
     """Read the best grid point, refit it on all images, write the final model's files.
-    `training`: the config's max_epochs, patience, seed, precision and checkpoint_seconds."""
+    `config`: the config's `training`, `augmentations` and `models` (cvgrid.grid.point_settings
+    fills in what the grid point does not set, as it did for the point's CV jobs)."""
     chosen = best_point(pd.read_csv(summary_path, sep="\t"), model_name)
     point = chosen["grid_point"]
+    training = config["training"]
     try:
-        policy = augmentation_policy(augmentations, point["augmentation"])
+        values = point_settings(config, point)
     except ConfigError as error:
         raise FinalError(f"the best grid point of {model_name}: {error}") from None
-    settings = TrainSettings(
-        **point, **policy, max_epochs=int(training["max_epochs"]), patience=int(training["patience"]),
-        seed=int(training["seed"]), repeat=ALL_DATA, fold=ALL_DATA,
-        # Pretrained backbone, as the CV jobs of this model had it.
-        weights=None if weights_path is None else str(weights_path),
-    )
+    # Pretrained backbone, as the CV jobs of this model had it.
+    settings = settings_from_json(values, repeat=ALL_DATA, fold=ALL_DATA,
+                                  weights=None if weights_path is None else str(weights_path))
+    policy = {key: values[key] for key in ("rotation_degrees", "shift_fraction", "zoom_fraction")}
     with training_job(images_path, index_path, training["precision"], device, threads,
                       float(training["checkpoint_seconds"])) as job:
         images, index = job.images, job.index
@@ -244,7 +238,7 @@ def refit(
         split = refit_split(index["label"].to_numpy(), split_seed, validation_fraction, groups)
         result = job.fit(settings, split, checkpoint_path)
 
-        spec = get_spec(model_name)
+        spec = get_spec(settings.builder)
         normalization = (None if weights_path is None
                          else {"mean": list(spec.pretrained.mean), "std": list(spec.pretrained.std)})
         model = result.model.to("cpu").float().eval()
@@ -262,7 +256,10 @@ def refit(
             "description": spec.description,
             **chosen,
             "augmentation_policy": policy,
-            "model_options": model_options,
+            # What builds the network (predict rebuilds it from these): the registry entry and
+            # its options that differ from their defaults.
+            "architecture": settings.builder,
+            "model_options": settings.build_options(),
             "class_names": job.class_names,
             "num_classes": len(job.class_names),
             "input_size": spec.input_size,

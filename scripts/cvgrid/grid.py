@@ -7,40 +7,138 @@ import itertools
 
 import pandas as pd
 
-from cvgrid.models import model_names  # the registry is torch-free too
+from cvgrid.models import get_spec, model_names  # the registry is torch-free too
 
-# Column order = folder order in results/train/... and column order in cv_summary.tsv.
-GRID_KEYS = ["model", "batch_size", "learning_rate", "augmentation"]
+# Every training setting a grid may vary, in the order of the folders in results/train/...
+# and of the columns of cv_folds.tsv / cv_summary.tsv, with the type of its values. The first
+# four are always axes (the reference grid's); any other is an axis when `grid:` lists it,
+# else its one value comes from `training:` (TRAINING_SETTINGS), so a grid without them has
+# the reference grid's folders and results.
+AXES: dict[str, type] = {
+    "model": str,
+    "batch_size": int,
+    "learning_rate": float,
+    "augmentation": str,
+    "recipe": str,  # a named set of the settings below (config `recipes:`), compared as one
+    "optimizer": str,  # adam | adamw | sgd (Nesterov momentum 0.9)
+    "weight_decay": float,
+    "label_smoothing": float,
+    "schedule": str,  # constant | cosine | onecycle (cvgrid.training.make_scheduler)
+    "warmup_epochs": int,
+    "max_epochs": int,
+    "patience": int,
+    "dropout": float,  # the model's dropout option; training.dropout null = the model's own
+    "seed": int,  # the training seed: as an axis it measures training noise on the same folds
+    "tta": str,  # test-time augmentation when scoring the test fold: none | shifts
+}
+REQUIRED_AXES = ("model", "batch_size", "learning_rate", "augmentation")
+TRAINING_SETTINGS = tuple(key for key in AXES if key not in (*REQUIRED_AXES, "recipe"))
+# The reference grid's axes (kept for code that reads tables of that grid).
+GRID_KEYS = list(REQUIRED_AXES)
 # What an augmentation policy sets (the schema fills in 0 for each key a policy leaves out).
 AUGMENTATION_KEYS = ("rotation_degrees", "shift_fraction", "zoom_fraction")
+# Keys of a `models:` entry that are not the builder's options.
+MODEL_ENTRY_KEYS = ("pretrained", "weights_file", "weights_url", "architecture", "options")
 
 
 class ConfigError(ValueError):
     pass
 
 
+def grid_axes(config: dict) -> list[str]:
+    """The axes the config's grid varies (lists), in AXES order."""
+    unknown = [key for key in config["grid"] if key not in AXES]
+    if unknown:  # the schema refuses them first; this guards direct callers
+        raise ConfigError(f"grid: unknown axis {unknown[0]!r} (axes: {list(AXES)})")
+    return [key for key in AXES if key in config["grid"]]
+
+
+def axes_of(table: pd.DataFrame) -> list[str]:
+    """The grid axes among a table's columns (cv_folds.tsv, cv_summary.tsv, ...), in AXES order."""
+    return [key for key in AXES if key in table.columns]
+
+
+def architecture(config: dict, model: str) -> str:
+    """The registry entry (scripts/cvgrid/models.py) that builds the config's model `model`:
+    its `architecture`, or its own name."""
+    return (config.get("models", {}).get(model) or {}).get("architecture", model)
+
+
+def model_options(config: dict, model: str) -> dict:
+    """The builder options of the config's model `model` (`models.<model>.options`)."""
+    return dict((config.get("models", {}).get(model) or {}).get("options") or {})
+
+
+def _check_models(config: dict) -> None:
+    for name in config.get("models", {}):
+        arch = architecture(config, name)
+        if arch not in model_names():
+            where = f"models.{name}.architecture is {arch!r}, which" if arch != name else f"models: {name!r}"
+            raise ConfigError(f"{where} is not registered in scripts/cvgrid/models.py (registered: {model_names()})")
+        accepted = get_spec(arch).options
+        for option in model_options(config, name):
+            if option not in accepted:
+                raise ConfigError(f"models.{name}.options.{option}: the model {arch!r} has no option {option!r} "
+                                  f"(its options: {sorted(accepted) or 'none'})")
+
+
 def grid_table(config: dict) -> pd.DataFrame:
     """One row per grid point: the Cartesian product of config["grid"] lists."""
-    unregistered = [m for m in config.get("models", {}) if m not in model_names()]
-    if unregistered:
-        raise ConfigError(
-            f"models: {unregistered} {'is' if len(unregistered) == 1 else 'are'} not registered in "
-            f"scripts/cvgrid/models.py (registered: {model_names()})"
-        )
+    _check_models(config)
     grid = config["grid"]
-    for key, known in (("model", config.get("models", {})), ("augmentation", config.get("augmentations", {}))):
-        unknown = [v for v in grid[key] if v not in known]
+    named = (("model", config.get("models", {})), ("augmentation", config.get("augmentations", {})),
+             ("recipe", config.get("recipes", {})))
+    for key, known in named:
+        unknown = [v for v in grid.get(key, []) if v not in known]
         if unknown:
             raise ConfigError(
                 f"grid.{key} names {unknown}, which {'is' if len(unknown) == 1 else 'are'} not defined "
                 f"under '{key}s:' in the config (defined: {sorted(known)})"
             )
-    rows = list(itertools.product(*(grid[key] for key in GRID_KEYS)))
-    table = pd.DataFrame(rows, columns=GRID_KEYS)
+    axes = grid_axes(config)
+    for name in grid.get("recipe", []):
+        both = [key for key in config["recipes"][name] or {} if key in axes]
+        if both:
+            raise ConfigError(f"recipes.{name} sets {both[0]}, which is also an axis of the grid: "
+                              "one of the two must go")
+    recipes = [config["recipes"][name] or {} for name in grid.get("recipe", [])]
+    dropout = grid.get("dropout", [config.get("training", {}).get("dropout"),
+                                   *(recipe.get("dropout") for recipe in recipes)])
+    if any(value is not None for value in dropout):
+        without = [m for m in grid["model"] if "dropout" not in get_spec(architecture(config, m)).options]
+        if without:
+            raise ConfigError(f"dropout is set (grid.dropout or training.dropout), but the model {without[0]!r} "
+                              "has no dropout option (scripts/cvgrid/models.py)")
+    rows = list(itertools.product(*(grid[key] for key in axes)))
+    table = pd.DataFrame(rows, columns=axes)
     duplicated = table[table.duplicated()]
     if not duplicated.empty:
         raise ConfigError(f"the grid lists a point twice: {duplicated.iloc[0].to_dict()}")
-    return table.astype({"model": str, "batch_size": int, "learning_rate": float, "augmentation": str})
+    return table.astype({key: AXES[key] for key in axes})
+
+
+def point_settings(config: dict, point: dict) -> dict:
+    """Everything a training job of the grid point `point` (axis -> value) needs, as the
+    keyword arguments of cvgrid.training.TrainSettings without repeat, fold and weights: the
+    point's axes, every other training setting from its recipe (`recipes:`, if the grid has
+    that axis) or else from `training:`, the augmentation policy's
+    numbers and the model's registry entry and options. `config` needs `training`,
+    `augmentations`, `models` and `recipes` (refit_best.py gets just these). One function, so that a
+    CV job and the refit of the same point train the same way."""
+    training = config["training"]
+    settings = {key: AXES[key](point[key]) for key in REQUIRED_AXES}
+    # An axis's value, else the point's recipe's, else the one of `training:`.
+    recipe = {}
+    if "recipe" in point:
+        recipe = (config.get("recipes") or {}).get(point["recipe"]) or {}
+    for key in TRAINING_SETTINGS:
+        value = point[key] if key in point else recipe.get(key, training.get(key))
+        settings[key] = None if value is None else AXES[key](value)
+    settings["recipe"] = point.get("recipe")
+    settings.update(augmentation_policy(config["augmentations"], settings["augmentation"]))
+    settings["architecture"] = architecture(config, settings["model"])
+    settings["model_options"] = model_options(config, settings["model"])
+    return settings
 
 
 def augmentation_policy(augmentations: dict, name: str) -> dict[str, float]:

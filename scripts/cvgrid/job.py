@@ -29,13 +29,13 @@ from cvgrid import hardware
 from cvgrid.data import DataError, class_names, load_prepared
 from cvgrid.folds import FoldError, split_indices
 from cvgrid.io import write_json, write_tsv
-from cvgrid.training import CheckpointError, FoldResult, TrainSettings, fit
+from cvgrid.training import CheckpointError, FoldResult, SettingsError, TrainSettings, fit
 from cvgrid.weights import WeightsError
 
 log = logging.getLogger(__name__)
 
 # Errors that name a bad input (file, key, value): a script prints them as one line.
-INPUT_ERRORS = (DataError, FoldError, WeightsError, CheckpointError, hardware.CudaUnusable)
+INPUT_ERRORS = (DataError, FoldError, WeightsError, CheckpointError, SettingsError, hardware.CudaUnusable)
 
 
 class Terminated(SystemExit):

@@ -2,7 +2,10 @@
 
 Adding a model is one decorated function here plus an entry under `models:` in the
 config. The function gets the number of classes and returns an `nn.Module` that maps a
-float batch (N, 3, input_size, input_size) in [0, 1] to logits (N, num_classes).
+float batch (N, 3, input_size, input_size) in [0, 1] to logits (N, num_classes). Its keyword
+arguments are its options (e.g. `dropout`, `width`), registered with their defaults; the
+config sets them per model entry (`models.<name>.options`), so several entries (variants,
+`architecture: <registered name>`) share one builder, and `dropout` can be a grid axis.
 
 A model that can start from ImageNet weights says so in its registration,
 `pretrained=Pretrained(weights=<torchvision weights enum member>, backbone=<submodule>, ...)`
@@ -14,7 +17,7 @@ weights: nothing here downloads anything.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -33,18 +36,21 @@ class ModelSpec:
     input_size: int
     description: str
     pretrained: Pretrained | None = None  # where its ImageNet weights come from, if it has any
+    options: dict = field(default_factory=dict)  # the builder's keyword arguments and their defaults
 
 
 MODELS: dict[str, ModelSpec] = {}
 
 
 def register(name: str, input_size: int, pretrained: Pretrained | None = None):
-    """Add the decorated builder to the registry under `name`."""
+    """Add the decorated builder to the registry under `name`; its keyword-only arguments
+    with their defaults are the model's options."""
 
-    def add(build: Callable[[int], nn.Module]) -> Callable[[int], nn.Module]:
+    def add(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in MODELS:
             raise ValueError(f"model {name!r} is registered twice")
-        MODELS[name] = ModelSpec(build, input_size, (build.__doc__ or "").strip(), pretrained)
+        defaults = build.__kwdefaults__ or {}
+        MODELS[name] = ModelSpec(build, input_size, (build.__doc__ or "").strip(), pretrained, dict(defaults))
         return build
 
     return add
@@ -59,7 +65,8 @@ def get_spec(name: str) -> ModelSpec:
 
 
 def build_model(
-    name: str, num_classes: int, weights_path: str | Path | None = None, normalize_input: bool | None = None
+    name: str, num_classes: int, weights_path: str | Path | None = None, normalize_input: bool | None = None,
+    options: dict | None = None,
 ) -> nn.Module:
     """The model `name` for `num_classes` classes, mapping [0, 1] batches to logits.
 
@@ -67,12 +74,17 @@ def build_model(
     (never downloaded here) the backbone is filled from it, and the batches are normalised
     inside the model as those weights expect (the registry's Pretrained.mean/std).
     `normalize_input` overrides whether the input is normalised (by default: with a weights
-    file); predict passes True to rebuild a saved pretrained model for its state dict."""
+    file); predict passes True to rebuild a saved pretrained model for its state dict.
+    `options`: the builder's options (ModelSpec.options) that differ from their defaults."""
     spec = get_spec(name)
+    options = dict(options or {})
+    unknown = [key for key in options if key not in spec.options]
+    if unknown:
+        raise ValueError(f"model {name!r} has no option {unknown[0]!r} (its options: {sorted(spec.options) or 'none'})")
     normalize_input = weights_path is not None if normalize_input is None else normalize_input
     if (weights_path is not None or normalize_input) and spec.pretrained is None:
         raise WeightsError(f"model {name!r} has no pretrained weights (its registry entry names none)")
-    model = spec.build(num_classes)
+    model = spec.build(num_classes, **options)
     if weights_path is not None:
         load_backbone(model, spec.pretrained, weights_path)
     if normalize_input:
@@ -90,14 +102,14 @@ def count_trainable_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def dense_head(in_features: int, num_classes: int) -> nn.Sequential:
+def dense_head(in_features: int, num_classes: int, dropout: float = 0.3) -> nn.Sequential:
     """Dense(256, ReLU) | Dropout(0.3) | Dense(256, ReLU) | Dense(classes), as in the protocol."""
     from torch import nn
 
     return nn.Sequential(
         nn.Linear(in_features, 256),
         nn.ReLU(inplace=True),
-        nn.Dropout(0.3),
+        nn.Dropout(dropout),
         nn.Linear(256, 256),
         nn.ReLU(inplace=True),
         nn.Linear(256, num_classes),
@@ -121,17 +133,18 @@ def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
 
 
 @register("model_a", input_size=100)
-def model_a(num_classes: int) -> nn.Module:
-    """Reference model A: three conv blocks (32, 64, 128) and a dense head, 100 x 100 input."""
+def model_a(num_classes: int, *, dropout: float = 0.3, width: int = 32) -> nn.Module:
+    """Reference model A: three conv blocks (32, 64, 128) and a dense head, 100 x 100 input.
+    Options: dropout of the head; width, the first block's channels (then 2x and 4x)."""
     from torch import nn
 
     # 100 -> 33 -> 11 -> 3 after the three 3x3 max-pools.
     return nn.Sequential(
-        conv_block(3, 32),
-        conv_block(32, 64),
-        conv_block(64, 128),
+        conv_block(3, width),
+        conv_block(width, 2 * width),
+        conv_block(2 * width, 4 * width),
         nn.Flatten(),
-        dense_head(128 * 3 * 3, num_classes),
+        dense_head(4 * width * 3 * 3, num_classes, dropout),
     )
 
 
@@ -145,8 +158,9 @@ def model_a(num_classes: int) -> nn.Module:
         source_prefix="features.",
     ),
 )
-def model_b(num_classes: int) -> nn.Module:
-    """Reference model B: MobileNetV2 features | GlobalMaxPool | dense head, 128 x 128 input."""
+def model_b(num_classes: int, *, dropout: float = 0.3) -> nn.Module:
+    """Reference model B: MobileNetV2 features | GlobalMaxPool | dense head, 128 x 128 input.
+    Option: dropout of the head."""
     from torch import nn
     from torchvision.models import mobilenet_v2
 
@@ -154,7 +168,7 @@ def model_b(num_classes: int) -> nn.Module:
         mobilenet_v2(weights=None).features,
         nn.AdaptiveMaxPool2d(1),  # Keras' GlobalMaxPool2D
         nn.Flatten(),
-        dense_head(1280, num_classes),
+        dense_head(1280, num_classes, dropout),
     )
 
 

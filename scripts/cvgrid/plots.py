@@ -10,49 +10,94 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from cvgrid.grid import axes_of  # noqa: E402
+
 
 # How a cell of the heatmap marks its grid point's verdict against the model's best.
 VERDICT_MARKS = {"best": "best", "worse": "worse", "practically equivalent": "equiv.", "undecided": "?"}
 
 
-def heatmap(summary: pd.DataFrame, model: str, path, verdicts: pd.DataFrame | None = None) -> None:
-    """Batch size x learning rate, one panel per augmentation policy; each cell the mean
+def heatmap_layout(summary: pd.DataFrame, model: str, chosen: list[str] | None = None) -> tuple[str, str, list[str]]:
+    """The heatmap of `model`: its (rows, columns) axes and the axes whose combinations make
+    one panel each. `chosen`: the config's plots.heatmap_axes; by default the first two axes
+    (after model, in cvgrid.grid.AXES order) that vary in the model's grid, then the first
+    that do not (batch_size x learning_rate with one panel per augmentation on the reference
+    grid). Every other axis that varies gets its panels, so each cell is one grid point."""
+    rows = summary[summary["model"] == model]
+    axes = [axis for axis in axes_of(summary) if axis != "model"]
+    varying = [axis for axis in axes if rows[axis].nunique() > 1]
+    if chosen:
+        unknown = [axis for axis in chosen if axis not in axes]
+        if unknown:
+            raise ValueError(f"plots.heatmap_axes names {unknown[0]!r}, which is not an axis of this grid "
+                             f"(axes: {axes})")
+        pair = list(chosen)
+    else:
+        pair = (varying + [axis for axis in axes if axis not in varying])[:2]
+    return pair[0], pair[1], [axis for axis in varying if axis not in pair]
+
+
+def _value(v) -> str:
+    return f"{v:g}" if isinstance(v, (float, np.floating)) else str(v)
+
+
+def heatmap(summary: pd.DataFrame, model: str, path, verdicts: pd.DataFrame | None = None,
+            axes: list[str] | None = None) -> None:
+    """Two grid axes (heatmap_layout; batch size x learning rate on the reference grid), one
+    panel per combination of the other axes that vary (augmentation); each cell the mean
     accuracy (%), below it the fold spread (± 2 x std) and, with `verdicts`
     (compare_to_best.tsv), the grid point's verdict against the model's best (VERDICT_MARKS).
     One colour scale for all panels."""
-    keys = ["model", "batch_size", "learning_rate", "augmentation"]
+    keys = axes_of(summary)
+    row_axis, column_axis, panel_axes = heatmap_layout(summary, model, axes)
     rows = summary[summary["model"] == model]
     if verdicts is not None:
         rows = rows.merge(verdicts[keys + ["verdict"]], on=keys, how="left")
-    policies = sorted(rows["augmentation"].unique())
+    panels = (sorted(rows.groupby(panel_axes).groups) if panel_axes else [()])
+    panels = [p if isinstance(p, tuple) else (p,) for p in panels]
     vmin, vmax = 100 * rows["mean_accuracy"].min(), 100 * rows["mean_accuracy"].max()
-    fig, axes = plt.subplots(1, len(policies), figsize=(4.2 * len(policies) + 1, 3.6), squeeze=False)
-    for ax, policy in zip(axes[0], policies):
-        part = rows[rows["augmentation"] == policy]
-        mean = part.pivot(index="batch_size", columns="learning_rate", values="mean_accuracy") * 100
-        spread = part.pivot(index="batch_size", columns="learning_rate", values="acc_std_x2") * 100
+    columns = min(len(panels), 3)
+    lines = (len(panels) + columns - 1) // columns
+    fig, axes_grid = plt.subplots(lines, columns, figsize=(4.2 * columns + 1, 3.6 * lines), squeeze=False)
+    for ax in axes_grid.flat[len(panels):]:
+        ax.axis("off")
+    for ax, panel in zip(axes_grid.flat, panels):
+        part = rows
+        for axis, value in zip(panel_axes, panel):
+            part = part[part[axis] == value]
+        mean = part.pivot(index=row_axis, columns=column_axis, values="mean_accuracy") * 100
+        spread = part.pivot(index=row_axis, columns=column_axis, values="acc_std_x2") * 100
         labels = mean.map(lambda v: f"{v:.1f}") + "\n±" + spread.map(lambda v: f"{v:.1f}")
         if verdicts is not None:
-            marks = part.pivot(index="batch_size", columns="learning_rate", values="verdict")
+            marks = part.pivot(index=row_axis, columns=column_axis, values="verdict")
             labels = labels + "\n" + marks.map(lambda v: VERDICT_MARKS.get(v, ""))
         sns.heatmap(mean, annot=labels.to_numpy(), fmt="", cmap="viridis", vmin=vmin, vmax=vmax,
-                    cbar=ax is axes[0][-1], cbar_kws={"label": "mean accuracy (%)"}, ax=ax,
+                    cbar=ax is axes_grid.flat[len(panels) - 1], cbar_kws={"label": "mean accuracy (%)"}, ax=ax,
                     annot_kws={"fontsize": 8})
-        ax.set_title(f"{model}, augmentation: {policy}")
-        ax.set_xlabel("learning rate")
-        ax.set_ylabel("batch size")
+        ax.set_title(", ".join([model, *(f"{axis.replace('_', ' ')}: {_value(v)}" for axis, v in zip(panel_axes, panel))]))
+        ax.set_xlabel(column_axis.replace("_", " "))
+        ax.set_ylabel(row_axis.replace("_", " "))
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
+# Short names of the axes in a grid point's one-line label.
+_SHORT = {"batch_size": "bs", "learning_rate": "lr", "augmentation": "aug"}
+
+
+def point_labels(table: pd.DataFrame) -> pd.Series:
+    """'model_a bs=32 lr=0.001 aug=none' for each row (every axis of the grid)."""
+    axes = [axis for axis in axes_of(table) if axis != "model"]
+    return table.apply(
+        lambda r: " ".join([str(r["model"]), *(f"{_SHORT.get(a, a)}={_value(r[a])}" for a in axes)]), axis=1)
+
+
 def fold_accuracies(folds: pd.DataFrame, summary: pd.DataFrame, path) -> None:
     """Every fold's accuracy per grid point (dots) and the mean (bar), best grid point on top."""
-    labels = summary.apply(
-        lambda r: f"{r.model} bs={r.batch_size} lr={r.learning_rate:g} aug={r.augmentation}", axis=1
-    )
+    labels = point_labels(summary)
     order = list(labels)
-    data = folds.merge(summary[["model", "batch_size", "learning_rate", "augmentation"]].assign(point=labels))
+    data = folds.merge(summary[axes_of(summary)].assign(point=labels))
     data = data.assign(accuracy_pct=100 * data["accuracy"])
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.32 * len(order)))
     sns.pointplot(data=data, y="point", x="accuracy_pct", order=order, errorbar=None, linestyle="none",
@@ -93,7 +138,7 @@ def factor_effects(effects: pd.DataFrame, path) -> None:
 def parallel_coordinates(summary: pd.DataFrame, path) -> None:
     """The whole grid: one line per grid point through its settings to its mean accuracy,
     coloured by that accuracy (categorical axes are spaced evenly, numbers in order)."""
-    axes_names = ["model", "batch_size", "learning_rate", "augmentation", "mean_accuracy"]
+    axes_names = [*axes_of(summary), "mean_accuracy"]
     positions = {}
     for name in axes_names[:-1]:
         levels = sorted(summary[name].unique())
@@ -101,7 +146,7 @@ def parallel_coordinates(summary: pd.DataFrame, path) -> None:
     low, high = summary["mean_accuracy"].min(), summary["mean_accuracy"].max()
     span = (high - low) or 1.0
     cmap = plt.get_cmap("viridis")
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    fig, ax = plt.subplots(figsize=(max(9, 1.8 * len(axes_names)), 4.5))
     for row in summary.sort_values("mean_accuracy").itertuples():
         ys = [positions[n][getattr(row, n)] for n in axes_names[:-1]] + [(row.mean_accuracy - low) / span]
         ax.plot(range(len(axes_names)), ys, color=cmap((row.mean_accuracy - low) / span), alpha=0.8, lw=1.5)
@@ -111,7 +156,7 @@ def parallel_coordinates(summary: pd.DataFrame, path) -> None:
                  else [(f"{100 * (low + f * span):.1f}%", f) for f in (0, 0.5, 1)])
         for label, y in ticks:
             ax.text(i + 0.03, y, f"{label:g}" if isinstance(label, float) else str(label), fontsize=8, va="center")
-    ax.set_xticks(range(len(axes_names)), ["model", "batch size", "learning rate", "augmentation", "mean accuracy"])
+    ax.set_xticks(range(len(axes_names)), [name.replace("_", " ") for name in axes_names])
     ax.set_yticks([])
     ax.set_ylim(-0.05, 1.05)
     fig.colorbar(plt.cm.ScalarMappable(norm=plt.Normalize(100 * low, 100 * high), cmap=cmap), ax=ax,
@@ -179,9 +224,7 @@ def error_gallery(images: np.ndarray, errors: pd.DataFrame, class_names: list[st
 
 def protocol_comparison(table: pd.DataFrame, primary: str, compared: str, path) -> None:
     """Each grid point's mean accuracy (+- 2 x std) under two CV protocols, best (primary) on top."""
-    labels = table.apply(
-        lambda r: f"{r.model} bs={r.batch_size} lr={r.learning_rate:g} aug={r.augmentation}", axis=1
-    )
+    labels = point_labels(table)
     y = np.arange(len(table))[::-1]
     fig, ax = plt.subplots(figsize=(8, 1.4 + 0.35 * len(table)))
     for side, label, offset, colour in (("primary", primary, 0.12, "tab:blue"), ("compared", compared, -0.12, "tab:orange")):

@@ -92,7 +92,11 @@ class TorchBackend:
 
         # A pretrained model carries its input normalisation (cvgrid.final); older folders lack the key.
         normalized = info.get("input_normalization") is not None
-        module = build_model(info["model"], len(info["class_names"]), normalize_input=normalized)
+        # Folders written before model variants lack "architecture" (it was the model's name) and
+        # their "model_options" was the config entry, not the builder's options.
+        options = info.get("model_options") if "architecture" in info else None
+        module = build_model(info.get("architecture", info["model"]), len(info["class_names"]),
+                             normalize_input=normalized, options=options)
         state = torch.load(Path(model_dir) / info["files"]["weights"], map_location="cpu", weights_only=True)
         module.load_state_dict(state)
         return cls.from_module(module, device)

@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from cvgrid.grid import GRID_KEYS
+from cvgrid.grid import AXES, GRID_KEYS
 from cvgrid.summary import fold_columns, point_summary
 
 __all__ = [
@@ -248,19 +248,28 @@ def holm(pvalues) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 
+def _axes(frame, keys: Sequence[str] | None) -> list[str]:
+    """`keys`, or the grid axes among the frame's columns (cvgrid.grid.AXES): a grid may vary
+    any training setting, and every table carries its axes as columns."""
+    if keys is not None:
+        return list(keys)
+    names = frame.columns if isinstance(frame, pd.DataFrame) else frame  # a row: Series or dict
+    return [key for key in AXES if key in names]
+
+
 def _check_columns(frame: pd.DataFrame, columns: Sequence[str], name: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ValueError(f"{name} lacks columns {missing}")
 
 
-def _wide(folds: pd.DataFrame, keys: Sequence[str] = CONFIG_KEYS) -> pd.DataFrame:
+def _wide(folds: pd.DataFrame, keys: Sequence[str] | None = None) -> pd.DataFrame:
     """Accuracy as (repeat, fold) rows x configuration columns.
 
     Raises if a configuration has a (repeat, fold) twice or misses one that
     another configuration has: comparisons must be paired on the same folds.
     """
-    keys = list(keys)
+    keys = _axes(folds, keys)
     _check_columns(folds, keys + list(PAIR_KEYS) + ["accuracy"], "folds")
     if folds.empty:
         raise ValueError("folds is empty")
@@ -434,7 +443,7 @@ def selection_corrected(accuracy: np.ndarray) -> dict:
     return {"winner": winner, "raw_accuracy": raw, "selection_bias": bias, "corrected_accuracy": raw - bias}
 
 
-def selected_points(summary: pd.DataFrame, keys: Sequence[str] = CONFIG_KEYS) -> pd.DataFrame:
+def selected_points(summary: pd.DataFrame, keys: Sequence[str] | None = None) -> pd.DataFrame:
     """Each model's best grid point, and the best of the whole grid, with its raw mean CV
     accuracy and that accuracy corrected for the selection (:func:`selection_corrected`),
     from cv_summary.tsv (:func:`cvgrid.summary.cv_summary`: best first, per-fold columns).
@@ -443,7 +452,7 @@ def selected_points(summary: pd.DataFrame, keys: Sequence[str] = CONFIG_KEYS) ->
     chosen among), the keys, ``raw_accuracy``, ``selection_bias``, ``corrected_accuracy``,
     ``fold_spread_x2`` (2 x std of the winner's fold accuracies) and ``folds``.
     """
-    keys = list(keys)
+    keys = _axes(summary, keys)
     acc_columns = fold_columns(summary)
     if summary[acc_columns].isna().to_numpy().any():
         raise ValueError("not every grid point has every (repeat, fold): the selection needs the same folds")
@@ -479,7 +488,7 @@ def _pair_row(diffs, n_train, n_test, rope) -> dict:
 
 def compare_to_best(folds: pd.DataFrame, by_model: bool = True, alpha: float = 0.05,
                     rope: float = 0.005, probability: float = 0.95,
-                    keys: Sequence[str] = CONFIG_KEYS) -> pd.DataFrame:
+                    keys: Sequence[str] | None = None) -> pd.DataFrame:
     """Every configuration against the best one (of its model, or overall), with a verdict.
 
     The best is rank 1 of :func:`cvgrid.summary.point_summary` (the point cv_summary.tsv and
@@ -498,7 +507,7 @@ def compare_to_best(folds: pd.DataFrame, by_model: bool = True, alpha: float = 0
     ``p_holm``, ``significantly_worse``, ``prob_worse``, ``prob_rope``, ``prob_better``,
     ``repeats_needed`` and ``k``. Rows sorted by model (if ``by_model``), best first.
     """
-    keys = list(keys)
+    keys = _axes(folds, keys)
     wide = _wide(folds, keys)
     n_train, n_test = _sizes(folds)
     n_folds, _ = _fold_design(folds)
@@ -556,7 +565,7 @@ def _best_pairs(folds: pd.DataFrame, keys: Sequence[str]) -> list[tuple[pd.Serie
 
 
 def compare_models(folds: pd.DataFrame, alpha: float = 0.05, rope: float = 0.005,
-                   probability: float = 0.95, keys: Sequence[str] = CONFIG_KEYS) -> pd.DataFrame:
+                   probability: float = 0.95, keys: Sequence[str] | None = None) -> pd.DataFrame:
     """The best configuration of each model against the best of every other model.
 
     Models are ranked by the mean accuracy of their best configuration; for each pair with
@@ -573,7 +582,7 @@ def compare_models(folds: pd.DataFrame, alpha: float = 0.05, rope: float = 0.005
     ``prob_worse``/``prob_rope``/``prob_better`` (posterior probabilities for a relative to
     b) and ``k``. Empty (same columns) with fewer than two models.
     """
-    keys = list(keys)
+    keys = _axes(folds, keys)
     wide = _wide(folds, keys)
     n_train, n_test = _sizes(folds)
     rows = []
@@ -605,7 +614,7 @@ _NOISE_COLUMNS = ["n_repeats", "mean_accuracy", "repeat_mean_min", "repeat_mean_
                   "repeat_range", "repeat_std"]
 
 
-def repeat_noise(folds: pd.DataFrame, keys: Sequence[str] = CONFIG_KEYS) -> pd.DataFrame:
+def repeat_noise(folds: pd.DataFrame, keys: Sequence[str] | None = None) -> pd.DataFrame:
     """Spread of each configuration's mean accuracy across repeats (the noise floor).
 
     For each configuration the mean accuracy over the folds of each repeat
@@ -618,7 +627,7 @@ def repeat_noise(folds: pd.DataFrame, keys: Sequence[str] = CONFIG_KEYS) -> pd.D
     With a single repeat there is nothing to measure: an empty frame with
     the same columns (the keys plus the above) is returned.
     """
-    keys = list(keys)
+    keys = _axes(folds, keys)
     wide = _wide(folds, keys)
     columns = keys + _NOISE_COLUMNS
     n_repeats = wide.index.get_level_values("repeat").nunique()
@@ -681,10 +690,9 @@ def _default_reference(levels: list) -> object:
     return "none" if "none" in levels else levels[0]
 
 
-def factor_effects(folds: pd.DataFrame, factors: Sequence[str] = ("augmentation", "batch_size",
-                                                                   "learning_rate", "model"),
+def factor_effects(folds: pd.DataFrame, factors: Sequence[str] | None = None,
                    reference: dict | None = None, alpha: float = 0.05,
-                   keys: Sequence[str] = CONFIG_KEYS) -> pd.DataFrame:
+                   keys: Sequence[str] | None = None) -> pd.DataFrame:
     """Effect of each factor level on accuracy, averaged over the other factors, paired by fold.
 
     For a factor F, a level L and the reference level R: for every
@@ -716,7 +724,8 @@ def factor_effects(folds: pd.DataFrame, factors: Sequence[str] = ("augmentation"
     ``significant``, ``one_fold_dominates``, ``k``.
     ``level`` and ``reference`` keep their original types (object column).
     """
-    keys = list(keys)
+    keys = _axes(folds, keys)
+    factors = sorted(keys) if factors is None else factors
     reference = dict(reference or {})
     wide = _wide(folds, keys)
     n_train, n_test = _sizes(folds)
@@ -776,7 +785,9 @@ def factor_effects(folds: pd.DataFrame, factors: Sequence[str] = ("augmentation"
 # ---------------------------------------------------------------------------
 
 _FACTOR_NAMES = {"augmentation": "augmentation", "batch_size": "batch size",
-                 "learning_rate": "learning rate", "model": "model"}
+                 "learning_rate": "learning rate", "model": "model", "weight_decay": "weight decay",
+                 "label_smoothing": "label smoothing", "warmup_epochs": "warm-up epochs",
+                 "max_epochs": "max epochs", "seed": "training seed", "tta": "test-time augmentation"}
 
 
 def _fmt_value(v) -> str:
@@ -785,9 +796,9 @@ def _fmt_value(v) -> str:
     return str(v)
 
 
-def _describe(config, keys: Sequence[str] = CONFIG_KEYS) -> str:
+def _describe(config, keys: Sequence[str] | None = None) -> str:
     """'batch size 32, learning rate 0.001, augmentation affine' (model left out)."""
-    return ", ".join(f"{_FACTOR_NAMES.get(k, k)} {_fmt_value(config[k])}" for k in keys if k != "model")
+    return ", ".join(f"{_FACTOR_NAMES.get(k, k)} {_fmt_value(config[k])}" for k in _axes(config, keys) if k != "model")
 
 
 def _model(name) -> str:
@@ -821,7 +832,7 @@ def summary_text(cv_summary: pd.DataFrame, comparisons: pd.DataFrame, effects: p
                  model_comparisons: pd.DataFrame | None = None,
                  noise_by_model: pd.DataFrame | None = None, alpha: float = 0.05, rope: float = 0.005,
                  probability: float = 0.95, max_listed: int = 5,
-                 keys: Sequence[str] = CONFIG_KEYS, diverged: pd.DataFrame | None = None) -> str:
+                 keys: Sequence[str] | None = None, diverged: pd.DataFrame | None = None) -> str:
     """The answer in words, generated from the tables; deterministic.
 
     Parameters
@@ -846,7 +857,7 @@ def summary_text(cv_summary: pd.DataFrame, comparisons: pd.DataFrame, effects: p
     Returns paragraphs separated by blank lines, using only ``**bold**`` markup.
     Accuracies are in percent, differences in percentage points, with one decimal.
     """
-    keys = list(keys)
+    keys = _axes(cv_summary, keys)
     paragraphs = []
     rope_pts = f"{100 * rope:g} points"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cvgrid.grid import GRID_KEYS
+from cvgrid.grid import GRID_KEYS, axes_of
 
 # Each metrics.json must have these, or the gather step names the file and stops.
 REQUIRED_METRICS = ("accuracy", "loss", "epochs_run", "best_epoch", "n_train", "n_validation", "n_test", "config")
@@ -34,8 +34,9 @@ def read_metrics(path: str | Path) -> dict:
     return metrics
 
 
-def fold_table(metrics_paths) -> pd.DataFrame:
-    """One row per training job: grid keys, repeat, fold, accuracy, and run facts.
+def fold_table(metrics_paths, axes=GRID_KEYS) -> pd.DataFrame:
+    """One row per training job: the grid's axes (cvgrid.grid.grid_axes of the config), repeat,
+    fold, accuracy, and run facts.
 
     ``n_train``, ``n_validation`` and ``n_test`` mean what they mean in metrics.json: the
     images the network was fitted on, its early-stopping part, the scored test fold."""
@@ -43,8 +44,11 @@ def fold_table(metrics_paths) -> pd.DataFrame:
     for path in metrics_paths:
         m = read_metrics(path)
         c = m["config"]
+        missing = [key for key in axes if key not in c]
+        if missing:
+            raise MetricsError(f"metrics file {path} has no setting {missing[0]!r} (an axis of this grid) in its config")
         rows.append({
-            **{key: c[key] for key in GRID_KEYS},
+            **{key: c[key] for key in axes},
             "repeat": c["repeat"], "fold": c["fold"],
             "accuracy": m["accuracy"], "loss": m["loss"],
             # Training loss NaN/inf: the fold was scored with its best weights before that epoch.
@@ -55,7 +59,7 @@ def fold_table(metrics_paths) -> pd.DataFrame:
             "precision": m.get("precision"), "device": m.get("device"),
         })
     table = pd.DataFrame(rows)
-    return table.sort_values([*GRID_KEYS, "repeat", "fold"], ignore_index=True)
+    return table.sort_values([*axes, "repeat", "fold"], ignore_index=True)
 
 
 # The spread of a grid point's fold accuracies: numpy's default std (ddof=0), as in the
@@ -64,13 +68,14 @@ def fold_table(metrics_paths) -> pd.DataFrame:
 STD_DDOF = 0
 
 
-def point_summary(folds: pd.DataFrame, keys=GRID_KEYS) -> pd.DataFrame:
+def point_summary(folds: pd.DataFrame, keys=None) -> pd.DataFrame:
     """THE summary of each grid point, used by cv_summary.tsv, the statistics, the written
     summary and refit_best: ``mean_accuracy`` over all (repeat, fold) pairs, ``acc_std_x2``
     (2 x std, ddof=STD_DDOF), ``folds`` (number of pairs) and ``rank`` within its model (1 =
     the model's best). Rows best first; equal means are ordered by the grid keys (smallest
-    batch size, learning rate, ... first), so a model's best is always one and the same point."""
-    keys = list(keys)
+    batch size, learning rate, ... first), so a model's best is always one and the same point.
+    `keys`: the grid's axes, by default those among the table's columns."""
+    keys = axes_of(folds) if keys is None else list(keys)
     grouped = folds.groupby(keys, sort=False)["accuracy"]
     summary = grouped.agg(mean_accuracy="mean", acc_std_x2=lambda a: 2 * a.std(ddof=STD_DDOF),
                           folds="size").reset_index()
@@ -83,11 +88,12 @@ def point_summary(folds: pd.DataFrame, keys=GRID_KEYS) -> pd.DataFrame:
 def cv_summary(folds: pd.DataFrame) -> pd.DataFrame:
     """cv_summary.tsv: :func:`point_summary`, then mean epochs, training minutes and each
     fold's accuracy (``acc_r<repeat>_f<fold>``)."""
-    summary = point_summary(folds).set_index(GRID_KEYS)
-    grouped = folds.groupby(GRID_KEYS, sort=False)
+    keys = axes_of(folds)
+    summary = point_summary(folds, keys).set_index(keys)
+    grouped = folds.groupby(keys, sort=False)
     summary["mean_epochs"] = grouped["epochs_run"].mean()
     summary["minutes"] = grouped["seconds"].sum() / 60
-    per_fold = folds.pivot_table(index=GRID_KEYS, columns=["repeat", "fold"], values="accuracy", sort=False)
+    per_fold = folds.pivot_table(index=keys, columns=["repeat", "fold"], values="accuracy", sort=False)
     per_fold.columns = [f"acc_r{r}_f{f}" for r, f in per_fold.columns]
     return summary.join(per_fold).reset_index()
 
@@ -97,12 +103,12 @@ def fold_columns(summary: pd.DataFrame) -> list[str]:
     return [c for c in summary.columns if str(c).startswith("acc_r")]
 
 
-def complete_points(folds: pd.DataFrame, pairs: int, keys=GRID_KEYS) -> tuple[pd.DataFrame, pd.DataFrame]:
+def complete_points(folds: pd.DataFrame, pairs: int, keys=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The rows of the grid points that have all `pairs` (repeat, fold) pairs, and the grid
     points that do not (keys and the number of pairs they have): paired statistics need the
     same folds for every point, so a grid that is still running is summarised over its
     finished points only, and the unfinished ones are named."""
-    keys = list(keys)
+    keys = axes_of(folds) if keys is None else list(keys)
     counts = folds.groupby(keys, sort=True).size().rename("pairs").reset_index()
     done = counts["pairs"] == pairs
     finished = folds.merge(counts.loc[done, keys], on=keys)
@@ -121,16 +127,17 @@ def compare_protocols(primary: pd.DataFrame, compared: pd.DataFrame) -> tuple[pd
     changes (Spearman correlation of the means, same best grid point or not)."""
     from scipy.stats import spearmanr
 
-    columns = [*GRID_KEYS, "mean_accuracy", "acc_std_x2"]
-    table = primary[columns].merge(compared[columns], on=GRID_KEYS, suffixes=("_primary", "_compared"))
+    keys = axes_of(primary)
+    columns = [*keys, "mean_accuracy", "acc_std_x2"]
+    table = primary[columns].merge(compared[columns], on=keys, suffixes=("_primary", "_compared"))
     if len(table) != len(primary) or len(table) != len(compared):
         raise MetricsError("the two protocols' summaries do not hold the same grid points")
     table["difference"] = table["mean_accuracy_compared"] - table["mean_accuracy_primary"]
     for side in ("primary", "compared"):
         table[f"rank_{side}"] = table[f"mean_accuracy_{side}"].rank(ascending=False, method="min").astype(int)
     table = table.sort_values("rank_primary", kind="stable", ignore_index=True)
-    best_primary = table.loc[table["rank_primary"].idxmin(), GRID_KEYS].to_dict()
-    best_compared = table.loc[table["rank_compared"].idxmin(), GRID_KEYS].to_dict()
+    best_primary = table.loc[table["rank_primary"].idxmin(), keys].to_dict()
+    best_compared = table.loc[table["rank_compared"].idxmin(), keys].to_dict()
     # Rank correlation needs three grid points or more; None (JSON null) below that.
     rho = float(spearmanr(table["mean_accuracy_primary"], table["mean_accuracy_compared"]).statistic) if len(table) > 2 else None
     facts = {

@@ -1,5 +1,7 @@
 """Train one model on one fold: the whole data set on the device, batches resized and
-augmented there, Adam, early stopping on validation accuracy, the test fold scored once.
+augmented there, the optimizer and learning-rate schedule of the settings (the reference
+recipe: Adam at a constant rate), early stopping on validation accuracy, the test fold
+scored once (optionally with test-time augmentation).
 
 The loop is written out in full (no callbacks): `fit` is the story, the helpers above it
 are its steps.
@@ -42,16 +44,117 @@ class TrainSettings:
     fold: int
     eval_batch_size: int = 512
     weights: str | None = None  # pretrained weights file for the model's backbone; None = from scratch
+    # The recipe beyond the reference grid's four axes (cvgrid.grid.AXES); the defaults are the
+    # reference recipe, so its settings, checkpoints and results stay what they were.
+    optimizer: str = "adam"  # adam | adamw | sgd (momentum 0.9, Nesterov)
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+    schedule: str = "constant"  # constant | cosine | onecycle, stepped after every batch
+    warmup_epochs: int = 0  # linear warm-up (constant, cosine); onecycle's rising part
+    dropout: float | None = None  # the model's dropout option; None = the model's default
+    tta: str = "none"  # none | shifts: the test fold scored as the mean over the image and 4 shifts
+    recipe: str | None = None  # the name of the config's recipe these settings come from, if any
+    architecture: str | None = None  # the registry entry that builds `model`; None = `model` itself
+    model_options: dict = field(default_factory=dict)  # the config's models.<model>.options
 
     @property
     def augments(self) -> bool:
         return bool(self.rotation_degrees or self.shift_fraction or self.zoom_fraction)
 
+    @property
+    def builder(self) -> str:
+        return self.architecture or self.model
+
+    def build_options(self) -> dict:
+        """The model's options: the config's, with the dropout setting over them."""
+        return {**self.model_options, **({} if self.dropout is None else {"dropout": self.dropout})}
+
     def label(self) -> str:
+        defaults = TrainSettings.__dataclass_fields__
+        recipe = "".join(f" {key}={getattr(self, key)}" for key in RECIPE_KEYS
+                         if getattr(self, key) != defaults[key].default)
         return (
             f"model={self.model} batch_size={self.batch_size} learning_rate={self.learning_rate} "
-            f"augmentation={self.augmentation} repeat={self.repeat} fold={self.fold}"
+            f"augmentation={self.augmentation}{recipe} repeat={self.repeat} fold={self.fold}"
         )
+
+
+class SettingsError(ValueError):
+    """A training setting the code does not know (the schema checks the config's first)."""
+
+
+def settings_from_json(values: dict, **extra) -> TrainSettings:
+    """TrainSettings from a JSON object (cvgrid.grid.point_settings) and `extra` (repeat, fold,
+    weights); an unknown or missing key is a ValueError naming it."""
+    names = {f.name for f in fields(TrainSettings)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise SettingsError(f"training settings: unknown key {unknown[0]!r} (known: {sorted(names)})")
+    try:
+        return TrainSettings(**values, **extra)
+    except TypeError as error:  # a required key missing
+        raise SettingsError(f"training settings: {error}") from None
+
+
+RECIPE_KEYS = ("recipe", "optimizer", "weight_decay", "label_smoothing", "schedule", "warmup_epochs", "dropout", "tta")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine", "onecycle")
+TTA_MODES = ("none", "shifts")
+TTA_SHIFT_FRACTION = 0.05  # tta shifts: by 5 % of the width, left, right, up and down
+
+
+def make_optimizer(settings: TrainSettings, parameters):
+    if settings.optimizer == "adam":  # weight decay as an L2 term in the gradient, as torch's Adam does
+        return torch.optim.Adam(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    if settings.optimizer == "adamw":  # decoupled weight decay (Loshchilov & Hutter)
+        return torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(parameters, lr=settings.learning_rate, momentum=0.9, nesterov=True,
+                               weight_decay=settings.weight_decay)
+    raise SettingsError(f"optimizer {settings.optimizer!r} is not one of {OPTIMIZERS}")
+
+
+def lr_factor(schedule: str, step: int, total_steps: int, warmup_steps: int) -> float:
+    """The learning rate of optimizer step `step` (0-based) as a factor of the setting's:
+    linear warm-up over `warmup_steps`, then constant, or cosine down to 0 at `total_steps`."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    raise SettingsError(f"schedule {schedule!r} is not one of {SCHEDULES}")
+
+
+def make_scheduler(settings: TrainSettings, optimizer, steps_per_epoch: int):
+    """The learning-rate schedule over max_epochs (stepped after every batch); None for the
+    reference's constant rate without warm-up. onecycle is torch's OneCycleLR (from lr/25 up to
+    the learning rate over warmup_epochs, or 30 % of the steps, then down to lr/1e4; it also
+    cycles Adam's beta1 / SGD's momentum)."""
+    total = settings.max_epochs * steps_per_epoch
+    warmup = settings.warmup_epochs * steps_per_epoch
+    if settings.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=settings.learning_rate, total_steps=total,
+            pct_start=min(warmup / total, 0.99) if warmup else 0.3)
+    if settings.schedule == "constant" and not warmup:
+        return None
+    lr_factor(settings.schedule, 0, total, warmup)  # an unknown schedule fails here, before training
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(settings.schedule, step, total, warmup))
+
+
+def shifted_views(x: torch.Tensor, fraction: float = TTA_SHIFT_FRACTION) -> list[torch.Tensor]:
+    """The batch and four copies shifted by `fraction` of the width right, left, down and up
+    (edges repeated): the views test-time augmentation averages over."""
+    size = x.shape[-1]
+    d = max(1, round(fraction * size))
+    padded = F.pad(x, (d, d, d, d), mode="replicate")
+    views = [x]
+    for dy, dx in ((0, d), (0, -d), (d, 0), (-d, 0)):
+        views.append(padded[..., d - dy : d - dy + size, d - dx : d - dx + size])
+    return views
 
 
 class BatchTransform:
@@ -108,16 +211,22 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision])
 
 
-def evaluate(model, data, labels, indices, transform, device, precision, batch_size):
-    """Mean loss, accuracy and per-sample softmax probabilities on `indices`."""
+def evaluate(model, data, labels, indices, transform, device, precision, batch_size, tta: str = "none"):
+    """Mean loss, accuracy and per-sample softmax probabilities on `indices`; with tta
+    "shifts" each probability is the mean over the image and its shifted_views."""
     model.eval()
     probabilities = []
     with torch.inference_mode():
         for start in range(0, len(indices), batch_size):
             idx = indices[start : start + batch_size]
-            with autocast(device, precision):
-                logits = model(transform(data[idx]))
-            probabilities.append(torch.softmax(logits.float(), dim=1))
+            x = transform(data[idx])
+            views = shifted_views(x) if tta == "shifts" else [x]
+            probs = 0
+            for view in views:
+                with autocast(device, precision):
+                    logits = model(view)
+                probs = probs + torch.softmax(logits.float(), dim=1)
+            probabilities.append(probs / len(views))
     probs = torch.cat(probabilities)
     truth = labels[indices]
     loss = F.nll_loss(torch.log(probs.clamp_min(1e-12)), truth).item()
@@ -125,19 +234,23 @@ def evaluate(model, data, labels, indices, transform, device, precision, batch_s
     return loss, accuracy, probs
 
 
-def train_step(model, optimizer, scaler, x, y, device, precision):
-    """One optimizer step on the batch (x, y); returns the loss and the logits (not synced)."""
+def train_step(model, optimizer, scheduler, scaler, x, y, device, precision, label_smoothing=0.0):
+    """One optimizer step on the batch (x, y), then one step of the learning-rate schedule (if
+    any); returns the loss and the logits (not synced)."""
     with autocast(device, precision):
         logits = model(x)
-    loss = F.cross_entropy(logits.float(), y)
+    loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.step(optimizer)
     scaler.update()
+    if scheduler is not None:
+        scheduler.step()
     return loss, logits
 
 
-def train_epoch(model, optimizer, scaler, data, labels, order, transform, generator, settings, device, precision):
+def train_epoch(model, optimizer, scheduler, scaler, data, labels, order, transform, generator, settings, device,
+                precision):
     """One pass over `order` in mini-batches. Returns (mean loss, accuracy, seconds)."""
     model.train()
     started = time.perf_counter()
@@ -147,7 +260,8 @@ def train_epoch(model, optimizer, scaler, data, labels, order, transform, genera
     for start in range(0, len(order), settings.batch_size):
         idx = order[start : start + settings.batch_size]
         x, y = transform(data[idx], augment_generator), labels[idx]
-        loss, logits = train_step(model, optimizer, scaler, x, y, device, precision)
+        loss, logits = train_step(model, optimizer, scheduler, scaler, x, y, device, precision,
+                                  settings.label_smoothing)
         # Accumulate on the device: no host sync inside the loop.
         loss_sum += loss.detach() * len(idx)
         correct += (logits.argmax(1) == y).sum()
@@ -293,12 +407,16 @@ def fit(
     and the fold is scored with the best weights before it (by validation accuracy, as early
     stopping restores them; the initial weights if the first epoch diverged).
     `diverged_epoch` of the result names the epoch."""
+    if settings.tta not in TTA_MODES:
+        raise SettingsError(f"tta {settings.tta!r} is not one of {TTA_MODES}")
     started = time.perf_counter()
     torch.manual_seed(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
-    spec = get_spec(settings.model)
-    model = build_model(settings.model, num_classes, weights_path=settings.weights).to(device, memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    spec = get_spec(settings.builder)
+    model = build_model(settings.builder, num_classes, weights_path=settings.weights,
+                        options=settings.build_options()).to(device, memory_format=torch.channels_last)
+    optimizer = make_optimizer(settings, model.parameters())
+    scheduler = make_scheduler(settings, optimizer, steps_per_epoch=math.ceil(len(split["train"]) / settings.batch_size))
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     transform = BatchTransform(spec.input_size, settings)
 
@@ -312,6 +430,8 @@ def fit(
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(checkpoint["scheduler"])
         scaler.load_state_dict(checkpoint["scaler"])
         _set_rng_state(generator, checkpoint["rng"])
         progress.load_state_dict(checkpoint)
@@ -326,6 +446,7 @@ def fit(
         return _cpu_copy({
             "settings": asdict(settings), "precision": precision, "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": _rng_state(generator),
+            "scheduler": None if scheduler is None else scheduler.state_dict(),
             **progress.state_dict(),
         })
 
@@ -338,7 +459,7 @@ def fit(
                 break
             order = train_idx[torch.randperm(len(train_idx), generator=generator).to(device)]
             train_loss, train_accuracy, seconds = train_epoch(
-                model, optimizer, scaler, data, labels_t, order, transform, generator, settings, device, precision
+                model, optimizer, scheduler, scaler, data, labels_t, order, transform, generator, settings, device, precision
             )
             if not math.isfinite(train_loss):
                 # A result, not a crash: the fold is scored with the best weights before this epoch.
@@ -380,7 +501,7 @@ def fit(
     best_epoch, best_accuracy = progress.best_epoch, progress.best_accuracy
     if len(test_idx):
         test_loss, test_accuracy, probs = evaluate(
-            model, data, labels_t, test_idx, transform, device, precision, settings.eval_batch_size
+            model, data, labels_t, test_idx, transform, device, precision, settings.eval_batch_size, settings.tta
         )
         log.info("best epoch %d (val acc %.4f); test loss %.4f acc %.4f", best_epoch, best_accuracy, test_loss, test_accuracy)
     else:  # a refit on all data has no test part

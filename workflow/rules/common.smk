@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from snakemake.utils import Paramspace, validate
 # torch-free, which keeps dry runs fast (tests/test_structure.py checks it).
 SCRIPTS = str(Path(workflow.basedir).parent / "scripts")
 sys.path.insert(0, SCRIPTS)
-from cvgrid.grid import ConfigError, fold_keys, grid_table, job_unit  # noqa: E402
+from cvgrid.grid import AXES, ConfigError, fold_keys, grid_axes, grid_table, job_unit, point_settings  # noqa: E402
 from cvgrid.plan import plan_weights  # noqa: E402
 from cvgrid.weights import WeightsError  # noqa: E402
 
@@ -32,19 +33,31 @@ if COMPARE and config["cv"]["compare_groups"] == config["cv"]["groups"]:
         " it would train the same grid twice (set it to none, or to another scheme)"
     )
 
-HP = GRID.wildcard_pattern  # model~{model}/batch_size~{batch_size}/...
+HP = GRID.wildcard_pattern  # model~{model}/batch_size~{batch_size}/... one folder per axis
 FOLD = "repeat~{repeat}/fold~{fold}"
+GRID_AXES = grid_axes(config)  # the axes of this grid, in folder order
+for axis in config["plots"].get("heatmap_axes") or []:
+    if axis not in GRID_AXES or axis == "model":
+        raise WorkflowError(
+            f"config: plots.heatmap_axes names {axis!r}, which is not an axis of the grid"
+            f" (axes: {[a for a in GRID_AXES if a != 'model']})"
+        )
 
 
-wildcard_constraints:
-    model="|".join(config["grid"]["model"]),
-    augmentation="|".join(config["grid"]["augmentation"]),
-    batch_size=r"\d+",
-    learning_rate=r"[0-9.eE+-]+",
+def axis_constraint(axis):
+    """The wildcard constraint of a grid axis: its names, or the form of its numbers."""
+    if AXES[axis] is str:
+        return "|".join(re.escape(str(value)) for value in config["grid"][axis])
+    return r"\d+" if AXES[axis] is int else r"[0-9.eE+-]+"
+
+
+workflow.global_wildcard_constraints(
+    **{axis: axis_constraint(axis) for axis in GRID_AXES},
     repeat=r"\d+",
     fold=r"\d+",
     # results/ holds the CV under cv.groups; results/compare/ the same grid under cv.compare_groups.
     root="results|results/compare",
+)
 
 
 def script_path(name):
@@ -129,15 +142,17 @@ def weights_option(wildcards):
     return f"--weights {shlex.quote(weights['path'])}" if weights else ""
 
 
-def augmentations_json(names):
-    """train.py's and refit_best.py's --augmentations: the named policies of the config, as
-    JSON. A training job gets only its own, so that editing another policy reruns nothing."""
-    return json.dumps({name: config["augmentations"][name] for name in names}, sort_keys=True)
+def point_settings_json(wildcards):
+    """train.py's --settings: everything the grid point of these wildcards trains with
+    (cvgrid.grid.point_settings), as JSON. A job gets only its own policy and model entry, so
+    that editing another one reruns nothing."""
+    point = {axis: getattr(wildcards, axis) for axis in GRID_AXES}
+    return json.dumps(point_settings(config, point), sort_keys=True)
 
 
-def model_options_json(wildcards):
-    """refit_best.py's --model-options: the config's entry of the model, as JSON."""
-    return json.dumps(config["models"].get(wildcards.model) or {}, sort_keys=True)
+def refit_config_json():
+    """refit_best.py's --config: what point_settings needs besides the best point's axes."""
+    return json.dumps({key: config[key] for key in ("training", "augmentations", "models", "recipes")}, sort_keys=True)
 
 
 def final_outputs():

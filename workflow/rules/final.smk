@@ -37,8 +37,7 @@ rule refit_best:
         script=script_path("refit_best.py"),
         training=config["training"],
         cv=config["cv"],
-        augmentations=augmentations_json(config["augmentations"]),
-        model_options=model_options_json,
+        config=refit_config_json(),
         groups=groups_option,
         weights=weights_option,
         out_dir=lambda w, output: os.path.dirname(output.info),
@@ -47,11 +46,8 @@ rule refit_best:
     shell:
         "python {params.script:q} --summary {input.summary:q} --model {wildcards.model:q}"
         " --images {input.images:q} --index {input.index:q}"
-        " --augmentations {params.augmentations:q} --model-options {params.model_options:q}"
-        " --max-epochs {params.training[max_epochs]} --patience {params.training[patience]}"
-        " --seed {params.training[seed]} --precision {params.training[precision]}"
-        " --device {params.training[device]}"
+        " --config {params.config:q} --device {params.training[device]}"
         " --split-seed {params.cv[seed]} --validation-fraction {params.cv[validation_fraction]}"
         " {params.groups} {params.weights} --threads {threads}"
-        " --checkpoint {params.checkpoint:q} --checkpoint-seconds {params.training[checkpoint_seconds]}"
+        " --checkpoint {params.checkpoint:q}"
         " --out-dir {params.out_dir:q} > {log:q} 2>&1"

@@ -16,9 +16,10 @@ rule summarize_cv:
         "../../envs/cvgrid.yaml"
     params:
         script=script_path("summarize_cv.py"),
+        axes=",".join(GRID_AXES),
     shell:
         "python {params.script:q} --folds-out {output.folds:q}"
-        " --summary-out {output.summary:q} {input:q} > {log:q} 2>&1"
+        " --summary-out {output.summary:q} --axes {params.axes:q} {input:q} > {log:q} 2>&1"
 
 
 rule plot_heatmap:
@@ -40,9 +41,14 @@ rule plot_heatmap:
         "../../envs/cvgrid.yaml"
     params:
         script=script_path("plot_cv.py"),
+        axes=(
+            "--heatmap-axes " + " ".join(shlex.quote(a) for a in config["plots"]["heatmap_axes"])
+            if config["plots"].get("heatmap_axes")
+            else ""
+        ),
     shell:
         "python {params.script:q} --summary {input.summary:q} --verdicts {input.verdicts:q}"
-        " --heatmap {wildcards.model:q} {output:q} > {log:q} 2>&1"
+        " --heatmap {wildcards.model:q} {output:q} {params.axes} > {log:q} 2>&1"
 
 
 rule plot_fold_accuracies:

@@ -25,7 +25,7 @@ rule train:
         gpu_jobs=1,
     params:
         script=script_path("train.py"),
-        augmentations=lambda w: augmentations_json([w.augmentation]),
+        settings=point_settings_json,
         weights=weights_option,
         training=config["training"],
         # Not an output: Snakemake deletes the outputs of a failed job, the checkpoint must
@@ -35,10 +35,7 @@ rule train:
     shell:
         "python {params.script:q} --images {input.images:q} --index {input.index:q}"
         " --folds {input.folds:q} --repeat {wildcards.repeat} --fold {wildcards.fold}"
-        " --model {wildcards.model:q} --batch-size {wildcards.batch_size}"
-        " --learning-rate {wildcards.learning_rate} --augmentation {wildcards.augmentation:q}"
-        " --augmentations {params.augmentations:q} --max-epochs {params.training[max_epochs]}"
-        " --patience {params.training[patience]} --seed {params.training[seed]}"
+        " --settings {params.settings:q}"
         " --precision {params.training[precision]} --device {params.training[device]}"
         " --threads {threads} {params.weights} --checkpoint-seconds {params.training[checkpoint_seconds]}"
         " --out-dir {params.out_dir:q} --checkpoint {params.checkpoint:q} > {log:q} 2>&1"

@@ -27,7 +27,7 @@ rule train_point:
         gpu_jobs=1,  # a share of one local GPU, as train's
     params:
         script=script_path("train.py"),
-        augmentations=lambda w: augmentations_json([w.augmentation]),
+        settings=point_settings_json,
         weights=weights_option,
         training=config["training"],
         repeats=lambda w: [r for r, f in point_job_folds(w)],
@@ -41,10 +41,7 @@ rule train_point:
     shell:
         "python {params.script:q} --images {input.images:q} --index {input.index:q}"
         " --folds {input.folds:q} --repeat {params.repeats} --fold {params.fold_numbers}"
-        " --model {wildcards.model:q} --batch-size {wildcards.batch_size}"
-        " --learning-rate {wildcards.learning_rate} --augmentation {wildcards.augmentation:q}"
-        " --augmentations {params.augmentations:q} --max-epochs {params.training[max_epochs]}"
-        " --patience {params.training[patience]} --seed {params.training[seed]}"
+        " --settings {params.settings:q}"
         " --precision {params.training[precision]} --device {params.training[device]}"
         " --threads {threads} {params.weights} --checkpoint-seconds {params.training[checkpoint_seconds]}"
         " --out-dir {params.out_dirs:q} --checkpoint {params.checkpoints:q} > {log:q} 2>&1"
