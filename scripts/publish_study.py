@@ -1,8 +1,11 @@
 #!/usr/bin/env python
-"""The reference study (config/study.yaml) as published results under docs/study/.
+"""The reference study (config/study.yaml) as published results under docs/study/, or another
+experiment run the same way (config/modern_recipe.yaml -> docs/recipe/, with --config and
+--published).
 
     python scripts/publish_study.py restore --workdir W   # committed jobs -> W/results (resume)
     python scripts/publish_study.py publish --workdir W   # W's jobs and tables -> docs/study
+    python scripts/publish_study.py publish --workdir W --config config/modern_recipe.yaml --published docs/recipe
 
 `restore` copies the training jobs already published (docs/study/jobs/) into the working
 directory, so that a Snakemake run there trains only the missing ones: run it after the data
@@ -27,6 +30,7 @@ import pandas as pd
 import yaml
 
 from cvgrid import plots, stats
+from cvgrid.grid import grid_axes
 from cvgrid.io import atomic_path, write_json, write_tsv
 from cvgrid.summary import compare_protocols, complete_points, cv_summary, fold_table
 
@@ -77,7 +81,7 @@ def publish_protocol(workdir: Path, published: Path, protocol: str, config: dict
     metrics = sorted((published / "jobs" / protocol).glob("train/**/metrics.json"))
     if not metrics:
         return {"jobs": 0}
-    all_folds = fold_table(metrics)
+    all_folds = fold_table(metrics, grid_axes(config))
     pairs = config["cv"]["folds"] * config["cv"]["repeats"]
     folds, unfinished = complete_points(all_folds, pairs)
     write_tsv(all_folds, out / "cv_folds.tsv")
@@ -163,16 +167,17 @@ def publish(workdir: Path, published: Path, config_path: Path) -> None:
     summaries = {p: published / p / "cv_summary.tsv" for p in PROTOCOLS}
     if all(path.exists() for path in summaries.values()):
         primary, compared = (pd.read_csv(summaries[p], sep="\t") for p in PROTOCOLS)
-        shared = primary.merge(compared[["model", "batch_size", "learning_rate", "augmentation"]])
+        keys = grid_axes(config)
+        shared = primary.merge(compared[keys])
         if len(shared):
-            keys = ["model", "batch_size", "learning_rate", "augmentation"]
             table, comparison = compare_protocols(primary.merge(shared[keys]), compared.merge(shared[keys]))
             write_tsv(table, published / "protocol_comparison.tsv")
             write_json({**comparison, "primary": LABELS["stratified"], "compared": LABELS["participants"]},
                        published / "protocol_comparison.json")
             plots.protocol_comparison(table, LABELS["stratified"], LABELS["participants"],
                                       published / "protocol_comparison.svg")
-    beside_original(published)
+    if (published / "original.tsv").exists():  # the reference study: beside the original's table
+        beside_original(published)
     if published == REPO / "docs" / "study":
         update_readme((published / "table.md").read_text())
     machines: dict[str, int] = {}  # jobs by machine: a resumed study may have run on several
@@ -182,7 +187,8 @@ def publish(workdir: Path, published: Path, config_path: Path) -> None:
                   f"{m.get('threads')} threads, flags {','.join(m.get('cpu_flags') or [])})"
         machines[machine] = machines.get(machine, 0) + 1
     write_json({
-        "config": "config.yaml (config/study.yaml as run; data_dir: the Sign Language Digits photos)",
+        "config": f"config.yaml ({config_path.relative_to(REPO) if config_path.is_relative_to(REPO) else config_path}"
+                  " as run; data_dir: the Sign Language Digits photos)",
         "training_code_commit": git_commit(workdir),
         "publishing_code_commit": git_commit(REPO),
         "jobs_by_machine": machines,
