@@ -5,7 +5,6 @@ and test-time augmentation, each reaching the fit, reproducible, and resumable."
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,16 +15,9 @@ from cvgrid.folds import make_folds, split_indices
 from cvgrid.models import build_model, count_trainable_parameters, get_spec
 from cvgrid.training import (SettingsError, TrainSettings, evaluate, fit, lr_factor, make_optimizer,
                              make_scheduler, settings_from_json, shifted_views)
-from test_training import colour_data
+from test_training import colour_data, settings
 
 CPU = torch.device("cpu")
-
-
-def settings(**changes) -> TrainSettings:
-    base = TrainSettings(model="model_a", batch_size=8, learning_rate=1e-3, augmentation="none",
-                         rotation_degrees=0.0, shift_fraction=0.0, zoom_fraction=0.0,
-                         max_epochs=3, patience=10, seed=0, repeat=0, fold=0)
-    return replace(base, **changes)
 
 
 @pytest.fixture(scope="module")
