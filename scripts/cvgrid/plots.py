@@ -56,6 +56,8 @@ def heatmap(summary: pd.DataFrame, model: str, path, verdicts: pd.DataFrame | No
     panels = (sorted(rows.groupby(panel_axes).groups) if panel_axes else [()])
     panels = [p if isinstance(p, tuple) else (p,) for p in panels]
     vmin, vmax = 100 * rows["mean_accuracy"].min(), 100 * rows["mean_accuracy"].max()
+    if vmax - vmin < 1e-9:  # every point equal: one colour, not a degenerate scale
+        vmin, vmax = vmin - 0.5, vmax + 0.5
     columns = min(len(panels), 3)
     lines = (len(panels) + columns - 1) // columns
     fig, axes_grid = plt.subplots(lines, columns, figsize=(4.2 * columns + 1, 3.6 * lines), squeeze=False)
