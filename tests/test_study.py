@@ -14,15 +14,19 @@ import yaml
 
 from conftest import REPO
 from cvgrid import stats
+from cvgrid.grid import grid_axes
 from cvgrid.summary import complete_points, cv_summary, fold_table
 
 STUDY = REPO / "docs" / "study"
 PROTOCOLS = {"stratified": "results", "participants": "results/compare"}
-CONFIG = yaml.safe_load((STUDY / "config.yaml").read_text())
-PAIRS = CONFIG["cv"]["folds"] * CONFIG["cv"]["repeats"]
-PROVENANCE = json.loads((STUDY / "provenance.json").read_text())
-# The protocols published so far (a grid still running is published as far as it has got).
-PUBLISHED = [p for p in PROTOCOLS if (STUDY / p / "cv_folds.tsv").exists()]
+# Each published experiment and the config it ran: the study, and the modern training recipe
+# beside the reference recipe (README "A modern recipe"), published the same way.
+EXPERIMENTS = {"study": (STUDY, REPO / "config" / "study.yaml"),
+               "recipe": (REPO / "docs" / "recipe", REPO / "config" / "modern_recipe.yaml")}
+# The (experiment, protocol) pairs published so far (a grid still running is published as far
+# as it has got).
+PUBLISHED = [(name, p) for name, (folder, _) in EXPERIMENTS.items() for p in PROTOCOLS
+             if (folder / p / "cv_folds.tsv").exists()]
 
 
 def read(path: Path) -> pd.DataFrame:
@@ -36,46 +40,55 @@ def same_table(computed: pd.DataFrame, published: Path) -> None:
     pd.testing.assert_frame_equal(computed, expected, check_exact=False, rtol=1e-12, atol=1e-12)
 
 
-def test_the_published_config_is_the_repositorys_study_config():
-    assert (STUDY / "config.yaml").read_text() == (REPO / "config" / "study.yaml").read_text()
+@pytest.mark.parametrize("experiment", sorted(EXPERIMENTS))
+def test_the_published_config_is_the_repositorys_config(experiment):
+    folder, config = EXPERIMENTS[experiment]
+    assert (folder / "config.yaml").read_text() == config.read_text()
 
 
-def test_every_protocol_is_published_or_said_to_have_no_jobs_yet():
-    assert "stratified" in PUBLISHED
+@pytest.mark.parametrize("experiment", sorted(EXPERIMENTS))
+def test_every_protocol_is_published_or_said_to_have_no_jobs_yet(experiment):
+    folder, _ = EXPERIMENTS[experiment]
+    provenance = json.loads((folder / "provenance.json").read_text())
+    assert (experiment, "stratified") in PUBLISHED
     for protocol in PROTOCOLS:
-        jobs = list((STUDY / "jobs" / protocol).glob("train/**/metrics.json"))
-        assert PROVENANCE["protocols"][protocol]["jobs"] == len(jobs)
-        assert (protocol in PUBLISHED) == bool(jobs)
+        jobs = list((folder / "jobs" / protocol).glob("train/**/metrics.json"))
+        assert provenance["protocols"][protocol]["jobs"] == len(jobs)
+        assert ((experiment, protocol) in PUBLISHED) == bool(jobs)
 
 
-@pytest.mark.parametrize("protocol", PUBLISHED)
-def test_published_folds_are_the_published_jobs(protocol):
+@pytest.mark.parametrize(("experiment", "protocol"), PUBLISHED)
+def test_published_folds_are_the_published_jobs(experiment, protocol):
     """cv_folds.tsv holds exactly the published jobs' metrics.json, nothing more."""
-    metrics = sorted((STUDY / "jobs" / protocol).glob("train/**/metrics.json"))
+    folder, config_path = EXPERIMENTS[experiment]
+    metrics = sorted((folder / "jobs" / protocol).glob("train/**/metrics.json"))
     assert metrics, f"no published jobs of {protocol}"
-    same_table(fold_table(metrics), STUDY / protocol / "cv_folds.tsv")
+    same_table(fold_table(metrics, grid_axes(yaml.safe_load(config_path.read_text()))), folder / protocol / "cv_folds.tsv")
     for path in metrics:  # each job's other files were published with it
         assert (path.parent / "predictions.tsv").exists() and (path.parent / "history.tsv").exists(), path
         assert json.loads(path.read_text())["config"]["model"] == "model_a"
 
 
-@pytest.mark.parametrize("protocol", PUBLISHED)
-def test_published_summary_and_statistics_are_recomputed_exactly(protocol):
-    folds, unfinished = complete_points(read(STUDY / protocol / "cv_folds.tsv"), PAIRS)
-    provenance = PROVENANCE["protocols"][protocol]
+@pytest.mark.parametrize(("experiment", "protocol"), PUBLISHED)
+def test_published_summary_and_statistics_are_recomputed_exactly(experiment, protocol):
+    folder, config_path = EXPERIMENTS[experiment]
+    config = yaml.safe_load(config_path.read_text())
+    pairs = config["cv"]["folds"] * config["cv"]["repeats"]
+    folds, unfinished = complete_points(read(folder / protocol / "cv_folds.tsv"), pairs)
+    provenance = json.loads((folder / "provenance.json").read_text())["protocols"][protocol]
     assert len(unfinished) == len(provenance["unfinished_grid_points"])
     if folds.empty:  # jobs published, no grid point finished yet: nothing may claim otherwise
         assert provenance["grid_points_finished"] == 0
-        assert not (STUDY / protocol / "cv_summary.tsv").exists()
+        assert not (folder / protocol / "cv_summary.tsv").exists()
         return
     summary = cv_summary(folds)
-    same_table(summary, STUDY / protocol / "cv_summary.tsv")
-    s = CONFIG["statistics"]
+    same_table(summary, folder / protocol / "cv_summary.tsv")
+    s = config["statistics"]
     result = stats.analyse(folds, summary, s["alpha"], s["rope"], s["probability"])
     for name, table in result["tables"].items():
-        same_table(table, STUDY / protocol / "stats" / f"{name}.tsv")
-    assert (STUDY / protocol / "stats" / "summary.md").read_text() == result["text"]
-    assert (STUDY / protocol / "stats" / "summary.html").read_text() == stats.summary_html(result["text"])
+        same_table(table, folder / protocol / "stats" / f"{name}.tsv")
+    assert (folder / protocol / "stats" / "summary.md").read_text() == result["text"]
+    assert (folder / protocol / "stats" / "summary.html").read_text() == stats.summary_html(result["text"])
 
 
 def test_the_readme_shows_the_published_table(tmp_path):

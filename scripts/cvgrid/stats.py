@@ -687,7 +687,9 @@ def one_fold_dominates(diffs) -> bool:
 
 
 def _default_reference(levels: list) -> object:
-    return "none" if "none" in levels else levels[0]
+    """The level others are compared with: "none" (augmentation, tta) or "reference" (a recipe
+    of that name) if the factor has it, else the smallest."""
+    return next((name for name in ("none", "reference") if name in levels), levels[0])
 
 
 def factor_effects(folds: pd.DataFrame, factors: Sequence[str] | None = None,
@@ -705,7 +707,8 @@ def factor_effects(folds: pd.DataFrame, factors: Sequence[str] | None = None,
     incomplete grid from confounding the effect with them.
 
     The reference of a factor is ``reference[factor]`` if given, else the
-    level ``"none"`` if present (augmentation), else the smallest level.
+    level ``"none"`` if present (augmentation), else ``"reference"`` (a recipe
+    of that name), else the smallest level.
     Factors with a single level are skipped.  ``p_holm`` adjusts the p-values
     within each factor (its levels vs the reference); ``significant`` is
     ``p_holm < alpha``.
