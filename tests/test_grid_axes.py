@@ -169,8 +169,7 @@ def test_a_grid_over_optimizer_weight_decay_and_seed_runs_end_to_end(recipe_run)
     assert sorted(set(effects["factor"])) == ["optimizer", "seed", "weight_decay"]
     verdicts = pd.read_csv(results / "stats" / "compare_to_best.tsv", sep="\t")
     assert len(verdicts) == 8 and set(verdicts.columns) >= set(axes) and verdicts["verdict"].notna().all()
-    text = (results / "stats" / "summary.md").read_text() if (results / "stats" / "summary.md").exists() else \
-        (results / "stats" / "summary.html").read_text()
+    text = (results / "stats" / "summary.html").read_text()
     assert "optimizer" in text and "training seed" in text
 
     # The final model is refit with its best grid point's recipe.

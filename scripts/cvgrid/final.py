@@ -27,7 +27,7 @@ import torch
 
 from cvgrid import hardware
 from cvgrid.folds import groups_for_index, refit_split
-from cvgrid.grid import ConfigError, axes_of, point_settings
+from cvgrid.grid import AUGMENTATION_KEYS, ConfigError, axes_of, point_settings
 from cvgrid.io import atomic_path, write_json, write_tsv
 from cvgrid.job import training_job
 from cvgrid.model_folder import FILES, FORMAT_VERSION, ONNX_INPUT, ONNX_OUTPUT
@@ -228,7 +228,7 @@ def refit(
     # Pretrained backbone, as the CV jobs of this model had it.
     settings = settings_from_json(values, repeat=ALL_DATA, fold=ALL_DATA,
                                   weights=None if weights_path is None else str(weights_path))
-    policy = {key: values[key] for key in ("rotation_degrees", "shift_fraction", "zoom_fraction")}
+    policy = {key: values[key] for key in AUGMENTATION_KEYS}
     with training_job(images_path, index_path, training["precision"], device, threads,
                       float(training["checkpoint_seconds"])) as job:
         images, index = job.images, job.index

@@ -37,8 +37,6 @@ TRAINING_SETTINGS = tuple(key for key in AXES if key not in (*REQUIRED_AXES, "re
 GRID_KEYS = list(REQUIRED_AXES)
 # What an augmentation policy sets (the schema fills in 0 for each key a policy leaves out).
 AUGMENTATION_KEYS = ("rotation_degrees", "shift_fraction", "zoom_fraction")
-# Keys of a `models:` entry that are not the builder's options.
-MODEL_ENTRY_KEYS = ("pretrained", "weights_file", "weights_url", "architecture", "options")
 
 
 class ConfigError(ValueError):
@@ -53,9 +51,11 @@ def grid_axes(config: dict) -> list[str]:
     return [key for key in AXES if key in config["grid"]]
 
 
-def axes_of(table: pd.DataFrame) -> list[str]:
-    """The grid axes among a table's columns (cv_folds.tsv, cv_summary.tsv, ...), in AXES order."""
-    return [key for key in AXES if key in table.columns]
+def axes_of(table) -> list[str]:
+    """The grid axes among a table's columns (cv_folds.tsv, cv_summary.tsv, ...) or a row's
+    keys (a Series or dict), in AXES order."""
+    names = table.columns if isinstance(table, pd.DataFrame) else table
+    return [key for key in AXES if key in names]
 
 
 def architecture(config: dict, model: str) -> str:
@@ -107,7 +107,7 @@ def grid_table(config: dict) -> pd.DataFrame:
     if any(value is not None for value in dropout):
         without = [m for m in grid["model"] if "dropout" not in get_spec(architecture(config, m)).options]
         if without:
-            raise ConfigError(f"dropout is set (grid.dropout or training.dropout), but the model {without[0]!r} "
+            raise ConfigError(f"dropout is set (grid.dropout, training.dropout or a recipe), but the model {without[0]!r} "
                               "has no dropout option (scripts/cvgrid/models.py)")
     rows = list(itertools.product(*(grid[key] for key in axes)))
     table = pd.DataFrame(rows, columns=axes)

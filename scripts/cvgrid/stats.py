@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from cvgrid.grid import AXES, GRID_KEYS
+from cvgrid.grid import GRID_KEYS, axes_of
 from cvgrid.summary import fold_columns, point_summary
 
 __all__ = [
@@ -251,10 +251,7 @@ def holm(pvalues) -> np.ndarray:
 def _axes(frame, keys: Sequence[str] | None) -> list[str]:
     """`keys`, or the grid axes among the frame's columns (cvgrid.grid.AXES): a grid may vary
     any training setting, and every table carries its axes as columns."""
-    if keys is not None:
-        return list(keys)
-    names = frame.columns if isinstance(frame, pd.DataFrame) else frame  # a row: Series or dict
-    return [key for key in AXES if key in names]
+    return list(keys) if keys is not None else axes_of(frame)
 
 
 def _check_columns(frame: pd.DataFrame, columns: Sequence[str], name: str) -> None:
