@@ -160,11 +160,12 @@ def test_a_second_run_has_nothing_to_do(finished_run):
         (lambda c: (c["cv"].update(repeats=2), c["training"].update(folds_per_job=3)),
          ("training.folds_per_job is 3", "all")),
         (lambda c: c["training"].update(checkpoint_seconds=-1), ("checkpoint_seconds", "-1")),
+        (lambda c: c.update(data_dir="/no/such/images"), ("data_dir '/no/such/images' does not exist",)),
     ],
     ids=["negative-learning-rate", "zero-batch-size", "unknown-key", "unknown-training-key",
          "grid-model-not-in-models", "unknown-augmentation", "unregistered-model", "one-fold", "empty-grid",
          "empty-compare-groups", "compare-groups-same-as-groups", "folds-per-job-text", "folds-per-job-3",
-         "negative-checkpoint-seconds"],
+         "negative-checkpoint-seconds", "missing-data-dir"],
 )
 def test_a_bad_config_fails_before_any_job_naming_the_value(tmp_path, snakemake, image_folder, change, named):
     config = tiny_config(image_folder(n_classes=3, per_class=20))
@@ -194,13 +195,54 @@ def test_an_empty_data_dir_downloads_the_archive_and_goes_on(tmp_path, snakemake
     work = tmp_path / "work"
     work.mkdir()
     result = snakemake(work, configfile, "--cores", "2", "results/data/folds.tsv")
-    assert job_counts(result.stdout + result.stderr) == {"fetch_dataset": 1, "prepare_dataset": 1, "make_folds": 1}
+    assert job_counts(result.stdout + result.stderr) == {
+        "fetch_dataset": 1, "record_dataset": 1, "prepare_dataset": 1, "make_folds": 1}
     fetched = work / "resources" / "sign-language-digits"
     assert sorted(p.name for p in fetched.iterdir() if not p.name.startswith(".")) == ["class_0", "class_1", "class_2"]
     index = pd.read_csv(work / "results" / "data" / "index.tsv", sep="\t")
     assert len(index) == 60 and index["class_name"].nunique() == 3
     folds = pd.read_csv(work / "results" / "data" / "folds.tsv", sep="\t")
     assert len(folds) == 2 * 60 and set(folds["role"]) == {"train", "validation", "test"}
+    # The record of the downloaded images, written in the run, makes nothing run again.
+    again = snakemake(work, configfile, "-n", "results/data/folds.tsv")
+    assert "Nothing to be done" in again.stdout + again.stderr, again.stdout + again.stderr
+
+
+def test_the_data_steps_follow_the_images_not_the_folders_time(tmp_path, snakemake, image_folder):
+    """A copied or re-synced folder (new times, same images) must not retrain finished jobs; an
+    image added to a class folder (the top folder's time unchanged) must not be missed."""
+    import shutil
+
+    data = image_folder(n_classes=3, per_class=20)
+    work = tmp_path / "work"
+    work.mkdir()
+    configfile = write_config(tmp_path / "config.yaml", tiny_config(data, cv={"validation_fraction": 0.2}))
+    snakemake(work, configfile, "--cores", "1", "results/data/folds.tsv")
+    index = work / "results" / "data" / "index.tsv"
+    assert len(pd.read_csv(index, sep="\t")) == 60
+
+    # The same images in a new folder, every time new: nothing to do.
+    copy = shutil.copytree(data, tmp_path / "copy", copy_function=shutil.copyfile)
+    configfile = write_config(tmp_path / "config.yaml", tiny_config(copy, cv={"validation_fraction": 0.2}))
+    quiet = snakemake(work, configfile, "-n", "results/data/folds.tsv")
+    assert "Nothing to be done" in quiet.stdout + quiet.stderr, quiet.stdout + quiet.stderr
+
+    # One more image in a class folder: the data steps run again, say why, and use it.
+    top_time = copy.stat().st_mtime_ns
+    shutil.copyfile(copy / "class_1" / "img_000.jpg", copy / "class_1" / "img_new.jpg")
+    assert copy.stat().st_mtime_ns == top_time  # what Snakemake alone would have judged by
+    result = snakemake(work, configfile, "--cores", "1", "results/data/folds.tsv")
+    output = result.stdout + result.stderr
+    assert f"data_dir {copy} has changed since the images were last prepared (60 files before" in output
+    assert job_counts(output) == {"prepare_dataset": 1, "make_folds": 1}
+    table = pd.read_csv(index, sep="\t")
+    assert len(table) == 61 and "class_1/img_new.jpg" in set(table["file"])
+    assert len(pd.read_csv(work / "results" / "data" / "folds.tsv", sep="\t")) == 2 * 61  # a row per fold
+
+    # And out again.
+    (copy / "class_1" / "img_new.jpg").unlink()
+    snakemake(work, configfile, "--cores", "1", "results/data/folds.tsv")
+    assert len(pd.read_csv(index, sep="\t")) == 60
 
 
 def test_an_archive_with_other_counts_stops_the_workflow(tmp_path, snakemake):

@@ -1,6 +1,6 @@
-"""The pretrained weights the workflow plans at parse time: which file each model's jobs
-read, and which files the local rule fetch_weights downloads. The grid itself is
-cvgrid.grid's.
+"""What the workflow plans at parse time besides the grid (cvgrid.grid's): the pretrained
+weights (which file each model's jobs read, which files the local rule fetch_weights downloads)
+and the record of the image folder's contents that decides when the data steps run again.
 
 Torch-free, like cvgrid.grid and the registry (cvgrid.models): the Snakefile calls this for
 every dry run (tests/test_structure.py checks that planning never imports torch).
@@ -8,7 +8,10 @@ every dry run (tests/test_structure.py checks that planning never imports torch)
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+from pathlib import Path
 
 from cvgrid.models import get_spec
 from cvgrid.weights import WeightsError, file_name, hash_prefix
@@ -51,3 +54,56 @@ def plan_weights(config: dict) -> tuple[dict, dict]:
             raise WeightsError(f"two weight URLs end in the same file name {name}: {fetch_entry['url']} and {url}")
         fetch_entry["models"].append(model)
     return weights, fetches
+
+
+def folder_fingerprint(folder: str | os.PathLike) -> dict:
+    """What is in an image folder, cheaply: the number of files, their bytes, and a SHA-256 of
+    every file's path (relative to the folder) and size. Hidden files and folders are left out
+    (.DS_Store, .snakemake_timestamp). Times are not part of it: a copy, a re-sync or a new
+    machine changes them without changing the images."""
+    root = Path(folder)
+    entries = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            if not name.startswith("."):
+                path = Path(dirpath) / name
+                entries.append((path.relative_to(root).as_posix(), path.stat().st_size))
+    digest = hashlib.sha256("".join(f"{path}\t{size}\n" for path, size in sorted(entries)).encode())
+    return {"files": len(entries), "bytes": sum(size for _, size in entries), "sha256": digest.hexdigest()}
+
+
+def record_folder(folder: str | os.PathLike, record: str | os.PathLike) -> tuple[str, dict | None]:
+    """Keep `record` (a JSON file, an input of the data steps) in step with the folder's
+    fingerprint, so that the data steps run again when, and only when, the images change.
+
+    Snakemake judges a folder input by the folder's own time, which changes when the folder is
+    copied or re-synced (then every finished training job would run again) and does not change
+    when an image is added to a class folder (then the new image would be missed). The record
+    is written only when the fingerprint differs from the one it holds ("changed": its new time
+    makes the data steps run again). A first record ("new") gets the time 0, so that it never
+    makes results already prepared from this folder out of date. Returns (what happened, the
+    previous fingerprint or None)."""
+    record = Path(record)
+    current = folder_fingerprint(folder)
+    try:
+        previous = json.loads(record.read_text())
+    except FileNotFoundError:
+        previous = None
+    except ValueError:  # unreadable: the images may have changed
+        previous = {}
+    if previous == current:
+        return "same", previous
+    write_fingerprint(current, record)
+    if previous is None:
+        os.utime(record, (0, 0))
+        return "new", None
+    return "changed", previous
+
+
+def write_fingerprint(fingerprint: dict, record: str | os.PathLike) -> None:
+    record = Path(record)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    tmp = record.with_name(record.name + ".tmp")
+    tmp.write_text(json.dumps(fingerprint, indent=2) + "\n")
+    os.replace(tmp, record)

@@ -5,6 +5,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from snakemake.logging import logger
 from snakemake.utils import Paramspace, validate
 
 # The library behind the scripts. What the workflow plans with (cvgrid.grid, cvgrid.plan) is
@@ -12,7 +13,7 @@ from snakemake.utils import Paramspace, validate
 SCRIPTS = str(Path(workflow.basedir).parent / "scripts")
 sys.path.insert(0, SCRIPTS)
 from cvgrid.grid import AXES, ConfigError, fold_keys, grid_axes, grid_table, job_unit, point_settings  # noqa: E402
-from cvgrid.plan import plan_weights  # noqa: E402
+from cvgrid.plan import folder_fingerprint, plan_weights, record_folder, write_fingerprint  # noqa: E402
 from cvgrid.weights import WeightsError  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -65,9 +66,26 @@ def script_path(name):
     return os.path.join(SCRIPTS, name)
 
 
-def dataset_dir():
-    """The user's image folder, or the one fetch_dataset downloads."""
-    return config["data_dir"] or "resources/sign-language-digits"
+# The data steps follow the images, not the folder's time or path (cvgrid.plan.record_folder):
+# their input is a record of the folder's contents, which changes when the images do. Only the main
+# process writes it; a cluster job re-reading the Snakefile finds it written. Where the folder
+# does not exist yet (the download), rule record_dataset writes the first record.
+DATASET_RECORD = "results/data/dataset_fingerprint.json"
+DATA_DIR = config["data_dir"] or "resources/sign-language-digits"  # the user's, or the download
+if workflow.is_main_process and os.path.isdir(DATA_DIR):
+    _change, _previous = record_folder(DATA_DIR, DATASET_RECORD)
+    if _change == "changed":
+        logger.warning(
+            f"data_dir {DATA_DIR} has changed since the images were last prepared"
+            f" ({(_previous or {}).get('files', '?')} files before, see {DATASET_RECORD} now):"
+            " the data steps, and every job that reads their output, run again"
+        )
+elif config["data_dir"] and not os.path.exists(DATASET_RECORD):
+    # (Where the images were prepared already, the folder may be gone: a report made elsewhere.)
+    raise WorkflowError(
+        f"config: data_dir {DATA_DIR!r} does not exist or is not a folder"
+        f" (a relative path starts in the working directory {os.getcwd()})"
+    )
 
 
 def groups_table(wildcards):

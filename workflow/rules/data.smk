@@ -21,9 +21,25 @@ rule fetch_dataset:
         " --dest {output:q} 2>&1 | tee {log:q}"
 
 
+if not config["data_dir"]:
+
+    rule record_dataset:
+        # The first record of the downloaded folder (planning writes it where the folder exists
+        # already; a rule that wrote it there too would have no metadata for Snakemake to check).
+        input:
+            ancient(DATA_DIR),
+        output:
+            DATASET_RECORD,
+        localrule: True
+        run:
+            write_fingerprint(folder_fingerprint(input[0]), output[0])
+
+
 rule prepare_dataset:
     input:
-        dataset_dir(),
+        # The record of the folder's contents, not the folder: neither its time nor its path (a
+        # copy elsewhere) is a reason to run again. DATA_DIR in the command: the same reason.
+        DATASET_RECORD,
     output:
         images="results/data/images.npy",
         index="results/data/index.tsv",
@@ -46,7 +62,7 @@ rule prepare_dataset:
         size=config["image_size"],
         skip=("--skip-unreadable" if config["skip_unreadable"] else ""),
     shell:
-        "python {params.script:q} --data-dir {input:q} --size {params.size} {params.skip}"
+        "python {params.script:q} --data-dir {DATA_DIR:q} --size {params.size} {params.skip}"
         " --images {output.images:q} --index {output.index:q} --report {output.report:q} > {log:q} 2>&1"
 
 
