@@ -23,3 +23,7 @@ def test_heatmap_cells_carry_mean_spread_and_verdict(tmp_path):
         assert f"<!-- {text} -->" in svg, text
     plots.heatmap(summary, "model_a", tmp_path / "plain.svg")  # without verdicts: mean and spread only
     assert "worse" not in (tmp_path / "plain.svg").read_text()
+    # The same figure twice gives the same bytes: a published SVG changes only when its numbers do.
+    plots.heatmap(summary, "model_a", tmp_path / "again.svg", verdicts)
+    assert (tmp_path / "again.svg").read_bytes() == path.read_bytes()
+    assert "<dc:date>" not in svg

@@ -5,12 +5,21 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
+# The same figure gives the same bytes (published SVGs under docs/ do not change on every run):
+# fixed ids for clip paths, and no date (see save_figure).
+matplotlib.rcParams["svg.hashsalt"] = "cvgrid"
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from cvgrid.grid import axes_of  # noqa: E402
+
+
+def save_figure(fig, path, **kwargs) -> None:
+    """fig.savefig without the creation date that matplotlib writes into an SVG."""
+    metadata = {"Date": None} if str(path).endswith(".svg") else None
+    fig.savefig(path, metadata=metadata, **kwargs)
 
 
 # How a cell of the heatmap marks its grid point's verdict against the model's best.
@@ -80,7 +89,7 @@ def heatmap(summary: pd.DataFrame, model: str, path, verdicts: pd.DataFrame | No
         ax.set_xlabel(column_axis.replace("_", " "))
         ax.set_ylabel(row_axis.replace("_", " "))
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -110,7 +119,7 @@ def fold_accuracies(folds: pd.DataFrame, summary: pd.DataFrame, path) -> None:
     ax.set_ylabel("")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -133,7 +142,7 @@ def factor_effects(effects: pd.DataFrame, path) -> None:
         ax.set_yticks(y, labels)
         ax.set_xlabel("effect on accuracy (percentage points), 95% CI; red: significant (Holm)")
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -164,7 +173,7 @@ def parallel_coordinates(summary: pd.DataFrame, path) -> None:
     fig.colorbar(plt.cm.ScalarMappable(norm=plt.Normalize(100 * low, 100 * high), cmap=cmap), ax=ax,
                  label="mean accuracy (%)")
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -181,7 +190,7 @@ def confusion(predictions: pd.DataFrame, class_names: list[str], title: str, pat
     ax.set_ylabel("true")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -200,7 +209,7 @@ def learning_curves(histories: pd.DataFrame, title: str, path) -> None:
     axes[1].legend(fontsize=7, title="solid: train, dashed: validation", title_fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -220,7 +229,7 @@ def error_gallery(images: np.ndarray, errors: pd.DataFrame, class_names: list[st
         axes[0, 0].text(0, 0.5, "no test image was misclassified", fontsize=9)
     fig.suptitle(f"{title}: true→predicted (probability)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -237,5 +246,5 @@ def protocol_comparison(table: pd.DataFrame, primary: str, compared: str, path) 
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
