@@ -324,23 +324,28 @@ def test_the_folder_record_follows_names_and_sizes_not_times(tmp_path):
     import os
     import shutil
 
-    from cvgrid.plan import folder_fingerprint, record_folder
+    from cvgrid.plan import folder_fingerprint, folder_record, record_folder
 
     data = write_image_folder(tmp_path / "data", n_classes=2, per_class=3)
     record = tmp_path / "work" / "dataset_fingerprint.json"
-    first = folder_fingerprint(data)
-    assert first["files"] == 6 and first["bytes"] == sum(p.stat().st_size for p in data.rglob("*.jpg"))
+    first = folder_record(data)
+    assert first["folder"] == str(data) and first["files"] == 6
+    assert first["bytes"] == sum(p.stat().st_size for p in data.rglob("*.jpg"))
 
     # The first record never makes results prepared before it out of date: it gets the time 0.
     assert record_folder(data, record) == ("new", None)
     assert record.stat().st_mtime == 0 and json.loads(record.read_text()) == first
 
-    # New times, hidden files, another path: the same images.
+    # New times, hidden files, another path: the same images. The record names the new folder
+    # (the data steps read the folder named there) and keeps its time.
     copy = shutil.copytree(data, tmp_path / "copy", copy_function=shutil.copyfile)
     os.utime(copy / "class_0" / "img_000.jpg", (1, 1))
     (copy / "class_0" / ".DS_Store").write_bytes(b"\0" * 10)
     (copy / ".snakemake_timestamp").touch()
-    assert record_folder(copy, record) == ("same", first) and record.stat().st_mtime == 0
+    assert folder_fingerprint(copy) == folder_fingerprint(data)
+    assert record_folder(copy, record) == ("moved", first)
+    assert record.stat().st_mtime == 0 and json.loads(record.read_text())["folder"] == str(copy)
+    assert record_folder(copy, record)[0] == "same"
 
     # An image added, resized or renamed: changed, and the record's new time triggers the rerun.
     changes = [
@@ -348,13 +353,13 @@ def test_the_folder_record_follows_names_and_sizes_not_times(tmp_path):
         lambda: (copy / "class_1" / "img_new.jpg").write_bytes(b"\xff" * 7),
         lambda: (copy / "class_1" / "img_new.jpg").rename(copy / "class_1" / "img_renamed.jpg"),
     ]
-    previous = first
+    previous = json.loads(record.read_text())
     for change in changes:
         change()
         state, before = record_folder(copy, record)
         assert state == "changed" and before == previous and record.stat().st_mtime > 0
         previous = json.loads(record.read_text())
-        assert previous == folder_fingerprint(copy) != before
+        assert previous == folder_record(copy) != before
 
     # An unreadable record counts as a change.
     record.write_text("{not json")

@@ -226,6 +226,9 @@ def test_the_data_steps_follow_the_images_not_the_folders_time(tmp_path, snakema
     configfile = write_config(tmp_path / "config.yaml", tiny_config(copy, cv={"validation_fraction": 0.2}))
     quiet = snakemake(work, configfile, "-n", "results/data/folds.tsv")
     assert "Nothing to be done" in quiet.stdout + quiet.stderr, quiet.stdout + quiet.stderr
+    assert f"data_dir {copy} holds the images prepared from {data}" in quiet.stdout + quiet.stderr
+    record = json.loads((work / "results" / "data" / "dataset_fingerprint.json").read_text())
+    assert record["folder"] == str(copy) and record["files"] == 60  # what the data steps read next
 
     # One more image in a class folder: the data steps run again, say why, and use it.
     top_time = copy.stat().st_mtime_ns

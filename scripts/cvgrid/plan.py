@@ -73,19 +73,26 @@ def folder_fingerprint(folder: str | os.PathLike) -> dict:
     return {"files": len(entries), "bytes": sum(size for _, size in entries), "sha256": digest.hexdigest()}
 
 
+def folder_record(folder: str | os.PathLike) -> dict:
+    """The record of an image folder: where it is (absolute path) and its fingerprint."""
+    return {"folder": os.path.abspath(folder), **folder_fingerprint(folder)}
+
+
 def record_folder(folder: str | os.PathLike, record: str | os.PathLike) -> tuple[str, dict | None]:
-    """Keep `record` (a JSON file, an input of the data steps) in step with the folder's
-    fingerprint, so that the data steps run again when, and only when, the images change.
+    """Keep `record` (a JSON file, the input of the data steps, which read the folder named in
+    it) in step with the folder, so that the data steps run again when, and only when, the
+    images change.
 
     Snakemake judges a folder input by the folder's own time, which changes when the folder is
     copied or re-synced (then every finished training job would run again) and does not change
-    when an image is added to a class folder (then the new image would be missed). The record
-    is written only when the fingerprint differs from the one it holds ("changed": its new time
-    makes the data steps run again). A first record ("new") gets the time 0, so that it never
-    makes results already prepared from this folder out of date. Returns (what happened, the
-    previous fingerprint or None)."""
+    when an image is added to a class folder (then the new image would be missed). Returns
+    (what happened, the previous record or None):
+    "changed": other images; the record is rewritten, and its new time makes the data steps
+    run again. "moved": the same images in another folder; the record names the new folder and
+    keeps its time, so nothing runs again. "new": a first record gets the time 0, so that it
+    never makes results already prepared from this folder out of date. "same": untouched."""
     record = Path(record)
-    current = folder_fingerprint(folder)
+    current = folder_record(folder)
     try:
         previous = json.loads(record.read_text())
     except FileNotFoundError:
@@ -94,10 +101,17 @@ def record_folder(folder: str | os.PathLike, record: str | os.PathLike) -> tuple
         previous = {}
     if previous == current:
         return "same", previous
-    write_fingerprint(current, record)
     if previous is None:
+        write_fingerprint(current, record)
         os.utime(record, (0, 0))
         return "new", None
+    contents = {key: value for key, value in current.items() if key != "folder"}
+    if {key: value for key, value in previous.items() if key != "folder"} == contents:
+        times = record.stat()
+        write_fingerprint(current, record)
+        os.utime(record, ns=(times.st_atime_ns, times.st_mtime_ns))
+        return "moved", previous
+    write_fingerprint(current, record)
     return "changed", previous
 
 

@@ -13,7 +13,7 @@ from snakemake.utils import Paramspace, validate
 SCRIPTS = str(Path(workflow.basedir).parent / "scripts")
 sys.path.insert(0, SCRIPTS)
 from cvgrid.grid import AXES, ConfigError, fold_keys, grid_axes, grid_table, job_unit, point_settings  # noqa: E402
-from cvgrid.plan import folder_fingerprint, plan_weights, record_folder, write_fingerprint  # noqa: E402
+from cvgrid.plan import folder_record, plan_weights, record_folder, write_fingerprint  # noqa: E402
 from cvgrid.weights import WeightsError  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -67,7 +67,8 @@ def script_path(name):
 
 
 # The data steps follow the images, not the folder's time or path (cvgrid.plan.record_folder):
-# their input is a record of the folder's contents, which changes when the images do. Only the main
+# their input is a record of the folder (its path and contents), whose time changes when the
+# images do. Only the main
 # process writes it; a cluster job re-reading the Snakefile finds it written. Where the folder
 # does not exist yet (the download), rule record_dataset writes the first record.
 DATASET_RECORD = "results/data/dataset_fingerprint.json"
@@ -80,6 +81,8 @@ if workflow.is_main_process and os.path.isdir(DATA_DIR):
             f" ({(_previous or {}).get('files', '?')} files before, see {DATASET_RECORD} now):"
             " the data steps, and every job that reads their output, run again"
         )
+    elif _change == "moved":
+        logger.info(f"data_dir {DATA_DIR} holds the images prepared from {_previous.get('folder')}: nothing to redo")
 elif config["data_dir"] and not os.path.exists(DATASET_RECORD):
     # (Where the images were prepared already, the folder may be gone: a report made elsewhere.)
     raise WorkflowError(

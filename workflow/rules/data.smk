@@ -30,15 +30,19 @@ if not config["data_dir"]:
             ancient(DATA_DIR),
         output:
             DATASET_RECORD,
+        log:
+            "logs/record_dataset.log",
         localrule: True
         run:
-            write_fingerprint(folder_fingerprint(input[0]), output[0])
+            write_fingerprint(folder_record(input[0]), output[0])
+            Path(log[0]).write_text(f"recorded the contents of {input[0]} in {output[0]}\n")
 
 
 rule prepare_dataset:
     input:
-        # The record of the folder's contents, not the folder: neither its time nor its path (a
-        # copy elsewhere) is a reason to run again. DATA_DIR in the command: the same reason.
+        # The record of the folder (where it is, what is in it), not the folder: neither its time
+        # nor its path (a copy elsewhere) is a reason to run again. The script reads the folder
+        # named in the record.
         DATASET_RECORD,
     output:
         images="results/data/images.npy",
@@ -62,7 +66,7 @@ rule prepare_dataset:
         size=config["image_size"],
         skip=("--skip-unreadable" if config["skip_unreadable"] else ""),
     shell:
-        "python {params.script:q} --data-dir {DATA_DIR:q} --size {params.size} {params.skip}"
+        "python {params.script:q} --data-record {input:q} --size {params.size} {params.skip}"
         " --images {output.images:q} --index {output.index:q} --report {output.report:q} > {log:q} 2>&1"
 
 
