@@ -68,9 +68,9 @@ def script_path(name):
 
 # The data steps follow the images, not the folder's time or path (cvgrid.plan.record_folder):
 # their input is a record of the folder (its path and contents), whose time changes when the
-# images do. Only the main
-# process writes it; a cluster job re-reading the Snakefile finds it written. Where the folder
-# does not exist yet (the download), rule record_dataset writes the first record.
+# images do. Only the main process writes it; a cluster job re-reading the Snakefile finds it
+# written. Where the folder does not exist yet (the download), rule record_dataset writes the
+# first record.
 DATASET_RECORD = "results/data/dataset_fingerprint.json"
 DATA_DIR = config["data_dir"] or "resources/sign-language-digits"  # the user's, or the download
 if workflow.is_main_process and os.path.isdir(DATA_DIR):
