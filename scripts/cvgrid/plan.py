@@ -13,6 +13,7 @@ import json
 import os
 from pathlib import Path
 
+from cvgrid.io import write_json
 from cvgrid.models import get_spec
 from cvgrid.weights import WeightsError, file_name, hash_prefix
 
@@ -102,22 +103,15 @@ def record_folder(folder: str | os.PathLike, record: str | os.PathLike) -> tuple
     if previous == current:
         return "same", previous
     if previous is None:
-        write_fingerprint(current, record)
+        write_json(current, record)
         os.utime(record, (0, 0))
         return "new", None
     contents = {key: value for key, value in current.items() if key != "folder"}
     if {key: value for key, value in previous.items() if key != "folder"} == contents:
         times = record.stat()
-        write_fingerprint(current, record)
+        write_json(current, record)
         os.utime(record, ns=(times.st_atime_ns, times.st_mtime_ns))
         return "moved", previous
-    write_fingerprint(current, record)
+    write_json(current, record)
     return "changed", previous
 
-
-def write_fingerprint(fingerprint: dict, record: str | os.PathLike) -> None:
-    record = Path(record)
-    record.parent.mkdir(parents=True, exist_ok=True)
-    tmp = record.with_name(record.name + ".tmp")
-    tmp.write_text(json.dumps(fingerprint, indent=2) + "\n")
-    os.replace(tmp, record)

@@ -13,7 +13,8 @@ from snakemake.utils import Paramspace, validate
 SCRIPTS = str(Path(workflow.basedir).parent / "scripts")
 sys.path.insert(0, SCRIPTS)
 from cvgrid.grid import AXES, ConfigError, fold_keys, grid_axes, grid_table, job_unit, point_settings  # noqa: E402
-from cvgrid.plan import folder_record, plan_weights, record_folder, write_fingerprint  # noqa: E402
+from cvgrid.io import write_json  # noqa: E402
+from cvgrid.plan import folder_record, plan_weights, record_folder  # noqa: E402
 from cvgrid.weights import WeightsError  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")

@@ -34,7 +34,7 @@ if not config["data_dir"]:
             "logs/record_dataset.log",
         localrule: True
         run:
-            write_fingerprint(folder_record(input[0]), output[0])
+            write_json(folder_record(input[0]), output[0])
             Path(log[0]).write_text(f"recorded the contents of {input[0]} in {output[0]}\n")
 
 
