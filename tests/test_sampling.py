@@ -97,12 +97,18 @@ def test_int_ranges_reach_both_ends_and_integer_axes_round_continuous_draws():
     assert table["max_epochs"].nunique() > 20
 
 
-def test_a_point_plans_the_same_folder_sampled_or_listed():
-    sampled = grid_table(search_config())
+@pytest.mark.parametrize("learning_rate", [None, {"log_uniform": [0.000001, 0.00001]}])
+def test_a_point_plans_the_same_folder_sampled_or_listed(learning_rate):
+    config = search_config()
+    if learning_rate:  # below 1e-4 a float's str() has an exponent: learning_rate~3.45e-06
+        config["grid"]["learning_rate"] = learning_rate
+    sampled = grid_table(config)
+    if learning_rate:
+        assert all("e-0" in str(x) for x in sampled["learning_rate"])
     # Each sampled point, written back into a config as one-value lists (through YAML, as a user
     # would copy it), is listed in the very folder it was sampled in.
     for index, point in enumerate(sampled.head(8).to_dict("records")):
-        listed = merged(SEARCH)
+        listed = copy.deepcopy(config)
         del listed["grid"]["sample"]
         listed["grid"] |= {axis: [value] for axis, value in point.items()}
         listed = yaml.safe_load(yaml.safe_dump(listed))
@@ -212,11 +218,13 @@ def test_the_search_plans_its_published_points_on_the_studys_folds(tmp_path, sna
     result = snakemake(tmp_path, SEARCH, "-n", "-p")
     assert planned_points(result.stdout) == set(stored) and len(stored) == 32
     assert re.search(r"\btrain\s+160\b", result.stdout)
-    # The study's fold table: the same command (scheme, k, seed, validation split) as the study's.
+    # The study's fold table: the same images and the same command (scheme, k, seed, validation
+    # split) as the study's stratified folds.
     study = snakemake(tmp_path, REPO / "config" / "study.yaml", "-n", "-p")
-    make_folds = [re.search(r"make_folds\.py .*?--out results/data/folds\.tsv", r.stdout).group(0)
-                  for r in (result, study)]
-    assert make_folds[0] == make_folds[1] and "--groups" not in make_folds[0]
+    for step in (r"prepare_dataset\.py .*", r"make_folds\.py .*?--out results/data/folds\.tsv"):
+        search_step, study_step = (re.search(step, r.stdout).group(0) for r in (result, study))
+        assert search_step == study_step
+    assert "--folds 5 " in search_step and "--seed 42 " in search_step and "--groups" not in search_step
 
 
 @pytest.mark.parametrize(("configfile", "published"), [
