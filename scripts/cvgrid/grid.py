@@ -4,10 +4,12 @@ so nothing here may import torch (a dry run of 180 jobs must stay fast)."""
 from __future__ import annotations
 
 import itertools
+import math
 
 import pandas as pd
 
 from cvgrid.models import get_spec, model_names  # the registry is torch-free too
+from cvgrid.sampling import DEFAULT_METHOD, DEFAULT_SEED, DISTRIBUTIONS, MAX_DRAWS, METHODS, SIGNIFICANT_DIGITS, sample_points
 
 # Every training setting a grid may vary, in the order of the folders in results/train/...
 # and of the columns of cv_folds.tsv / cv_summary.tsv, with the type of its values. The first
@@ -37,6 +39,10 @@ TRAINING_SETTINGS = tuple(key for key in AXES if key not in (*REQUIRED_AXES, "re
 GRID_KEYS = list(REQUIRED_AXES)
 # What an augmentation policy sets (the schema fills in 0 for each key a policy leaves out).
 AUGMENTATION_KEYS = ("rotation_degrees", "shift_fraction", "zoom_fraction")
+# The key of `grid:` that turns it from a product of lists into points drawn from its axes
+# (cvgrid.sampling): {points, method, seed}.
+SAMPLE = "sample"
+SAMPLE_KEYS = ("points", "method", "seed")
 
 
 class ConfigError(ValueError):
@@ -44,8 +50,8 @@ class ConfigError(ValueError):
 
 
 def grid_axes(config: dict) -> list[str]:
-    """The axes the config's grid varies (lists), in AXES order."""
-    unknown = [key for key in config["grid"] if key not in AXES]
+    """The axes of the config's grid (lists, or ranges of a sampled grid), in AXES order."""
+    unknown = [key for key in config["grid"] if key not in AXES and key != SAMPLE]
     if unknown:  # the schema refuses them first; this guards direct callers
         raise ConfigError(f"grid: unknown axis {unknown[0]!r} (axes: {list(AXES)})")
     return [key for key in AXES if key in config["grid"]]
@@ -83,9 +89,14 @@ def _check_models(config: dict) -> None:
 
 
 def grid_table(config: dict) -> pd.DataFrame:
-    """One row per grid point: the Cartesian product of config["grid"] lists."""
+    """One row per grid point, a column per axis (of the axis's type): the Cartesian product of
+    the config["grid"] lists or, with grid.sample, the points drawn from its axes
+    (cvgrid.sampling; table.attrs["sample"] says how they were drawn)."""
     _check_models(config)
     grid = config["grid"]
+    axes = grid_axes(config)
+    sampled = SAMPLE in grid
+    _check_ranges(grid, axes, sampled)
     named = (("model", config.get("models", {})), ("augmentation", config.get("augmentations", {})),
              ("recipe", config.get("recipes", {})))
     for key, known in named:
@@ -95,26 +106,143 @@ def grid_table(config: dict) -> pd.DataFrame:
                 f"grid.{key} names {unknown}, which {'is' if len(unknown) == 1 else 'are'} not defined "
                 f"under '{key}s:' in the config (defined: {sorted(known)})"
             )
-    axes = grid_axes(config)
     for name in grid.get("recipe", []):
         both = [key for key in config["recipes"][name] or {} if key in axes]
         if both:
             raise ConfigError(f"recipes.{name} sets {both[0]}, which is also an axis of the grid: "
                               "one of the two must go")
+    if sampled:
+        table = _sampled_table(grid, axes)
+    else:
+        table = pd.DataFrame(list(itertools.product(*(grid[key] for key in axes))), columns=axes)
+        duplicated = table[table.duplicated()]
+        if not duplicated.empty:
+            raise ConfigError(f"the grid lists a point twice: {duplicated.iloc[0].to_dict()}")
     recipes = [config["recipes"][name] or {} for name in grid.get("recipe", [])]
-    dropout = grid.get("dropout", [config.get("training", {}).get("dropout"),
-                                   *(recipe.get("dropout") for recipe in recipes)])
+    dropout = (table["dropout"] if "dropout" in axes else
+               [config.get("training", {}).get("dropout"), *(recipe.get("dropout") for recipe in recipes)])
     if any(value is not None for value in dropout):
         without = [m for m in grid["model"] if "dropout" not in get_spec(architecture(config, m)).options]
         if without:
             raise ConfigError(f"dropout is set (grid.dropout, training.dropout or a recipe), but the model {without[0]!r} "
                               "has no dropout option (scripts/cvgrid/models.py)")
-    rows = list(itertools.product(*(grid[key] for key in axes)))
+    attrs = table.attrs
+    table = table.astype({key: AXES[key] for key in axes})
+    table.attrs = attrs
+    return table
+
+
+def is_range(values) -> bool:
+    """Whether a grid axis is a range to sample ({distribution: [low, high]}) rather than a list."""
+    return isinstance(values, dict)
+
+
+def _check_ranges(grid: dict, axes: list[str], sampled: bool) -> None:
+    """One-line errors, naming the key, for grid.sample and every range among the axes."""
+    if sampled:
+        sample = grid[SAMPLE]
+        if not isinstance(sample, dict):
+            raise ConfigError(f"grid.{SAMPLE} must be a mapping {{points: N, method: sobol | random, seed: S}}, "
+                              f"not {sample!r}")
+        unknown = [key for key in sample if key not in SAMPLE_KEYS]
+        if unknown:
+            raise ConfigError(f"grid.{SAMPLE}.{unknown[0]}: unknown key (keys: {', '.join(SAMPLE_KEYS)})")
+        points = sample.get("points")
+        if not _is_integer(points) or points < 1:
+            raise ConfigError(f"grid.{SAMPLE}.points is {points!r}; it must be a whole number of points, at least 1")
+        if sample.get("method", DEFAULT_METHOD) not in METHODS:
+            raise ConfigError(f"grid.{SAMPLE}.method: unknown method {sample['method']!r} (methods: {', '.join(METHODS)})")
+        seed = sample.get("seed", DEFAULT_SEED)
+        if not _is_integer(seed) or seed < 0:
+            raise ConfigError(f"grid.{SAMPLE}.seed is {seed!r}; it must be a whole number, at least 0")
+    for axis in axes:
+        values = grid[axis]
+        if not is_range(values):
+            if sampled and len(set(values)) < len(values):
+                raise ConfigError(f"grid.{axis} lists a value twice: {values}")
+            continue
+        if AXES[axis] is str:
+            raise ConfigError(f"grid.{axis} is a range ({values}), but {axis} takes names: list them "
+                              f"(a sampled grid draws among a list's values)")
+        if not sampled:
+            raise ConfigError(f"grid.{axis} is a range ({values}), which needs grid.{SAMPLE} "
+                              "({points: N, method: sobol | random, seed: S}) to draw points from; or list its values")
+        if len(values) != 1:
+            raise ConfigError(f"grid.{axis} must name one distribution ({', '.join(DISTRIBUTIONS)}), not {sorted(values)}")
+        (distribution, bounds), = values.items()
+        key = f"grid.{axis}.{distribution}"
+        if distribution not in DISTRIBUTIONS:
+            raise ConfigError(f"grid.{axis}: unknown distribution {distribution!r} (distributions: {', '.join(DISTRIBUTIONS)})")
+        if not (isinstance(bounds, list) and len(bounds) == 2 and all(_is_number(b) for b in bounds)):
+            hint = " (YAML reads 1e-4 as text: write 0.0001)" if isinstance(bounds, list) and any(isinstance(b, str) for b in bounds) else ""
+            raise ConfigError(f"{key} must be [low, high], two numbers, not {bounds!r}{hint}")
+        low, high = bounds
+        if low >= high:
+            raise ConfigError(f"{key}: low {low} is not below high {high}")
+        if distribution == "log_uniform" and low <= 0:
+            raise ConfigError(f"{key}: low is {low}, and the log of a bound at or below 0 is undefined: "
+                              "low must be above 0 (or use uniform)")
+        if distribution == "int" and (AXES[axis] is not int or not all(_is_integer(b) for b in bounds)):
+            raise ConfigError(f"{key}: int draws whole numbers, for an integer axis with whole-number bounds "
+                              f"({axis} takes {AXES[axis].__name__} values; bounds {bounds})")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _sampled_table(grid: dict, axes: list[str]) -> pd.DataFrame:
+    """The first grid.sample.points distinct points drawn from the axes (cvgrid.sampling)."""
+    sample = grid[SAMPLE]
+    points, method, seed = sample["points"], sample.get("method", DEFAULT_METHOD), sample.get("seed", DEFAULT_SEED)
+    specs, sizes = {}, []  # each axis: its list, or (distribution, low, high); how many values it holds
+    for axis in axes:
+        if is_range(grid[axis]):
+            (distribution, (low, high)), = grid[axis].items()
+            specs[axis] = (distribution, low, high)
+            sizes.append(high - low + 1 if distribution == "int" else math.inf)
+        else:
+            specs[axis] = grid[axis]
+            sizes.append(len(grid[axis]))
+    if math.prod(sizes) < points:
+        raise ConfigError(f"grid.{SAMPLE}.points is {points}, but the grid's lists and int ranges hold only "
+                          f"{math.prod(sizes)} distinct points")
+    rows, draws = sample_points(specs, AXES, points, method, seed)
+    if len(rows) < points:
+        raise ConfigError(f"grid.{SAMPLE}.points is {points}, but only {len(rows)} distinct points come out of "
+                          f"{MAX_DRAWS} draws (floats keep {SIGNIFICANT_DIGITS} significant digits): widen the ranges "
+                          "or draw fewer points")
     table = pd.DataFrame(rows, columns=axes)
-    duplicated = table[table.duplicated()]
-    if not duplicated.empty:
-        raise ConfigError(f"the grid lists a point twice: {duplicated.iloc[0].to_dict()}")
-    return table.astype({key: AXES[key] for key in axes})
+    table.attrs["sample"] = {"points": points, "method": method, "seed": seed, "draws": draws}
+    return table
+
+
+def sample_note(table: pd.DataFrame) -> str:
+    """What the log says of a sampled grid's points (grid_table's table.attrs["sample"])."""
+    sample = table.attrs["sample"]
+    skipped = sample["draws"] - sample["points"]
+    return (f"grid.{SAMPLE}: {sample['points']} grid points drawn ({sample['method']}, seed {sample['seed']}, "
+            f"floats to {SIGNIFICANT_DIGITS} significant digits) from the first {sample['draws']} draws"
+            + (f"; {skipped} repeated an earlier point after rounding and {'was' if skipped == 1 else 'were'} skipped"
+               if skipped else ""))
+
+
+def listed_grid(config: dict, table: pd.DataFrame) -> dict:
+    """A copy of the config whose grid lists every value its ranges can reach: each range's
+    bounds and the values drawn, so that the schema's checks of listed values (a weight decay
+    at most 1, ...) hold for sampled values too; without grid.sample."""
+    grid = {}
+    for axis in grid_axes(config):
+        values = config["grid"][axis]
+        if is_range(values):
+            (bounds,) = values.values()
+            values = [*bounds, *table[axis].unique().tolist()]
+        grid[axis] = values
+    return {**config, "grid": grid}
 
 
 def point_settings(config: dict, point: dict) -> dict:

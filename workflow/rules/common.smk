@@ -12,14 +12,18 @@ from snakemake.utils import Paramspace, validate
 # torch-free, which keeps dry runs fast (tests/test_structure.py checks it).
 SCRIPTS = str(Path(workflow.basedir).parent / "scripts")
 sys.path.insert(0, SCRIPTS)
-from cvgrid.grid import AXES, ConfigError, fold_keys, grid_axes, grid_table, job_unit, point_settings  # noqa: E402
+from cvgrid.grid import (  # noqa: E402
+    AXES, ConfigError, fold_keys, grid_axes, grid_table, job_unit, listed_grid, point_settings, sample_note,
+)
 from cvgrid.io import write_json  # noqa: E402
 from cvgrid.plan import folder_record, plan_weights, record_folder  # noqa: E402
 from cvgrid.weights import WeightsError  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
 try:
-    GRID = Paramspace(grid_table(config))
+    # One row per grid point: the product of the grid's lists, or the points grid.sample draws.
+    TABLE = grid_table(config)
+    GRID = Paramspace(TABLE)
     # Pretrained weights: {model: {"path", "url"}} and {file name: {"url", "models"}}, one
     # download per file (rules/weights.smk).
     WEIGHTS, FETCH = plan_weights(config)
@@ -28,6 +32,11 @@ try:
     JOB_UNIT = job_unit(config)
 except (ConfigError, WeightsError) as error:
     raise WorkflowError(f"config: {error}") from None
+if "sample" in TABLE.attrs:
+    # Sampled values meet the schema's limits of listed ones (a weight decay at most 1, ...).
+    validate(listed_grid(config, TABLE), schema="../schemas/config.schema.yaml")
+    if workflow.is_main_process:
+        logger.info(sample_note(TABLE))
 COMPARE = config["cv"]["compare_groups"] != "none"  # the grid also runs under a second scheme
 if COMPARE and config["cv"]["compare_groups"] == config["cv"]["groups"]:
     raise WorkflowError(
