@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats as sps
 
 from conftest import REPO
 from cvgrid import decision, stats
 from cvgrid.costs import training_costs
 from cvgrid.grid import GRID_KEYS
+from cvgrid.simulated_grids import SCENARIOS, expectation_errors, simulate
 from cvgrid.summary import fold_table, point_summary
 
 ROPE, PROBABILITY = 0.005, 0.95
@@ -145,65 +145,30 @@ def test_the_bound_of_the_best_is_tibshirani_tibshirani():
     assert decision.gap_corrected(scores, best)["bound"] == pytest.approx(tt["corrected_accuracy"])
 
 
-def simulate(true_accuracy, samples, folds, correlation, rng):
-    """Out-of-fold correctness of grid points whose true accuracies are known: a sample is right
-    when a latent normal (shared across points with `correlation`: hard images are hard for
-    every point) lies below the point's quantile, so P(right) is exactly its true accuracy."""
-    true_accuracy = np.asarray(true_accuracy)
-    shared = rng.standard_normal((samples, 1))
-    own = rng.standard_normal((samples, len(true_accuracy)))
-    latent = np.sqrt(correlation) * shared + np.sqrt(1 - correlation) * own
-    correct = latent < sps.norm.ppf(true_accuracy)
-    fold = rng.permutation(np.arange(samples) % folds)
-    scores = np.stack([correct[fold == f].mean(axis=0) for f in range(folds)], axis=1)
-    return correct[None], fold[None], scores
-
-
-def expectation_errors(true_accuracy, cost, rule, simulations=30, samples=2000, folds=5, bags=200, seed=1):
-    """Mean error (estimate - the chosen point's true accuracy) of the raw mean, BBC-CV and the
-    bound over simulated grids, and the RMSE of each."""
-    rng = np.random.default_rng(seed)
-    errors = {"raw": [], "estimate": [], "bound": []}
-    for simulation in range(simulations):
-        correct, fold, scores = simulate(true_accuracy, samples, folds, 0.8, rng)
-        result = decision.expectation(scores, correct, fold, rule, cost, n_train=samples * (folds - 1) / folds,
-                                      n_test=samples / folds, rope=ROPE, probability=PROBABILITY, bags=bags,
-                                      seed=simulation)
-        for name in errors:
-            errors[name].append(result[name] - true_accuracy[result["chosen"]])
-    return {name: (float(np.mean(e)), float(np.sqrt(np.mean(np.square(e))))) for name, e in errors.items()}
-
-
 def report(scenario, rule, errors):
     print(f"\n{scenario} / {rule}: bias (RMSE) in points: "
           + ", ".join(f"{name} {100 * b:+.2f} ({100 * r:.2f})" for name, (b, r) in errors.items()))
 
 
-# Three grids with known truth. Equal points: any choice is pure selection (the cheapest tier
-# of six points with equal cost is chosen from by the higher mean). A set of contenders whose
-# cheaper points are worse: the cheapest contender is often a worse point that looked good.
-EQUAL = (np.full(18, 0.95), np.repeat([1.0, 2.0, 3.0], 6))
-CONTENDER_SET = (np.array([0.96, 0.958, 0.955, 0.95, 0.94, 0.92]), np.array([6.0, 5.0, 4.0, 3.0, 2.0, 1.0]))
-ONE_BETTER = (np.r_[np.full(4, 0.93), 0.97, np.full(7, 0.93)], np.arange(12.0))
-
-
 @pytest.mark.parametrize("rule", decision.RULES)
 @pytest.mark.parametrize("scenario", ["equal points", "contender set"])
 def test_bbc_cv_removes_most_of_the_optimism_of_the_raw_mean_where_the_rule_selects(scenario, rule):
-    truth, cost = {"equal points": EQUAL, "contender set": CONTENDER_SET}[scenario]
+    truth, cost = SCENARIOS[scenario]
     errors = expectation_errors(truth, cost, rule)
     report(scenario, rule, errors)
     raw_bias, raw_rmse = errors["raw"]
     bbc_bias, bbc_rmse = errors["estimate"]
     assert raw_bias > 0.0015  # choosing on the folds is optimistic: the thing to correct
     assert abs(bbc_bias) < 0.7 * raw_bias
-    assert bbc_rmse < raw_rmse + 0.0001  # and its error is no larger (smaller where the optimism dominates)
+    # its error is no larger: much smaller on equal points, where the optimism is the error; on the
+    # contender set the spread of the chosen point's score dominates (200 grids: RMSE 0.45 both)
+    assert bbc_rmse < raw_rmse + 0.0001
     assert errors["bound"][0] < bbc_bias  # the bound is the more pessimistic
 
 
 @pytest.mark.parametrize("rule", decision.RULES)
 def test_with_one_clearly_better_point_bbc_cv_stays_with_the_unbiased_raw_mean(rule):
-    truth, cost = ONE_BETTER
+    truth, cost = SCENARIOS["one clearly better"]
     errors = expectation_errors(truth, cost, rule)
     report("one clearly better", rule, errors)
     assert abs(errors["estimate"][0] - errors["raw"][0]) < 0.0005
@@ -212,15 +177,16 @@ def test_with_one_clearly_better_point_bbc_cv_stays_with_the_unbiased_raw_mean(r
 
 def test_bbc_cv_is_reproducible_and_its_interval_holds_its_estimate():
     rng = np.random.default_rng(0)
-    correct, fold, scores = simulate(EQUAL[0], 1000, 5, 0.8, rng)
+    truth, cost = SCENARIOS["equal points"]
+    correct, fold, scores = simulate(truth, 1000, 5, 0.8, rng)
     args = dict(n_train=800, n_test=200, rope=ROPE, probability=PROBABILITY, bags=100, seed=3)
-    a = decision.bbc_cv(correct, fold, "cheapest_contender", EQUAL[1], **args)
-    b = decision.bbc_cv(correct, fold, "cheapest_contender", EQUAL[1], **args)
+    a = decision.bbc_cv(correct, fold, "cheapest_contender", cost, **args)
+    b = decision.bbc_cv(correct, fold, "cheapest_contender", cost, **args)
     assert a["estimate"] == b["estimate"] and (a["choices"] == b["choices"]).all()
     assert a["low"] < a["estimate"] < a["high"] and a["choices"].sum() == 100
-    other_seed = decision.bbc_cv(correct, fold, "cheapest_contender", EQUAL[1], **{**args, "seed": 4})
+    other_seed = decision.bbc_cv(correct, fold, "cheapest_contender", cost, **{**args, "seed": 4})
     assert other_seed["estimate"] != a["estimate"]
-    assert a["choices"][EQUAL[1] == 1].sum() > 50  # mostly from the cheapest tier, as the rule says
+    assert a["choices"][cost == 1].sum() > 50  # mostly from the cheapest tier, as the rule says
 
 
 # ---------------------------------------------------------------------------
@@ -247,29 +213,35 @@ def test_the_study_out_of_fold_predictions_give_its_fold_accuracies(study_paths,
 
 
 def test_the_study_expectation_of_both_rules(study_paths, study_folds):
-    points, correct, fold = decision.correctness(decision.prediction_table(study_paths, GRID_KEYS))
-    wide = study_folds.pivot_table(index=GRID_KEYS, columns=["repeat", "fold"], values="accuracy").sort_index()
-    assert wide.index.to_frame(index=False).equals(points)
-    work = training_costs(study_folds).set_index(GRID_KEYS).loc[wide.index, "work"].to_numpy()
-    n_train, n_test = decision.design_sizes(study_folds)
-    design = dict(n_train=n_train, n_test=n_test, rope=ROPE,
-                  probability=PROBABILITY, bags=1000, seed=0)
-    best = decision.expectation(wide.to_numpy(), correct, fold, "best", work, **design)
-    cheapest = decision.expectation(wide.to_numpy(), correct, fold, "cheapest_contender", work, **design)
+    predictions = decision.prediction_table(study_paths, GRID_KEYS)
+    costs = training_costs(study_folds)
+    design = dict(rope=ROPE, probability=PROBABILITY, bags=1000, seed=0)
+    best = decision.decide(study_folds, predictions, costs, "best", **design)
+    cheapest = decision.decide(study_folds, predictions, costs, "cheapest_contender", "work", model="model_a", **design)
     for result in (best, cheapest):
-        print(f"\n{result['rule']}: {points.iloc[result['chosen']].to_dict()}: raw {100 * result['raw']:.2f}, "
-              f"bound {100 * result['bound']:.2f}, BBC-CV {100 * result['estimate']:.2f} "
+        print(f"\n{result['rule']} (cost {result['cost']}) of {result['candidates']}: {result['point']}: "
+              f"raw {100 * result['raw']:.2f}, bound {100 * result['bound']:.2f}, BBC-CV {100 * result['estimate']:.2f} "
               f"[{100 * result['low']:.2f}, {100 * result['high']:.2f}], gap to best {100 * result['gap_to_best']:.2f}")
     # the best is the point cv_summary.tsv calls best
     rank_one = point_summary(study_folds).iloc[0]
-    assert points.iloc[best["chosen"]].to_dict() == rank_one[GRID_KEYS].to_dict()
+    assert best["point"] == rank_one[GRID_KEYS].to_dict()
     # the cheapest contender by work is the issue's batch 32, learning rate 0.001, augmented point,
     # whose conservative bound the issue computes by hand (98.06 against its raw 98.69)
-    assert points.iloc[cheapest["chosen"]][["batch_size", "learning_rate", "augmentation"]].tolist() == [32, 0.001, "affine"]
+    assert [cheapest["point"][k] for k in ("batch_size", "learning_rate", "augmentation")] == [32, 0.001, "affine"]
     assert round(100 * cheapest["raw"], 2) == 98.69 and round(100 * cheapest["bound"], 2) == 98.06
     for result in (best, cheapest):
         assert result["bound"] < result["estimate"] < result["raw"]
         assert result["low"] < result["estimate"] < result["high"]
+
+
+def test_the_study_contenders_table_lists_the_contenders_with_their_costs(study_folds):
+    comparisons = stats.compare_to_best(study_folds, rope=ROPE, probability=PROBABILITY)
+    table = decision.contender_table(comparisons, training_costs(study_folds))
+    assert table["gap"].iloc[0] == 0 and table["verdict"].iloc[0] == stats.BEST
+    assert table["gap"].is_monotonic_decreasing and (table["prob_worse"].fillna(0) <= 0.5).all()
+    assert set(table["augmentation"]) == {"affine"} and len(table) == 7
+    assert table["work"].notna().all() and table["work"].min() == table.loc[
+        (table["batch_size"] == 32) & (table["learning_rate"] == 0.001), "work"].iloc[0]
 
 
 def test_missing_predictions_are_named(study_paths):

@@ -113,6 +113,19 @@ def mark_contenders(comparisons: pd.DataFrame, contender_probability: float = CO
     return table
 
 
+def contender_table(comparisons: pd.DataFrame, point_costs: pd.DataFrame,
+                    contender_probability: float = CONTENDER_PROBABILITY) -> pd.DataFrame:
+    """contenders.tsv: the contenders of a comparisons table (per model, or over the whole grid)
+    with their keys, ``mean_accuracy``, ``gap``, ``verdict``, ``prob_worse`` and every cost of
+    cvgrid.costs.point_costs; by model (when the table is per model), then best first."""
+    keys = axes_of(comparisons)
+    marked = mark_contenders(comparisons, contender_probability)
+    table = marked.loc[marked["contender"], [*keys, "mean_accuracy", "gap", "verdict", "prob_worse"]]
+    table = table.merge(point_costs, on=keys, how="left", validate="one_to_one")
+    sort = (["model"] if "best_model" not in comparisons else []) + ["gap"]
+    return table.sort_values(sort, ascending=[True] * (len(sort) - 1) + [False], kind="stable", ignore_index=True)
+
+
 # ---------------------------------------------------------------------------
 # Choosing
 # ---------------------------------------------------------------------------
@@ -248,6 +261,37 @@ def expectation(scores, correct, fold, rule: str, cost=None, *, n_train: float, 
                  contender_probability=contender_probability, bags=bags, seed=seed)
     return {"rule": rule, "chosen": chosen, "gap_to_best": float(table["gap"].iloc[chosen]),
             **gap_corrected(scores, chosen), **bbc}
+
+
+def decide(folds: pd.DataFrame, predictions: pd.DataFrame, point_costs: pd.DataFrame | None, rule: str,
+           cost: str = "work", *, rope: float, probability: float,
+           contender_probability: float = CONTENDER_PROBABILITY, model: str | None = None, bags: int = 1000,
+           seed: int = 0) -> dict:
+    """:func:`expectation` of `rule` among the grid points of `model` (None: the whole grid), from
+    the fold table (cv_folds.tsv), the out-of-fold predictions (:func:`prediction_table`) and the
+    costs (cvgrid.costs.point_costs; its column `cost`). Adds ``point``: the chosen point's keys,
+    and ``candidates``: how many points it was chosen among."""
+    keys = axes_of(folds)
+    if model is not None:
+        folds = folds[folds["model"] == model]
+        predictions = predictions[predictions["model"] == model]
+        if folds.empty:
+            raise DecisionError(f"the fold table has no grid point of the model {model!r}")
+    wide = folds.pivot_table(index=keys, columns=["repeat", "fold"], values="accuracy").sort_index()
+    points, correct, fold = correctness(predictions, keys)
+    if not wide.index.to_frame(index=False).equals(points.astype(wide.index.to_frame(index=False).dtypes)):
+        raise DecisionError("the fold table and the predictions do not hold the same grid points")
+    cost_values = None
+    if rule == "cheapest_contender":
+        if point_costs is None or cost not in point_costs.columns:
+            raise DecisionError(f"final.cost is {cost!r}, which the cost table does not have")
+        cost_values = point_costs.set_index(keys).reindex(wide.index)[cost].to_numpy(dtype=float)
+    n_train, n_test = design_sizes(folds)
+    result = expectation(wide.to_numpy(), correct, fold, rule, cost_values, n_train=n_train, n_test=n_test,
+                         rope=rope, probability=probability, contender_probability=contender_probability,
+                         bags=bags, seed=seed)
+    return {**result, "point": points.iloc[result["chosen"]].to_dict(), "candidates": len(points),
+            "cost": cost if rule == "cheapest_contender" else None}
 
 
 # ---------------------------------------------------------------------------
