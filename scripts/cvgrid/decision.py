@@ -379,5 +379,6 @@ def _scores(scores) -> np.ndarray:
     if scores.ndim != 2 or scores.size == 0:
         raise DecisionError("scores must be a non-empty grid points x (repeat, fold) pairs matrix")
     if np.isnan(scores).any():
-        raise DecisionError("scores has a missing (repeat, fold) accuracy: the decision needs the same folds for every point")
+        raise DecisionError("scores has a missing (repeat, fold) accuracy: "
+                            "the decision needs the same folds for every point")
     return scores
