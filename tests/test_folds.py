@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cvgrid.folds import FoldError, make_folds, split_indices
+from cvgrid.folds import FoldError, make_folds, repeat_folds, split_indices
 
 # Classes smaller than the 10 parts of the early-stopping split warn in scikit-learn; expected here.
 pytestmark = pytest.mark.filterwarnings("ignore:The least populated class:UserWarning")
@@ -93,6 +93,18 @@ def test_more_repeats_keep_the_earlier_repeats(labels):
     three = make_folds(labels, 5, 3, seed=42, validation_fraction=0.1)
     assert sorted(three["repeat"].unique()) == [0, 1, 2]
     pd.testing.assert_frame_equal(three[three["repeat"] == 0].reset_index(drop=True), one)
+
+
+def test_a_repeat_added_later_is_the_repeat_a_longer_assignment_holds(labels):
+    # cv.decide adds repeat r for some grid points only: every point that gets it reads this one
+    # assignment, the one make_folds would have drawn for r, so the comparisons stay paired.
+    three = make_folds(labels, 5, 3, seed=42, validation_fraction=0.1)
+    added = repeat_folds(labels, 5, 2, seed=42, validation_fraction=0.1)
+    pd.testing.assert_frame_equal(added, three[three["repeat"] == 2].reset_index(drop=True))
+    other = repeat_folds(labels, 5, 1, seed=42, validation_fraction=0.1)
+    assert not np.array_equal(split_indices(added, 2, 0)["test"], split_indices(other, 1, 0)["test"])
+    with pytest.raises(FoldError, match="repeat must be at least 0, got -1"):
+        repeat_folds(labels, 5, -1, seed=42, validation_fraction=0.1)
 
 
 def test_folds_do_not_depend_on_the_validation_fraction(labels):

@@ -78,7 +78,27 @@ def make_folds(
     groups=None,
     class_names=None,
 ) -> pd.DataFrame:
-    """Stratified (optionally grouped) k-fold x repeats, with a stratified early-stopping split.
+    """Stratified (optionally grouped) k-fold x repeats, with a stratified early-stopping split:
+    repeats 0 .. repeats - 1 of :func:`repeat_folds`, one after the other."""
+    return pd.concat(
+        [repeat_folds(labels, n_folds, repeat, seed, validation_fraction, groups, class_names)
+         for repeat in range(repeats)],
+        ignore_index=True,
+    )
+
+
+def repeat_folds(
+    labels,
+    n_folds: int,
+    repeat: int,
+    seed: int,
+    validation_fraction: float,
+    groups=None,
+    class_names=None,
+) -> pd.DataFrame:
+    """The fold assignment of repeat `repeat` alone (rows as in :func:`make_folds`), drawn from
+    (seed, repeat) only: every grid point that gets this repeat shares it, and a repeat added
+    later is the one a longer `make_folds` would have drawn.
 
     The early-stopping split is the first part of a stratified (grouped) split of the
     training part into round(1 / validation_fraction) parts, so with groups no group is
@@ -87,24 +107,25 @@ def make_folds(
     labels = np.asarray(labels)
     if n_folds < 2:
         raise FoldError(f"folds must be at least 2, got {n_folds}")
+    if repeat < 0:
+        raise FoldError(f"repeat must be at least 0, got {repeat}")
     check_validation_fraction(validation_fraction)
     check_class_sizes(labels, n_folds, class_names)
     grouped = groups is not None
     groups = np.asarray(groups) if grouped else None
     samples = np.arange(len(labels))
     parts = []
-    for repeat in range(repeats):
-        outer = _splitter(n_folds, _random_state(seed, repeat), grouped)
-        for fold, (train_idx, test_idx) in enumerate(outer.split(samples, labels, groups)):
-            fit_pos, val_pos = early_stopping_split(
-                labels[train_idx], validation_fraction, (seed, repeat, fold),
-                groups[train_idx] if grouped else None, f"the training part of fold {fold}",
-            )
-            role = np.empty(len(labels), dtype=object)
-            role[test_idx] = "test"
-            role[train_idx[fit_pos]] = "train"
-            role[train_idx[val_pos]] = "validation"
-            parts.append(pd.DataFrame({"repeat": repeat, "fold": fold, "sample": samples, "role": role}))
+    outer = _splitter(n_folds, _random_state(seed, repeat), grouped)
+    for fold, (train_idx, test_idx) in enumerate(outer.split(samples, labels, groups)):
+        fit_pos, val_pos = early_stopping_split(
+            labels[train_idx], validation_fraction, (seed, repeat, fold),
+            groups[train_idx] if grouped else None, f"the training part of fold {fold}",
+        )
+        role = np.empty(len(labels), dtype=object)
+        role[test_idx] = "test"
+        role[train_idx[fit_pos]] = "train"
+        role[train_idx[val_pos]] = "validation"
+        parts.append(pd.DataFrame({"repeat": repeat, "fold": fold, "sample": samples, "role": role}))
     return pd.concat(parts, ignore_index=True)
 
 
