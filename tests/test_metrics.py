@@ -131,3 +131,26 @@ def test_on_unequal_classes_accuracy_and_balanced_accuracy_rank_two_configuratio
     # what the reader of the per-class recalls sees: the rare class is never found by the first
     assert summary.loc["ignores_rare", f"mean_recall_class_{rare}"] == 0.0
     assert summary.loc["finds_rare", f"mean_recall_class_{rare}"] == 1.0
+
+
+def test_the_config_schema_offers_exactly_the_metrics():
+    import yaml
+
+    from conftest import REPO
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    metric = schema["properties"]["statistics"]["properties"]["metric"]
+    assert metric["enum"] == list(metrics.METRICS) and metric["default"] == "accuracy"
+
+
+def test_a_metric_the_statistics_do_not_use_yet_stops_the_run_at_its_start(tmp_path):
+    from conftest import run_snakemake, tiny_config, write_config
+
+    data = write_image_folder(tmp_path / "data", n_classes=2, per_class=4)
+    config = write_config(tmp_path / "config.yaml", tiny_config(data, statistics={"metric": "balanced_accuracy"}))
+    (tmp_path / "work").mkdir()
+    run = run_snakemake(tmp_path / "work", config, "-n", check=False)
+    assert run.returncode != 0
+    assert "statistics.metric is 'balanced_accuracy'" in run.stdout + run.stderr
+    accuracy = write_config(tmp_path / "accuracy.yaml", tiny_config(data, statistics={"metric": "accuracy"}))
+    assert run_snakemake(tmp_path / "work", accuracy, "-n", check=False).returncode == 0
