@@ -6,6 +6,10 @@
 # make run   - the workflow on this machine: make run CONFIG=config/quick.yaml CORES=2
 # make test  - the test suite (what CI runs, after .ci/run has started SLURM)
 # make report - report.html of the last run
+# make status - while a run goes on (beside it, e.g. on the SLURM login node): an interim summary
+#               of the jobs finished so far in WORKDIR/results/interim/, every file marked
+#               .interim.; reads the run's files only (no snakemake, no torch):
+#               make status CONFIG=config/quick.yaml [WORKDIR=study-run]
 # make study  - the reference study (config/study.yaml) in $(STUDY_DIR), resumed from and
 #               published to docs/study/: make study DATA=/path/to/sign-language-digits
 
@@ -16,13 +20,14 @@ TORCH_INDEX ?=
 TORCH_PINS := $(shell grep -oE '"torch(vision)?==[^"]+"' pyproject.toml | tr -d '"')
 CONFIG ?= config/config.yaml
 CORES  ?= all
+WORKDIR ?= .
 BIN    := $(VENV)/bin
 STUDY_DIR ?= study-run
 DATA   ?= ../shared/datasets/sign-language-digits
 SNAKEMAKE_STUDY = PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake -s $(abspath workflow/Snakefile) \
 	-d $(STUDY_DIR) --configfile $(abspath config/study.yaml) --config data_dir=$(abspath $(DATA))
 
-.PHONY: env run report test study
+.PHONY: env run report test study status
 # A venv built from another wheel index is not silently kept: asking for an index that differs
 # from the one recorded at build time stops with what to do.
 env: $(VENV)/.installed
@@ -48,6 +53,10 @@ report: env
 
 test: env
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
+
+# Not after `env`: a run is using .venv, which must not be rebuilt under it.
+status:
+	$(BIN)/python scripts/interim_summary.py --workdir $(WORKDIR) --configfile $(CONFIG)
 
 # Data steps first, then the published jobs are restored (newer than their inputs, so they are
 # not retrained), then the rest of the grid runs and everything is published again.

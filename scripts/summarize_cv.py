@@ -1,12 +1,14 @@
 #!/usr/bin/env python
-"""Gather metrics.json files into results/cv_folds.tsv (one row per job) and
-results/cv_summary.tsv (one row per grid point, best first)."""
+"""Gather metrics.json files (and the predictions.tsv beside each, for the other metrics) into
+results/cv_folds.tsv (one row per job) and results/cv_summary.tsv (one row per grid point, best
+first)."""
 
 import argparse
 import sys
 from pathlib import Path
 
 from cvgrid.io import write_tsv
+from cvgrid.metrics import unavailable_notes
 from cvgrid.summary import MetricsError, cv_summary, fold_table
 
 
@@ -22,6 +24,8 @@ def main(argv=None):
         folds = fold_table(a.metrics, a.axes)
     except MetricsError as error:
         sys.exit(f"error: {error}")
+    for note in unavailable_notes(folds):
+        print(f"note: {note}", file=sys.stderr)
     write_tsv(folds, a.folds_out)
     write_tsv(cv_summary(folds), a.summary_out)
 

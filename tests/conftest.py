@@ -50,15 +50,17 @@ def class_image(rng: np.random.Generator, colour, size=(40, 40)) -> np.ndarray:
 
 
 def write_image_folder(root: Path, n_classes=3, per_class=12, size=(40, 40), suffix=".jpg", seed=0) -> Path:
-    """Write ROOT/class_K/img_J.{jpg,png}, each class its own colour. Returns root."""
+    """Write ROOT/class_K/img_J.{jpg,png}, each class its own colour. Returns root.
+    `per_class`: the images of every class, or a list of each class's (unequal classes)."""
     from PIL import Image
 
     rng = np.random.default_rng(seed)
     root = Path(root)
+    counts = [per_class] * n_classes if isinstance(per_class, int) else list(per_class)
     for k in range(n_classes):
         folder = root / f"class_{k}"
         folder.mkdir(parents=True, exist_ok=True)
-        for j in range(per_class):
+        for j in range(counts[k]):
             Image.fromarray(class_image(rng, COLOURS[k % len(COLOURS)], size)).save(
                 folder / f"img_{j:03d}{suffix}", quality=95
             )

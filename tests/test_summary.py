@@ -22,15 +22,30 @@ ACCURACIES = {
 KEYS = ("repeat", "fold")
 
 
+N_TEST = 100  # per fold: 50 images of class "cat", 50 of "dog"
+
+
 def metrics_for(point, repeat, fold, accuracy):
     model, batch_size, learning_rate, augmentation = point
     return {
         "accuracy": accuracy, "loss": 1 - accuracy, "epochs_run": 10 + fold, "best_epoch": 5,
-        "n_train": 90, "n_validation": 10, "n_test": 25, "seconds": 60.0, "images_per_second": 100.0,
+        "n_train": 90, "n_validation": 10, "n_test": N_TEST, "seconds": 60.0, "images_per_second": 100.0,
         "precision": "fp32", "device": "cpu",
         "config": {"model": model, "batch_size": batch_size, "learning_rate": learning_rate,
                    "augmentation": augmentation, "repeat": repeat, "fold": fold},
     }
+
+
+def predictions_for(accuracy):
+    """A predictions.tsv's table with this accuracy: every error is a "dog" called "cat", as
+    long as there are dogs, then cats called dogs."""
+    true = np.repeat([0, 1], N_TEST // 2)
+    wrong = N_TEST - round(accuracy * N_TEST)
+    order = np.r_[np.arange(N_TEST // 2, N_TEST), np.arange(N_TEST // 2)][:wrong]
+    predicted = true.copy()
+    predicted[order] = 1 - true[order]
+    return pd.DataFrame({"sample": range(N_TEST), "file": [("cat", "dog")[t] + f"/{i}.jpg" for i, t in enumerate(true)],
+                         "true": true, "predicted": predicted, "probability": 0.9})
 
 
 @pytest.fixture
@@ -42,6 +57,7 @@ def metrics_files(tmp_path):
             path = tmp_path / f"point{p}" / f"r{repeat}f{fold}" / "metrics.json"
             path.parent.mkdir(parents=True)
             path.write_text(json.dumps(metrics_for(point, repeat, fold, accuracy)))
+            predictions_for(accuracy).to_csv(path.with_name("predictions.tsv"), sep="\t", index=False)
             paths.append(path)
     return paths[::-1]  # order of the inputs must not matter
 
@@ -86,7 +102,7 @@ def test_fold_table_has_one_row_per_job(metrics_files):
     assert len(table) == 18
     assert {"model", "batch_size", "learning_rate", "augmentation", "repeat", "fold", "accuracy"} <= set(table.columns)
     # the sizes mean what they mean in metrics.json
-    assert (table["n_train"] == 90).all() and (table["n_validation"] == 10).all() and (table["n_test"] == 25).all()
+    assert (table["n_train"] == 90).all() and (table["n_validation"] == 10).all() and (table["n_test"] == N_TEST).all()
     assert not table.duplicated(["model", "batch_size", "learning_rate", "augmentation", "repeat", "fold"]).any()
     # metrics.json without "diverged" (written before it existed) is a fold that did not diverge
     assert table["diverged"].dtype == bool and not table["diverged"].any()
@@ -154,3 +170,73 @@ def test_complete_points_keeps_the_finished_grid_points_and_names_the_others(met
         {"model": "model_b", "batch_size": 32, "pairs": 4}]
     everything, none = complete_points(folds, pairs=6)
     assert len(everything) == 18 and none.empty
+
+
+def test_fold_table_scores_each_folds_predictions_with_scikit_learn(metrics_files):
+    from sklearn.metrics import balanced_accuracy_score, f1_score, recall_score
+
+    table = fold_table(metrics_files)
+    # The published columns first, in their places; the other metrics after them.
+    assert list(table.columns[:18]) == ["model", "batch_size", "learning_rate", "augmentation", "repeat", "fold",
+                                        "accuracy", "loss", "diverged", "epochs_run", "best_epoch", "n_train",
+                                        "n_validation", "n_test", "seconds", "images_per_second", "precision", "device"]
+    assert list(table.columns[18:]) == ["balanced_accuracy", "macro_f1", "log_loss", "recall_cat", "recall_dog"]
+    for row in table.itertuples():
+        p = predictions_for(row.accuracy)
+        assert row.balanced_accuracy == pytest.approx(balanced_accuracy_score(p["true"], p["predicted"]))
+        assert row.macro_f1 == pytest.approx(f1_score(p["true"], p["predicted"], average="macro"))
+        assert [row.recall_cat, row.recall_dog] == pytest.approx(recall_score(p["true"], p["predicted"], average=None))
+    # 0.60 accuracy, every error a dog: cats all found, a fifth of the dogs
+    low = table[table["accuracy"] == 0.60].iloc[0]
+    assert (low["recall_cat"], low["recall_dog"], low["balanced_accuracy"]) == pytest.approx((1.0, 0.2, 0.6))
+    # Only the predicted class's probability in these files: log-loss unavailable, never estimated.
+    assert table["log_loss"].isna().all()
+
+
+def test_cv_summary_has_each_metrics_mean_and_fold_spread_over_all_folds(metrics_files):
+    folds = fold_table(metrics_files)
+    summary = cv_summary(folds)
+    published = ["model", "batch_size", "learning_rate", "augmentation", "mean_accuracy", "acc_std_x2", "folds",
+                 "rank", "mean_epochs", "minutes", *[f"acc_r{r}_f{f}" for r in range(2) for f in range(3)]]
+    assert list(summary.columns[:len(published)]) == published
+    for row in summary.itertuples():
+        point = folds[(folds["model"] == row.model) & (folds["batch_size"] == row.batch_size)]
+        for metric in ("balanced_accuracy", "macro_f1", "recall_dog"):
+            values = point[metric].to_numpy()
+            assert getattr(row, f"mean_{metric}") == pytest.approx(values.mean())
+            assert getattr(row, f"{metric}_std_x2") == pytest.approx(2 * np.std(values, ddof=0))
+        assert np.isnan(row.mean_log_loss) and np.isnan(row.log_loss_std_x2)
+    # One fold without a recall of a class: the point's mean of it is left empty, not taken over fewer folds.
+    gap = folds.copy()
+    gap.loc[gap.index[0], "recall_dog"] = np.nan
+    row = cv_summary(gap).set_index(["model", "batch_size"]).loc[tuple(gap.loc[gap.index[0], ["model", "batch_size"]])]
+    assert np.isnan(row["mean_recall_dog"]) and not np.isnan(row["mean_recall_cat"])
+
+
+def test_the_log_of_summarize_cv_names_the_folds_without_log_loss(tmp_path, metrics_files):
+    script = str(REPO / "scripts" / "summarize_cv.py")
+    run = subprocess.run([sys.executable, script, "--folds-out", str(tmp_path / "f.tsv"), "--summary-out",
+                          str(tmp_path / "s.tsv"), "--axes", "model,batch_size,learning_rate,augmentation",
+                          *map(str, metrics_files)], capture_output=True, text=True, check=True)
+    assert "log-loss is unavailable for 18 of 18 folds" in run.stderr
+    assert "only the predicted class's probability" in run.stderr
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda p: p.drop(columns="predicted"), "lacks columns"),
+    (lambda p: p.assign(predicted=1 - p["true"]), "not from the same job"),
+    (lambda p: p.iloc[:0], "holds no predictions"),
+], ids=["column-missing", "another-jobs-file", "empty"])
+def test_a_bad_predictions_file_is_named(metrics_files, change, message):
+    path = metrics_files[3].with_name("predictions.tsv")
+    change(pd.read_csv(path, sep="\t")).to_csv(path, sep="\t", index=False)
+    with pytest.raises(MetricsError, match=message) as error:
+        fold_table(metrics_files)
+    assert str(path) in str(error.value)
+
+
+def test_a_missing_predictions_file_is_named(metrics_files):
+    path = metrics_files[0].with_name("predictions.tsv")
+    path.unlink()
+    with pytest.raises(MetricsError, match="predictions.tsv"):
+        fold_table(metrics_files)

@@ -79,6 +79,17 @@ def test_tiny_grid_runs_end_to_end(finished_run):
         by_point.setdefault(c["learning_rate"], []).append(metrics["accuracy"])
     for row in summary.itertuples():
         assert row.mean_accuracy == pytest.approx(sum(by_point[row.learning_rate]) / 2)
+    # The other metrics, from each fold's predictions.tsv, in the same tables.
+    from sklearn.metrics import balanced_accuracy_score
+
+    folds = pd.read_csv(work / "results" / "cv_folds.tsv", sep="\t")
+    assert {"balanced_accuracy", "macro_f1", "log_loss", "recall_class_0", "recall_class_2"} <= set(folds.columns)
+    for row in folds.itertuples():
+        fold_dir = next(p.parent for p in metrics_files if json.loads(p.read_text())["config"]["learning_rate"]
+                        == row.learning_rate and p.parent.name == f"fold~{row.fold}")
+        predictions = pd.read_csv(fold_dir / "predictions.tsv", sep="\t")
+        assert row.balanced_accuracy == pytest.approx(balanced_accuracy_score(predictions["true"], predictions["predicted"]))
+    assert {"mean_balanced_accuracy", "balanced_accuracy_std_x2", "mean_recall_class_1"} <= set(summary.columns)
     # The two folds' test sets together are every image once (per grid point).
     n_test = [json.loads(p.read_text())["n_test"] for p in metrics_files]
     assert sum(n_test) == 2 * 60

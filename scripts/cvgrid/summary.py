@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from cvgrid.grid import GRID_KEYS, axes_of
+from cvgrid.metrics import (RECALL_PREFIX, PredictionsError, fold_metrics, metric_columns,
+                            read_predictions, summary_columns)
 
 # Each metrics.json must have these, or the gather step names the file and stops.
 REQUIRED_METRICS = ("accuracy", "loss", "epochs_run", "best_epoch", "n_train", "n_validation", "n_test", "config")
@@ -34,9 +36,27 @@ def read_metrics(path: str | Path) -> dict:
     return metrics
 
 
+def prediction_metrics(metrics_path: Path, accuracy: float) -> dict[str, float]:
+    """The metrics (cvgrid.metrics) of the predictions.tsv beside a job's metrics.json, except
+    accuracy, which metrics.json has; a file that is missing, malformed or not the job's own
+    (another accuracy) is named in the error."""
+    path = Path(metrics_path).with_name("predictions.tsv")
+    try:
+        values = fold_metrics(read_predictions(path))
+    except PredictionsError as error:
+        raise MetricsError(f"predictions file {path}: {error}") from error
+    # metrics.json keeps the accuracy as float32: the same count of correct images agrees to 1e-6.
+    if abs(values["accuracy"] - accuracy) > 1e-6:
+        raise MetricsError(f"predictions file {path} gives accuracy {values['accuracy']:.6f}, but {metrics_path} "
+                           f"says {accuracy:.6f}: the two files are not from the same job")
+    del values["accuracy"]
+    return values
+
+
 def fold_table(metrics_paths, axes=GRID_KEYS) -> pd.DataFrame:
     """One row per training job: the grid's axes (cvgrid.grid.grid_axes of the config), repeat,
-    fold, accuracy, and run facts.
+    fold, accuracy, and run facts, then the other metrics of its predictions.tsv
+    (cvgrid.metrics: balanced accuracy, macro-F1, log-loss, each class's recall).
 
     ``n_train``, ``n_validation`` and ``n_test`` mean what they mean in metrics.json: the
     images the network was fitted on, its early-stopping part, the scored test fold."""
@@ -57,8 +77,13 @@ def fold_table(metrics_paths, axes=GRID_KEYS) -> pd.DataFrame:
             "n_train": m["n_train"], "n_validation": m["n_validation"], "n_test": m["n_test"],
             "seconds": m.get("seconds"), "images_per_second": m.get("images_per_second"),
             "precision": m.get("precision"), "device": m.get("device"),
+            # After the published columns, so that those keep their places.
+            **prediction_metrics(path, m["accuracy"]),
         })
     table = pd.DataFrame(rows)
+    # Per-class recalls in label order (cvgrid.data numbers the classes in sorted folder order).
+    recalls = sorted(c for c in table.columns if c.startswith(RECALL_PREFIX))
+    table = table[[c for c in table.columns if c not in recalls] + recalls]
     return table.sort_values([*axes, "repeat", "fold"], ignore_index=True)
 
 
@@ -87,7 +112,9 @@ def point_summary(folds: pd.DataFrame, keys=None) -> pd.DataFrame:
 
 def cv_summary(folds: pd.DataFrame) -> pd.DataFrame:
     """cv_summary.tsv: :func:`point_summary`, then mean epochs, training minutes and each
-    fold's accuracy (``acc_r<repeat>_f<fold>``)."""
+    fold's accuracy (``acc_r<repeat>_f<fold>``), then the mean and fold spread (2 x std,
+    ddof=STD_DDOF) of every other metric among the table's columns (cvgrid.metrics; NaN
+    where a fold lacks it, so that a figure is always over all the point's folds)."""
     keys = axes_of(folds)
     summary = point_summary(folds, keys).set_index(keys)
     grouped = folds.groupby(keys, sort=False)
@@ -95,7 +122,14 @@ def cv_summary(folds: pd.DataFrame) -> pd.DataFrame:
     summary["minutes"] = grouped["seconds"].sum() / 60
     per_fold = folds.pivot_table(index=keys, columns=["repeat", "fold"], values="accuracy", sort=False)
     per_fold.columns = [f"acc_r{r}_f{f}" for r, f in per_fold.columns]
-    return summary.join(per_fold).reset_index()
+    summary = summary.join(per_fold)
+    for metric in metric_columns(folds):
+        if metric == "accuracy":
+            continue
+        mean, spread = summary_columns(metric)
+        summary[mean] = grouped[metric].agg(lambda a: a.mean(skipna=False))
+        summary[spread] = grouped[metric].agg(lambda a: 2 * a.std(ddof=STD_DDOF, skipna=False))
+    return summary.reset_index()
 
 
 def fold_columns(summary: pd.DataFrame) -> list[str]:
