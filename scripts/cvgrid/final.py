@@ -33,8 +33,7 @@ from cvgrid.job import training_job
 from cvgrid.model_folder import FILES, FORMAT_VERSION, ONNX_INPUT, ONNX_OUTPUT
 from cvgrid.models import get_spec
 from cvgrid.predict import OnnxBackend, TorchBackend, preprocess_array, softmax
-from cvgrid.stats import selected_points
-from cvgrid.summary import best_points, fold_columns
+from cvgrid.summary import best_points, fold_columns, selected_points
 from cvgrid.training import settings_from_json
 
 log = logging.getLogger(__name__)
