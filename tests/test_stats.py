@@ -319,12 +319,12 @@ def test_one_posterior_gives_the_test_the_verdict_and_the_repeats():
     assert posterior.verdict(T.rope, T.probability) == "undecided"
     # repeats_needed asks the same posterior with more pairs: 4 repeats decide, 3 do not
     sd = float(np.std(diffs, ddof=1))
-    assert stats.repeats_needed(float(diffs.mean()), sd, 5, N_TEST / N_TRAIN, T) == 4
+    assert stats.repeats_needed(float(diffs.mean()), sd, folds=5, size_ratio=N_TEST / N_TRAIN, thresholds=T) == 4
     for repeats, decided in ((3, False), (4, True)):
         p = stats.CorrelatedPosterior.for_design(float(diffs.mean()), sd, 5 * repeats, N_TEST / N_TRAIN)
         assert (p.verdict(T.rope, T.probability) != "undecided") == decided
     # a comparison that never separates from the ROPE edge is never decided
-    assert math.isnan(stats.repeats_needed(-0.005, 0.05, 5, 0.25, T))
+    assert math.isnan(stats.repeats_needed(-0.005, 0.05, folds=5, size_ratio=0.25, thresholds=T))
 
 
 def test_thresholds_come_from_the_config_section():

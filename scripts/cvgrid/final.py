@@ -200,6 +200,7 @@ status is then 1. The default backend is onnxruntime with <code>model.onnx</code
 
 
 def refit(
+    *,
     summary_path: Path,
     model_name: str,
     images_path: Path,
@@ -228,8 +229,9 @@ def refit(
     settings = settings_from_json(values, repeat=ALL_DATA, fold=ALL_DATA,
                                   weights=None if weights_path is None else str(weights_path))
     policy = {key: values[key] for key in AUGMENTATION_KEYS}
-    with training_job(images_path, index_path, training["precision"], device, threads,
-                      float(training["checkpoint_seconds"])) as job:
+    with training_job(images_path=images_path, index_path=index_path, precision=training["precision"],
+                      device=device, threads=threads,
+                      checkpoint_seconds=float(training["checkpoint_seconds"])) as job:
         images, index = job.images, job.index
         groups = None
         if groups_path is not None:

@@ -373,7 +373,7 @@ def _fold_design(folds: pd.DataFrame) -> tuple[int, int]:
 # ---------------------------------------------------------------------------
 
 
-def repeats_needed(mean_diff: float, sd: float, folds: int, size_ratio: float, thresholds: Thresholds,
+def repeats_needed(mean_diff: float, sd: float, *, folds: int, size_ratio: float, thresholds: Thresholds,
                    most: int = 100) -> float:
     """The fewest repeats of `folds`-fold CV whose posterior (:meth:`CorrelatedPosterior.for_design`)
     would give a :func:`verdict` other than *undecided* if the comparison's mean difference and
@@ -513,8 +513,8 @@ def compare_to_best(folds: pd.DataFrame, thresholds: Thresholds, *, by_model: bo
             else:
                 diffs = wide[col].to_numpy() - wide[best_col].to_numpy()
                 row.update(_pair_row(diffs, n_train, n_test, thresholds))
-                row["repeats_needed"] = repeats_needed(row["mean_diff"], row["sd_diff"], n_folds,
-                                                       n_test / n_train, thresholds)
+                row["repeats_needed"] = repeats_needed(row["mean_diff"], row["sd_diff"], folds=n_folds,
+                                                       size_ratio=n_test / n_train, thresholds=thresholds)
             group_rows.append(row)
         adjusted = holm([r["p"] for r in group_rows])
         for r, ph in zip(group_rows, adjusted):

@@ -211,7 +211,7 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision])
 
 
-def evaluate(model, data, labels, indices, transform, device, precision, batch_size, tta: str = "none"):
+def evaluate(model, *, data, labels, indices, transform, device, precision, batch_size, tta: str = "none"):
     """Mean loss, accuracy and per-sample softmax probabilities on `indices`; with tta
     "shifts" each probability is the mean over the image and its shifted_views."""
     model.eval()
@@ -234,7 +234,7 @@ def evaluate(model, data, labels, indices, transform, device, precision, batch_s
     return loss, accuracy, probs
 
 
-def train_step(model, optimizer, scheduler, scaler, x, y, device, precision, label_smoothing=0.0):
+def train_step(model, x, y, *, optimizer, scheduler, scaler, device, precision, label_smoothing=0.0):
     """One optimizer step on the batch (x, y), then one step of the learning-rate schedule (if
     any); returns the loss and the logits (not synced)."""
     with autocast(device, precision):
@@ -249,8 +249,8 @@ def train_step(model, optimizer, scheduler, scaler, x, y, device, precision, lab
     return loss, logits
 
 
-def train_epoch(model, optimizer, scheduler, scaler, data, labels, order, transform, generator, settings, device,
-                precision):
+def train_epoch(model, *, optimizer, scheduler, scaler, data, labels, order, transform, generator, settings,
+                device, precision):
     """One pass over `order` in mini-batches. Returns (mean loss, accuracy, seconds)."""
     model.train()
     started = time.perf_counter()
@@ -260,8 +260,8 @@ def train_epoch(model, optimizer, scheduler, scaler, data, labels, order, transf
     for start in range(0, len(order), settings.batch_size):
         idx = order[start : start + settings.batch_size]
         x, y = transform(data[idx], augment_generator), labels[idx]
-        loss, logits = train_step(model, optimizer, scheduler, scaler, x, y, device, precision,
-                                  settings.label_smoothing)
+        loss, logits = train_step(model, x, y, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                                  device=device, precision=precision, label_smoothing=settings.label_smoothing)
         # Accumulate on the device: no host sync inside the loop.
         loss_sum += loss.detach() * len(idx)
         correct += (logits.argmax(1) == y).sum()
@@ -390,6 +390,7 @@ def fit(
     split: dict[str, np.ndarray],
     num_classes: int,
     settings: TrainSettings,
+    *,
     device: torch.device,
     precision: str,
     checkpoint_path: Path | None = None,
@@ -459,7 +460,9 @@ def fit(
                 break
             order = train_idx[torch.randperm(len(train_idx), generator=generator).to(device)]
             train_loss, train_accuracy, seconds = train_epoch(
-                model, optimizer, scheduler, scaler, data, labels_t, order, transform, generator, settings, device, precision
+                model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, data=data, labels=labels_t,
+                order=order, transform=transform, generator=generator, settings=settings, device=device,
+                precision=precision,
             )
             if not math.isfinite(train_loss):
                 # A result, not a crash: the fold is scored with the best weights before this epoch.
@@ -470,7 +473,8 @@ def fit(
                     unsaved = snapshot()  # a retry must not train this fold again
                 break
             val_loss, val_accuracy, _ = evaluate(
-                model, data, labels_t, val_idx, transform, device, precision, settings.eval_batch_size
+                model, data=data, labels=labels_t, indices=val_idx, transform=transform, device=device,
+                precision=precision, batch_size=settings.eval_batch_size,
             )
             improved = progress.record(
                 model, {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
@@ -501,7 +505,8 @@ def fit(
     best_epoch, best_accuracy = progress.best_epoch, progress.best_accuracy
     if len(test_idx):
         test_loss, test_accuracy, probs = evaluate(
-            model, data, labels_t, test_idx, transform, device, precision, settings.eval_batch_size, settings.tta
+            model, data=data, labels=labels_t, indices=test_idx, transform=transform, device=device,
+            precision=precision, batch_size=settings.eval_batch_size, tta=settings.tta,
         )
         log.info("best epoch %d (val acc %.4f); test loss %.4f acc %.4f", best_epoch, best_accuracy, test_loss, test_accuracy)
     else:  # a refit on all data has no test part
