@@ -102,6 +102,39 @@ def test_early_stopping_stops_after_patience_and_restores_the_best_weights(tiny)
     assert at_best.test_loss == long.test_loss
 
 
+def test_the_checkpoint_saver_writes_at_most_every_interval_and_flushes_the_rest(tmp_path):
+    """CheckpointSaver, the fit's checkpoint policy: after_epoch keeps the state and writes it
+    only when the interval has passed; flush writes what is kept; resume loads it back."""
+    from cvgrid.training import CheckpointSaver, Progress
+
+    def saver(path, interval):
+        model = torch.nn.Linear(3, 2)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        progress = Progress()
+        return CheckpointSaver(path, settings=settings(), precision="fp32", interval=interval, model=model,
+                               optimizer=optimizer, scheduler=None, scaler=torch.amp.GradScaler("cpu", enabled=False),
+                               generator=torch.Generator().manual_seed(0), progress=progress)
+
+    path = tmp_path / "fold.pt"
+    first = saver(path, interval=3600)
+    assert not first.resume()  # no file yet
+    first.progress.epoch = 1
+    first.after_epoch()
+    assert not path.exists()  # kept, not written: the interval has not passed
+    first.flush()
+    assert path.exists()
+    second = saver(path, interval=3600)
+    assert second.resume() and second.progress.epoch == 1
+    assert torch.equal(second.model.weight, first.model.weight)
+    every_epoch = saver(tmp_path / "each.pt", interval=0)
+    every_epoch.after_epoch()
+    assert (tmp_path / "each.pt").exists() and every_epoch.unsaved is None
+    nowhere = saver(None, interval=0)  # without a path it does nothing
+    nowhere.after_epoch()
+    nowhere.flush()
+    assert not nowhere.resume()
+
+
 def test_a_checkpoint_of_the_same_job_is_resumed_and_one_of_another_job_ignored(tiny, tmp_path):
     images, labels, split = tiny
     checkpoint = tmp_path / "job.pt"

@@ -384,6 +384,63 @@ def _cpu_copy(value):
     return value
 
 
+class CheckpointSaver:
+    """The checkpoint policy of one fit (as timm's CheckpointSaver is its training loop's):
+    :meth:`resume` from the file at `path` if it belongs to this very job; :meth:`after_epoch`
+    keeps a copy of the state after each finished epoch and writes it at most every `interval`
+    seconds (0: after every epoch; a checkpoint of 40 MB after every epoch of a second would
+    load a shared file system); :meth:`flush` writes the copy not yet on disk, at the end of the
+    fit or on an exception (SIGTERM's, cvgrid.job.Terminated). Without a path it does nothing.
+    The training objects are the fit's own, read when a state is kept."""
+
+    def __init__(self, path: Path | None, *, settings: TrainSettings, precision: str, interval: float,
+                 model, optimizer, scheduler, scaler, generator: torch.Generator, progress: Progress):
+        self.path, self.settings, self.precision, self.interval = path, settings, precision, interval
+        self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
+        self.generator, self.progress = generator, progress
+        self.unsaved: dict | None = None  # the last finished epoch's state while not yet on disk
+        self.saved_at = time.monotonic()
+
+    def resume(self) -> bool:
+        """Load the checkpoint into the training objects; False if there is none for this job."""
+        checkpoint = load_checkpoint(self.path, self.settings, self.precision) if self.path else None
+        if checkpoint is None:
+            return False
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.scaler.load_state_dict(checkpoint["scaler"])
+        _set_rng_state(self.generator, checkpoint["rng"])
+        self.progress.load_state_dict(checkpoint)
+        log.info("resuming %s after epoch %d from %s", self.settings.label(), self.progress.epoch, self.path)
+        return True
+
+    def after_epoch(self) -> None:
+        """Keep the state as it stands now (copied at once: from here on a SIGTERM writes this
+        epoch), and write it if the last write is `interval` seconds old."""
+        if self.path is None:
+            return
+        self.unsaved = _cpu_copy({
+            "settings": asdict(self.settings), "precision": self.precision, "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+            "rng": _rng_state(self.generator),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            **self.progress.state_dict(),
+        })
+        if time.monotonic() - self.saved_at >= self.interval:
+            save_checkpoint(self.path, self.unsaved)
+            self.unsaved, self.saved_at = None, time.monotonic()
+
+    def flush(self) -> None:
+        """Write the kept state if it is not on disk yet. A job of several folds keeps the file
+        of a finished fold until the job ends, so that its retry does not train that fold again."""
+        if self.unsaved is not None:
+            save_checkpoint(self.path, self.unsaved)
+            self.unsaved = None
+            log.info("checkpoint after epoch %d written to %s", self.progress.epoch, self.path)
+
+
 def fit(
     images: np.ndarray,
     labels: np.ndarray,
@@ -427,33 +484,14 @@ def fit(
     train_idx, val_idx, test_idx = (torch.from_numpy(split[r]).to(device) for r in ("train", "validation", "test"))
 
     progress = Progress()
-    checkpoint = load_checkpoint(checkpoint_path, settings, precision) if checkpoint_path else None
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        _set_rng_state(generator, checkpoint["rng"])
-        progress.load_state_dict(checkpoint)
-        log.info("resuming %s after epoch %d from %s", settings.label(), progress.epoch, checkpoint_path)
-    else:
+    saver = CheckpointSaver(checkpoint_path, settings=settings, precision=precision, interval=checkpoint_seconds,
+                            model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                            generator=generator, progress=progress)
+    if not saver.resume():
         # What a fit that diverges in its first epoch is scored with.
         progress.best_state = _cpu_copy(model.state_dict())
     resumed_from_epoch, seconds_before = progress.epoch, progress.seconds
 
-    def snapshot() -> dict:
-        """The checkpoint of the fit as it stands, copied: later steps do not change it."""
-        return _cpu_copy({
-            "settings": asdict(settings), "precision": precision, "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": _rng_state(generator),
-            "scheduler": None if scheduler is None else scheduler.state_dict(),
-            **progress.state_dict(),
-        })
-
-    # The last finished epoch's checkpoint while it is not yet on disk (at most checkpoint_seconds).
-    unsaved = None
-    saved_at = time.monotonic()
     try:
         for epoch in range(progress.epoch + 1, settings.max_epochs + 1):
             if progress.diverged_epoch is not None or epoch - progress.best_epoch > settings.patience:
@@ -469,8 +507,7 @@ def fit(
                 progress.diverged_epoch = epoch
                 log.warning("DIVERGED: training loss became %s in epoch %d of %s; scoring the best weights "
                             "before it (epoch %d)", train_loss, epoch, settings.label(), progress.best_epoch)
-                if checkpoint_path is not None:
-                    unsaved = snapshot()  # a retry must not train this fold again
+                saver.after_epoch()  # a retry must not train this fold again
                 break
             val_loss, val_accuracy, _ = evaluate(
                 model, data=data, labels=labels_t, indices=val_idx, transform=transform, device=device,
@@ -481,25 +518,16 @@ def fit(
                         "val_loss": val_loss, "val_accuracy": val_accuracy, "seconds": seconds}, len(order),
             )
             progress.seconds = seconds_before + time.perf_counter() - started
-            if checkpoint_path is not None:
-                unsaved = snapshot()  # at once: from here on a SIGTERM writes this epoch
+            saver.after_epoch()
             log.info(
                 "epoch %3d  train loss %.4f acc %.4f  val loss %.4f acc %.4f  %.1fs (%.0f img/s)%s",
                 epoch, train_loss, train_accuracy, val_loss, val_accuracy, seconds, len(order) / seconds,
                 "  *" if improved else "",
             )
-            # A checkpoint (40 MB for model B with Adam's state) after every epoch of a second would
-            # load a shared file system: at most one every checkpoint_seconds.
-            if unsaved is not None and time.monotonic() - saved_at >= checkpoint_seconds:
-                save_checkpoint(checkpoint_path, unsaved)
-                unsaved, saved_at = None, time.monotonic()
     finally:
         # The end of the fit, or an exception (SIGTERM, an error) in the middle of an epoch: the
-        # last finished epoch goes to disk. A job of several folds keeps the file of a finished
-        # fold until the job ends, so that its retry does not train that fold again.
-        if unsaved is not None:
-            save_checkpoint(checkpoint_path, unsaved)
-            log.info("checkpoint after epoch %d written to %s", progress.epoch, checkpoint_path)
+        # last finished epoch goes to disk.
+        saver.flush()
 
     model.load_state_dict(progress.best_state)
     best_epoch, best_accuracy = progress.best_epoch, progress.best_accuracy
