@@ -23,8 +23,8 @@ try:
     # Pretrained weights: {model: {"path", "url"}} and {file name: {"url", "models"}}, one
     # download per file (rules/weights.smk).
     WEIGHTS, FETCH = plan_weights(config)
-    # What one training job (rule train) trains: a fold, the folds of one repeat or those of
-    # the whole grid point.
+    # What one training job trains (rules/train.smk): a fold, the folds of one repeat or those
+    # of the whole grid point.
     JOB_UNIT = job_unit(config)
 except (ConfigError, WeightsError) as error:
     raise WorkflowError(f"config: {error}") from None

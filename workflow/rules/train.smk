@@ -5,9 +5,9 @@
 #
 # Params hold only what changes a result, in canonical form: the point's settings as sorted
 # JSON and the precision (Snakemake reruns a job whose params text changed). The thread count,
-# checkpoint interval, device and script path go into the command only, so that changing them
-# retrains nothing; the output folders and checkpoint files follow from the wildcards.
-TRAIN_SCRIPT = script_path("train.py")
+# checkpoint interval, device and script path are threads and resources (not compared), so
+# that changing them retrains nothing; the output folders and checkpoint files follow from the
+# wildcards.
 
 
 rule train:
@@ -38,6 +38,10 @@ rule train:
         # A share of one local GPU: `--resources gpu_jobs=4` lets four training jobs use it at
         # once (a model A fold needs well under 1 GB). Unlimited unless set; SLURM ignores it.
         gpu_jobs=1,
+        # Not results (strings: no local limit applies to them).
+        device=str(config["training"]["device"]),
+        checkpoint_seconds=str(config["training"]["checkpoint_seconds"]),
+        script=script_path("train.py"),
     params:
         settings=point_settings_json,
         precision=config["training"]["precision"],
@@ -52,9 +56,9 @@ rule train:
             for r, f in train_job_folds(w)
         ],
     shell:
-        "python {TRAIN_SCRIPT:q} --images {input.images:q} --index {input.index:q}"
+        "python {resources.script:q} --images {input.images:q} --index {input.index:q}"
         " --folds {input.folds:q} --repeat {params.repeats} --fold {params.fold_numbers}"
         " --settings {params.settings:q} --precision {params.precision:q}"
-        " --device {config[training][device]:q} --threads {threads} {params.weights}"
-        " --checkpoint-seconds {config[training][checkpoint_seconds]}"
+        " --device {resources.device:q} --threads {threads} {params.weights}"
+        " --checkpoint-seconds {resources.checkpoint_seconds:q}"
         " --out-dir {params.out_dirs:q} --checkpoint {params.checkpoints:q} > {log:q} 2>&1"
