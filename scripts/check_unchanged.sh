@@ -15,10 +15,10 @@ cores=${CORES:-2}
 data=$(realpath "${DATA:-$repo/../shared/datasets/sign-language-digits}")
 mkdir -p "$out"
 
-# The code to run: COMMIT checked out into $out/code-before, the working tree as it is.
+# The code to run: COMMIT's files in $out/code-before, the working tree as it is.
 before="$out/code-before"
-if [ ! -d "$before" ]; then
-    git -C "$repo" worktree add --detach "$before" "$commit" >/dev/null
+if [ ! -d "$before" ]; then  # an export of its files: no worktree or branch is registered
+    mkdir -p "$before" && git -C "$repo" archive "$commit" | tar -x -C "$before"
 fi
 
 run() {  # run CODE_DIR NAME: the quick workflow's statistics and the study's tables with CODE_DIR
