@@ -263,8 +263,10 @@ class Project(Variant):
         order = sample_order(len(self.prepared.labels), steps * self.cfg.batch_size, self.generator).to(self.device)
         synchronize(self.device)
         started = time.perf_counter()
-        train_epoch(self.model, self.optimizer, None, self.scaler, self.prepared.data, self.prepared.labels, order,
-                    self.transform, self.generator, self.settings, self.device, self.precision)  # ends in .item()
+        train_epoch(self.model, optimizer=self.optimizer, scheduler=None, scaler=self.scaler,
+                    data=self.prepared.data, labels=self.prepared.labels, order=order, transform=self.transform,
+                    generator=self.generator, settings=self.settings, device=self.device,
+                    precision=self.precision)  # ends in .item()
         return time.perf_counter() - started
 
 
@@ -296,7 +298,8 @@ def time_steps(model, optimizer, scaler, batches, device, precision, warmup: int
         started = time.perf_counter()
         for step in range(count):
             x, y = batches[step % len(batches)]
-            loss, _ = train_step(model, optimizer, None, scaler, x, y, device, precision)
+            loss, _ = train_step(model, x, y, optimizer=optimizer, scheduler=None, scaler=scaler, device=device,
+                                 precision=precision)
             loss_sum += loss.detach() * len(y)
         loss_sum.item()
         seconds[phase] = time.perf_counter() - started
@@ -385,8 +388,9 @@ def compile_costs(model_name: str, cfg: BenchConfig, device: torch.device, preci
         order = sample_order(n, batch, generator).to(device)
         synchronize(device)
         started = time.perf_counter()
-        train_epoch(compiled, optimizer, None, scaler, prepared.data, prepared.labels, order, transform, generator,
-                    settings, device, precision)
+        train_epoch(compiled, optimizer=optimizer, scheduler=None, scaler=scaler, data=prepared.data,
+                    labels=prepared.labels, order=order, transform=transform, generator=generator,
+                    settings=settings, device=device, precision=precision)
         return time.perf_counter() - started
 
     def evaluate(batch: int) -> float:

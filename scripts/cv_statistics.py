@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from cvgrid import plots, stats
-from cvgrid.io import atomic_path, write_tsv
+from cvgrid import plots, wording
+from cvgrid.analysis import analyse, write_tables
+from cvgrid.stats import Thresholds
 
 
 def main(argv=None):
@@ -25,12 +26,10 @@ def main(argv=None):
     a = p.parse_args(argv)
     folds = pd.read_csv(a.folds, sep="\t")
     cv = pd.read_csv(a.summary, sep="\t")
-    result = stats.analyse(folds, cv, a.alpha, a.rope, a.probability)
-    for name, table in result["tables"].items():
-        write_tsv(table, a.out_dir / f"{name}.tsv")
-    with atomic_path(a.out_dir / "summary.html") as tmp:
-        tmp.write_text(stats.summary_html(result["text"]))
-    plots.factor_effects(result["tables"]["factor_effects"], a.out_dir / "factor_effects.svg")
+    result = analyse(folds, cv, Thresholds(rope=a.rope, probability=a.probability, alpha=a.alpha))
+    write_tables(result, a.out_dir)
+    wording.write_summary(wording.summary_text(result), a.out_dir, markdown=False)
+    plots.factor_effects(result.tables["factor_effects"], a.out_dir / "factor_effects.svg")
     plots.parallel_coordinates(cv, a.out_dir / "parallel_coordinates.svg")
 
 

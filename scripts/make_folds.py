@@ -29,8 +29,9 @@ def main(argv=None):
         groups = None
         if a.groups:
             groups = groups_for_index(index, pd.read_csv(a.groups, sep="\t", dtype=str), str(a.groups))
-        folds = make_folds(index["label"].to_numpy(), a.folds, a.repeats, a.seed, a.validation_fraction,
-                           groups, class_names(index))
+        folds = make_folds(index["label"].to_numpy(), a.folds, a.repeats, seed=a.seed,
+                           validation_fraction=a.validation_fraction, groups=groups,
+                           class_names=class_names(index))
     except (DataError, FoldError) as error:
         sys.exit(f"error in {a.index}: {error}")
     write_tsv(folds, a.out)

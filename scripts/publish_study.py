@@ -29,9 +29,11 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from cvgrid import plots, stats
+from cvgrid import plots, wording
+from cvgrid.analysis import analyse, write_tables
 from cvgrid.grid import grid_axes
-from cvgrid.io import atomic_path, write_json, write_tsv
+from cvgrid.io import write_json, write_tsv
+from cvgrid.stats import Thresholds
 from cvgrid.summary import compare_protocols, complete_points, cv_summary, fold_table
 
 REPO = Path(__file__).resolve().parent.parent
@@ -92,17 +94,12 @@ def publish_protocol(workdir: Path, published: Path, protocol: str, config: dict
         return facts
     summary = cv_summary(folds)
     write_tsv(summary, out / "cv_summary.tsv")
-    statistics = config["statistics"]
-    result = stats.analyse(folds, summary, statistics["alpha"], statistics["rope"], statistics["probability"])
-    for name, table in result["tables"].items():
-        write_tsv(table, out / "stats" / f"{name}.tsv")
-    with atomic_path(out / "stats" / "summary.html") as tmp:
-        tmp.write_text(stats.summary_html(result["text"]))
-    with atomic_path(out / "stats" / "summary.md") as tmp:
-        tmp.write_text(result["text"])
+    result = analyse(folds, summary, Thresholds.from_config(config["statistics"]))
+    write_tables(result, out / "stats")
+    wording.write_summary(wording.summary_text(result), out / "stats", markdown=True)
     for model in sorted(summary["model"].unique()):
-        plots.heatmap(summary, model, out / f"heatmap_{model}.svg", result["tables"]["compare_to_best"])
-    plots.factor_effects(result["tables"]["factor_effects"], out / "stats" / "factor_effects.svg")
+        plots.heatmap(summary, model, out / f"heatmap_{model}.svg", result.tables["compare_to_best"])
+    plots.factor_effects(result.tables["factor_effects"], out / "stats" / "factor_effects.svg")
     return facts
 
 

@@ -42,8 +42,10 @@ def main(argv=None):
     a = p.parse_args(argv)
     job.configure_logging()
     try:
-        refit(a.summary, a.model, a.images, a.index, a.out_dir, a.config, a.split_seed, a.validation_fraction,
-              a.groups, a.weights, a.checkpoint, a.device, a.threads)
+        refit(summary_path=a.summary, model_name=a.model, images_path=a.images, index_path=a.index,
+              out_dir=a.out_dir, config=a.config, split_seed=a.split_seed,
+              validation_fraction=a.validation_fraction, groups_path=a.groups, weights_path=a.weights,
+              checkpoint_path=a.checkpoint, device=a.device, threads=a.threads)
     except (FinalError, *job.INPUT_ERRORS) as error:
         sys.exit(f"error: {error}")
 

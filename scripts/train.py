@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Train one model on one or several cross-validation folds, one after the other in this one
 process, and write each fold's metrics.json, history.tsv and predictions.tsv into its own
-folder. The grid point's training settings come as one JSON object (the rules `train` and
-`train_point` pass cvgrid.grid.point_settings of the point: its axes, the rest of `training:`,
+folder. The grid point's training settings come as one JSON object (the rule `train` passes
+cvgrid.grid.point_settings of the point: its axes, the rest of `training:`,
 the augmentation policy's numbers and the model's options), e.g.:
 
     python scripts/train.py --images results/data/images.npy --index results/data/index.tsv \
@@ -55,8 +55,9 @@ def main(argv=None):
                                weights=None if a.weights is None else str(a.weights))
             for repeat, fold in zip(a.repeat, a.fold)
         ]
-        job.run_folds(fold_settings, a.images, a.index, a.folds, a.out_dir, a.checkpoint, a.precision, a.device,
-                      a.threads, a.checkpoint_seconds)
+        job.run_folds(fold_settings=fold_settings, images_path=a.images, index_path=a.index, folds_path=a.folds,
+                      out_dirs=a.out_dir, checkpoint_paths=a.checkpoint, precision=a.precision, device=a.device,
+                      threads=a.threads, checkpoint_seconds=a.checkpoint_seconds)
     except job.INPUT_ERRORS as error:
         sys.exit(f"error: {error}")
 

@@ -70,8 +70,8 @@ def test_training_jobs_ask_for_one_gpu_and_memory_and_time_by_model(plan):
 
 
 def test_one_job_per_grid_point_asks_for_one_gpu_and_the_time_of_all_its_folds(tmp_path):
-    """training.folds_per_job: all. One train_point job per grid point (no train jobs), with a GPU
-    and memory as train's and a time limit for all its folds, per model."""
+    """training.folds_per_job: all. One train job per grid point (the same rule as one per fold),
+    with a GPU and memory as a fold's and a time limit for all its folds, per model."""
     data = write_image_folder(tmp_path / "images", n_classes=3, per_class=20)
     config = write_config(tmp_path / "config.yaml", tiny_config(
         data, models={"model_a": {}, "model_b": {"pretrained": "none"}}, training={"folds_per_job": "all"},
@@ -81,8 +81,8 @@ def test_one_job_per_grid_point_asks_for_one_gpu_and_the_time_of_all_its_folds(t
     result = run_snakemake(work, config, "-n", "--profile", str(SITE_EXAMPLE),
                            "--workflow-profile", str(WORKFLOW_PROFILE))
     plan = planned_jobs(result.stdout + result.stderr)
-    assert "train" not in {job["rule"] for job in plan}
-    point_jobs = [job for job in plan if job["rule"] == "train_point"]
+    point_jobs = [job for job in plan if job["rule"] == "train"]
+    assert all("fold" not in job["wildcards"] for job in point_jobs)
     expected = {"model_a": ("4000", "120"), "model_b": ("8000", "240")}  # attempt 1: MB, minutes
     assert sorted(job["wildcards"]["model"] for job in point_jobs) == sorted(expected)
     for job in point_jobs:

@@ -96,8 +96,10 @@ def test_tta_scores_the_mean_probability_over_the_five_views(tiny):
     labels_t = torch.from_numpy(labels)
     idx = torch.from_numpy(split["test"])
     transform = training.BatchTransform(get_spec("model_a").input_size, settings())
-    _, _, plain = evaluate(model, data, labels_t, idx, transform, CPU, "fp32", 512)
-    _, accuracy, tta = evaluate(model, data, labels_t, idx, transform, CPU, "fp32", 512, tta="shifts")
+    common = dict(data=data, labels=labels_t, indices=idx, transform=transform, device=CPU, precision="fp32",
+                  batch_size=512)
+    _, _, plain = evaluate(model, **common)
+    _, accuracy, tta = evaluate(model, **common, tta="shifts")
     with torch.inference_mode():
         expected = torch.stack([torch.softmax(model(v), 1) for v in shifted_views(transform(data[idx]))]).mean(0)
     assert torch.allclose(tta, expected, atol=1e-6)
@@ -141,10 +143,10 @@ CHANGES = {
 @pytest.mark.parametrize("name", sorted(CHANGES))
 def test_each_setting_changes_the_fit_and_the_same_setting_repeats_it(tiny, name):
     images, labels, split = tiny
-    reference = fit(images, labels, split, 2, settings(), CPU, "fp32")
+    reference = fit(images, labels, split, 2, settings(), device=CPU, precision="fp32")
     changed = settings(**CHANGES[name])
-    first = fit(images, labels, split, 2, changed, CPU, "fp32")
-    again = fit(images, labels, split, 2, changed, CPU, "fp32")
+    first = fit(images, labels, split, 2, changed, device=CPU, precision="fp32")
+    again = fit(images, labels, split, 2, changed, device=CPU, precision="fp32")
     assert first.history["train_loss"].tolist() == again.history["train_loss"].tolist()
     assert np.array_equal(first.test_probabilities, again.test_probabilities)
     assert first.history["train_loss"].tolist() != reference.history["train_loss"].tolist()
@@ -157,7 +159,7 @@ class Stop(Exception):
 def test_a_fit_with_a_schedule_resumes_from_its_checkpoint_as_if_never_stopped(tiny, tmp_path, monkeypatch):
     images, labels, split = tiny
     s = settings(schedule="onecycle", optimizer="adamw", weight_decay=0.01, max_epochs=4)
-    whole = fit(images, labels, split, 2, s, CPU, "fp32")
+    whole = fit(images, labels, split, 2, s, device=CPU, precision="fp32")
 
     real_epoch, calls = training.train_epoch, []
 
@@ -170,9 +172,9 @@ def test_a_fit_with_a_schedule_resumes_from_its_checkpoint_as_if_never_stopped(t
     monkeypatch.setattr(training, "train_epoch", stop_in_the_third_epoch)
     checkpoint = tmp_path / "fold.pt"
     with pytest.raises(Stop):
-        fit(images, labels, split, 2, s, CPU, "fp32", checkpoint, checkpoint_seconds=0)
+        fit(images, labels, split, 2, s, device=CPU, precision="fp32", checkpoint_path=checkpoint, checkpoint_seconds=0)
     monkeypatch.setattr(training, "train_epoch", real_epoch)
-    resumed = fit(images, labels, split, 2, s, CPU, "fp32", checkpoint, checkpoint_seconds=0)
+    resumed = fit(images, labels, split, 2, s, device=CPU, precision="fp32", checkpoint_path=checkpoint, checkpoint_seconds=0)
     assert resumed.resumed_from_epoch == 2
     assert resumed.history.drop(columns="seconds").equals(whole.history.drop(columns="seconds"))
     assert np.array_equal(resumed.test_probabilities, whole.test_probabilities)
@@ -181,5 +183,5 @@ def test_a_fit_with_a_schedule_resumes_from_its_checkpoint_as_if_never_stopped(t
 def test_an_unknown_tta_mode_stops_the_fit_before_training(tiny):
     images, labels, split = tiny
     with pytest.raises(SettingsError, match="flip"):
-        fit(images, labels, split, 2, settings(tta="flip"), CPU, "fp32")
-    assert math.isfinite(fit(images, labels, split, 2, settings(tta="shifts", max_epochs=1), CPU, "fp32").test_loss)
+        fit(images, labels, split, 2, settings(tta="flip"), device=CPU, precision="fp32")
+    assert math.isfinite(fit(images, labels, split, 2, settings(tta="shifts", max_epochs=1), device=CPU, precision="fp32").test_loss)

@@ -72,21 +72,21 @@ def test_a_diverging_fold_is_a_result_scored_with_its_best_weights_before_the_di
     images, labels, split = tiny_data()
     cpu = torch.device("cpu")
     # A learning rate of 1e10: the training loss is NaN in the first epoch, every time.
-    first = fit(images, labels, split, 2, settings(learning_rate=1e10, max_epochs=5), cpu, "fp32")
+    first = fit(images, labels, split, 2, settings(learning_rate=1e10, max_epochs=5), device=cpu, precision="fp32")
     assert first.diverged_epoch == 1 and first.epochs_run == 0 and first.best_epoch == 0
     # Scored with the initial weights (no epoch finished): finite numbers.
     assert np.isfinite(first.test_loss) and np.isfinite(first.test_probabilities).all()
     assert 0.0 <= first.test_accuracy <= 1.0
     # 1e7 diverges in the second epoch: scored with the first epoch's weights, the best before it.
     late_settings = settings(learning_rate=1e7, max_epochs=8, patience=8)
-    late = fit(images, labels, split, 2, late_settings, cpu, "fp32")
+    late = fit(images, labels, split, 2, late_settings, device=cpu, precision="fp32")
     assert late.diverged_epoch == 2 and late.epochs_run == late.best_epoch == 1
     assert len(late.history) == 1
     # The checkpoint of a diverged fold says so: a retry scores it again without training.
     checkpoint = tmp_path / "fold.pt"
-    kept = fit(images, labels, split, 2, late_settings, cpu, "fp32", checkpoint, checkpoint_seconds=3600)
+    kept = fit(images, labels, split, 2, late_settings, device=cpu, precision="fp32", checkpoint_path=checkpoint, checkpoint_seconds=3600)
     assert checkpoint.exists(), "the end of a fit is always written"
-    again = fit(images, labels, split, 2, late_settings, cpu, "fp32", checkpoint, checkpoint_seconds=3600)
+    again = fit(images, labels, split, 2, late_settings, device=cpu, precision="fp32", checkpoint_path=checkpoint, checkpoint_seconds=3600)
     assert kept.diverged_epoch == again.diverged_epoch == 2
     assert again.resumed_from_epoch == kept.epochs_run == 1
     assert again.test_accuracy == kept.test_accuracy == late.test_accuracy
@@ -139,10 +139,10 @@ def test_a_file_that_is_not_a_checkpoint_is_named_not_trained_over(tmp_path):
     checkpoint = tmp_path / "fold.pt"
     checkpoint.write_bytes(b"this is not a checkpoint\n")
     with pytest.raises(CheckpointError, match=re.escape(str(checkpoint))):
-        fit(images, labels, split, 2, settings(), torch.device("cpu"), "fp32", checkpoint)
+        fit(images, labels, split, 2, settings(), device=torch.device("cpu"), precision="fp32", checkpoint_path=checkpoint)
     torch.save({"some": torch.zeros(2)}, checkpoint)  # loads with weights_only, but is not ours
     with pytest.raises(CheckpointError, match="not a training checkpoint"):
-        fit(images, labels, split, 2, settings(), torch.device("cpu"), "fp32", checkpoint)
+        fit(images, labels, split, 2, settings(), device=torch.device("cpu"), precision="fp32", checkpoint_path=checkpoint)
 
 
 def test_too_few_images_in_a_class_stops_before_any_training_job(tmp_path):

@@ -15,7 +15,7 @@ fail (fixture ``slurm_cluster``). Snakemake runs as a user runs it: the cluster'
 - A training job cancelled with ``scancel`` while it runs is retried by the workflow, resumes
   from its checkpoint, and the run ends with every result whole.
 - With ``training.folds_per_job: all`` the tiny grid submits one training job per grid point
-  (rule train_point) whose folds equal the one-job-per-fold run's bit for bit; the start-up
+  (rule train, one job per grid point) whose folds equal the one-job-per-fold run's bit for bit; the start-up
   seconds of both runs' training jobs (SLURM start to the first fit) are measured and printed.
   Such a job cancelled while it trains its second fold is retried: the first fold is scored from
   its checkpoint without training, the second resumes from the epoch SIGTERM wrote.
@@ -73,7 +73,7 @@ GROUP_ARGS = (
     "--set-resource-scopes", "gpu=local", "--resources", "gpu=1",
 )
 TRAIN_LOGS = "group_train_folds_train"  # .snakemake/slurm_logs/<this>/<jobid>.log (rule train has group:)
-POINT_LOGS = "rule_train_point"  # training.folds_per_job: all
+POINT_LOGS = "rule_train"  # training.folds_per_job: all (rule train, without the fold group)
 RUN_TIMEOUT_S = 480
 CANCEL_EPOCHS = 30
 
@@ -227,7 +227,7 @@ def running_training_job(run: Run) -> dict | None:
 
 
 def point_job_in_second_fold(run: Run) -> dict | None:
-    """The run's (one) train_point job once its log shows the first epoch of fold 1: {"job_id",
+    """The run's (one) grid-point training job once its log shows the first epoch of fold 1: {"job_id",
     "log"}; None before. Fold 0's results are written by then."""
     logs = sorted((run.workdir / "logs" / "results" / "train").rglob("folds.log"))
     ids = slurm_log_job_ids(run.workdir, POINT_LOGS)
@@ -446,8 +446,8 @@ def point_of(fold: str) -> str:
 
 
 def training_log(workdir: Path, fold: str, per_point: bool) -> Path:
-    """The rule log of the training job that trained `fold`: train's one per fold, train_point's
-    one per grid point."""
+    """The rule log of the training job that trained `fold`: one per fold, or one per grid point
+    (training.folds_per_job: all)."""
     train = workdir / "logs" / "results" / "train"
     return train / point_of(fold) / "folds.log" if per_point else train / f"{fold}.log"
 
@@ -505,8 +505,8 @@ def test_one_job_per_grid_point_gives_the_one_job_per_fold_results(runs):
     jobs = {job.job_id: job for job in print_jobs("point", point.workdir)}
     for job_id in per_job:
         assert jobs[job_id].state == "COMPLETED" and jobs[job_id].partition == GPU_PARTITION, jobs[job_id]
-        assert jobs[job_id].comment.startswith("rule_train_point_") and jobs[job_id].tres_per_job == "gres:gpu:1", jobs[job_id]
-    # prepare_dataset, make_folds, 2 train_point, refit_best; one job per fold: 4 train instead.
+        assert jobs[job_id].comment.startswith("rule_train_") and jobs[job_id].tres_per_job == "gres:gpu:1", jobs[job_id]
+    # prepare_dataset, make_folds, 2 train (a grid point each), refit_best; one job per fold: 4 train.
     assert len(slurm_log_job_ids(point.workdir)) == 5 and len(slurm_log_job_ids(slurm.workdir)) == 7
     assert set(slurm_log_job_ids(point.workdir, POINT_LOGS)) == set(per_job)
 

@@ -8,6 +8,7 @@ freedom, a one-sided p -- makes a test fail.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import re
@@ -17,8 +18,17 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from cvgrid import stats
-from cvgrid.summary import cv_summary, point_summary
+from cvgrid import stats, wording
+from cvgrid.analysis import analyse
+from cvgrid.summary import cv_summary, point_summary, selected_points, selection_corrected
+
+# The statistics section's schema defaults, as one Thresholds for every test.
+T = stats.Thresholds(rope=0.005, probability=0.95, alpha=0.05)
+
+
+def design(sd, k, ratio):
+    """The posterior at a zero difference for k pairs with this SD of the differences."""
+    return stats.CorrelatedPosterior.for_design(0.0, sd, k, ratio)
 
 N_TRAIN, N_TEST = 80, 20  # n_test / n_train = 0.25
 
@@ -222,12 +232,12 @@ def test_point_summary_is_the_one_definition_of_best():
     assert list(s.loc[s["model"] == "A", "rank"]) == [1, 2, 3, 4]
     best = s[s["rank"] == 1]
     assert [tuple(r) for r in best[list(stats.CONFIG_KEYS)].itertuples(index=False)] == [C1, CB]
-    cmp = stats.compare_to_best(grid_folds())
+    cmp = stats.compare_to_best(grid_folds(), T)
     assert [tuple(r) for r in cmp.loc[cmp["is_best"], list(stats.CONFIG_KEYS)].itertuples(index=False)] == [C1, CB]
 
 
 def test_compare_to_best_by_hand():
-    cmp = stats.compare_to_best(grid_folds(), alpha=0.05)
+    cmp = stats.compare_to_best(grid_folds(), T)
     by_cfg = {tuple(r[k] for k in stats.CONFIG_KEYS): r for _, r in cmp.iterrows()}
     best = by_cfg[C1]
     assert best["is_best"] and best["verdict"] == "best" and np.isnan(best["p"])
@@ -271,7 +281,7 @@ def test_compare_to_best_by_hand():
 
 def test_holm_column_uses_the_adjusted_p():
     def c2_significant(alpha):
-        cmp = stats.compare_to_best(grid_folds(), alpha=alpha)
+        cmp = stats.compare_to_best(grid_folds(), dataclasses.replace(T, alpha=alpha))
         return bool(cmp[(cmp["model"] == "A") & (cmp["learning_rate"] == 0.01)].iloc[0]["significantly_worse"])
 
     # raw p = HAND_P = 0.132, Holm-adjusted 2 * HAND_P = 0.265
@@ -280,7 +290,7 @@ def test_holm_column_uses_the_adjusted_p():
 
 
 def test_compare_to_best_over_whole_grid():
-    cmp = stats.compare_to_best(grid_folds(), by_model=False)
+    cmp = stats.compare_to_best(grid_folds(), T, by_model=False)
     assert int(cmp["is_best"].sum()) == 1
     b = cmp[cmp["model"] == "B"].iloc[0]
     assert b["best_model"] == "A"
@@ -289,12 +299,50 @@ def test_compare_to_best_over_whole_grid():
     assert b["verdict"] == "worse"
 
 
+def test_compare_to_best_records_the_thresholds_of_its_verdicts():
+    strict = stats.Thresholds(rope=0.001, probability=0.99, alpha=0.05)
+    cmp = stats.compare_to_best(grid_folds(), strict)
+    assert set(cmp["rope"]) == {0.001} and set(cmp["probability"]) == {0.99}
+    # C3 equals C1 on every fold: a point mass at 0, inside any ROPE
+    c3 = cmp[(cmp["batch_size"] == 32)].iloc[0]
+    assert c3["verdict"] == "practically equivalent"
+
+
+def test_one_posterior_gives_the_test_the_verdict_and_the_repeats():
+    diffs = np.array(ACC1) - (np.array(ACC1) + np.array(DIFFS))  # C2 - C1, the hand example
+    posterior = stats.CorrelatedPosterior.from_differences(diffs, N_TRAIN, N_TEST)
+    assert posterior.scale == pytest.approx(HAND_SE) and posterior.df == 4
+    # the corrected t-test's standard error is the posterior's scale
+    assert stats.corrected_resampled_ttest(diffs, N_TRAIN, N_TEST)["se"] == posterior.scale
+    worse, within, better = posterior.probs(0.005)
+    assert posterior.prob_worse(0.005) == worse == pytest.approx(sps.t.cdf(0.015 / HAND_SE, 4))
+    assert posterior.verdict(T.rope, T.probability) == "undecided"
+    # repeats_needed asks the same posterior with more pairs: 4 repeats decide, 3 do not
+    sd = float(np.std(diffs, ddof=1))
+    assert stats.repeats_needed(float(diffs.mean()), sd, folds=5, size_ratio=N_TEST / N_TRAIN, thresholds=T) == 4
+    for repeats, decided in ((3, False), (4, True)):
+        p = stats.CorrelatedPosterior.for_design(float(diffs.mean()), sd, 5 * repeats, N_TEST / N_TRAIN)
+        assert (p.verdict(T.rope, T.probability) != "undecided") == decided
+    # a comparison that never separates from the ROPE edge is never decided
+    assert math.isnan(stats.repeats_needed(-0.005, 0.05, folds=5, size_ratio=0.25, thresholds=T))
+
+
+def test_thresholds_come_from_the_config_section():
+    t = stats.Thresholds.from_config({"alpha": 0.01, "rope": 0.002, "probability": 0.9})
+    assert (t.rope, t.probability, t.alpha) == (0.002, 0.9, 0.01)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        t.rope = 0.1
+
+
 def test_compare_models_by_hand():
-    out = stats.compare_models(grid_folds())
+    out = stats.compare_models(grid_folds(), T)
     assert len(out) == 1
     r = out.iloc[0]
     assert (r["model_a"], r["model_b"]) == ("A", "B")
-    assert r["config_a"] == "batch size 16, learning rate 0.001, augmentation none"
+    # the configurations as axis columns (their wording is cvgrid.wording's)
+    assert (r["batch_size_a"], r["learning_rate_a"], r["augmentation_a"]) == (16, 0.001, "none")
+    assert (r["batch_size_b"], r["learning_rate_b"], r["augmentation_b"]) == (16, 0.001, "none")
+    assert "config_a" not in out.columns and (r["rope"], r["probability"]) == (0.005, 0.95)
     # C1 - CB per fold: 0.10, 0.09, 0.09, 0.08, 0.14; mean 0.10;
     # deviations 0, -0.01, -0.01, -0.02, 0.04: SS = 0.0022, var = 0.00055
     d = np.array([0.10, 0.09, 0.09, 0.08, 0.14])
@@ -327,7 +375,7 @@ def test_equal_configurations_are_called_worse_at_most_at_the_nominal_rate(sd):
     # 18 equally good configurations, the best chosen by its mean as the workflow does: every
     # "worse" is a false alarm. Paired SDs 0.7 and 1.4 points, as on the real images.
     rng = np.random.default_rng(7)
-    verdicts = pd.concat([stats.compare_to_best(simulated_grid(rng, [0.97] * 18, sd))["verdict"]
+    verdicts = pd.concat([stats.compare_to_best(simulated_grid(rng, [0.97] * 18, sd), T)["verdict"]
                           for _ in range(100)])
     others = verdicts[verdicts != "best"]
     assert len(others) == 100 * 17
@@ -339,57 +387,57 @@ def test_a_configuration_5_sd_worse_is_worse_and_equal_ones_are_not():
     rng = np.random.default_rng(8)
     sd = 0.01 / math.sqrt(2)  # paired differences with SD 1 point
     for _ in range(20):
-        cmp = stats.compare_to_best(simulated_grid(rng, [0.97, 0.97, 0.97 - 0.05], sd))
+        cmp = stats.compare_to_best(simulated_grid(rng, [0.97, 0.97, 0.97 - 0.05], sd), T)
         assert cmp.iloc[-1]["verdict"] == "worse"
         assert cmp.iloc[-1]["mean_diff"] < -0.03
 
 
 def test_equal_configurations_with_a_tiny_spread_are_practically_equivalent():
     rng = np.random.default_rng(9)
-    cmp = stats.compare_to_best(simulated_grid(rng, [0.97] * 6, 0.0005))
+    cmp = stats.compare_to_best(simulated_grid(rng, [0.97] * 6, 0.0005), T)
     assert set(cmp.loc[~cmp["is_best"], "verdict"]) == {"practically equivalent"}
 
 
 def test_equal_configurations_with_a_large_spread_stay_undecided():
     rng = np.random.default_rng(10)
-    verdicts = pd.concat([stats.compare_to_best(simulated_grid(rng, [0.97] * 6, 0.02))["verdict"]
+    verdicts = pd.concat([stats.compare_to_best(simulated_grid(rng, [0.97] * 6, 0.02), T)["verdict"]
                           for _ in range(40)])
     others = verdicts[verdicts != "best"]
     assert (others == "practically equivalent").sum() == 0
     assert (others == "undecided").mean() >= 0.9  # the rest: false alarms, at most the nominal rate
     # and no number of repeats would show them equivalent within +-0.5 points at that spread
-    assert stats.largest_prob_rope(0.02 * math.sqrt(2), math.inf, 0.25, 0.005) < 0.95
+    assert design(0.02 * math.sqrt(2), math.inf, 0.25).largest_prob_rope(0.005) < 0.95
 
 
 def test_resolution_of_model_a_design():
     # The issue's figures for model A on the real images: median SD of the paired differences
     # 0.69 points, 5 folds, n_test / n_train = 0.25, ROPE 0.5 points, probability 0.95.
     sd, ratio = 0.0069, 0.25
-    gap = stats.smallest_worse_gap(sd, 5, ratio, 0.005, 0.95)
+    gap = design(sd, 5, ratio).smallest_worse_gap(0.005, 0.95)
     assert gap == pytest.approx(0.005 + sps.t.ppf(0.95, 4) * sd * math.sqrt(1 / 5 + ratio))
     assert gap == pytest.approx(0.0149, abs=0.0001)  # "about 1.5 points"
-    assert stats.smallest_worse_gap(sd, 15, ratio, 0.005, 0.95) == pytest.approx(0.0118, abs=0.0001)
-    limit = stats.smallest_worse_gap(sd, math.inf, ratio, 0.005, 0.95)
+    assert design(sd, 15, ratio).smallest_worse_gap(0.005, 0.95) == pytest.approx(0.0118, abs=0.0001)
+    limit = design(sd, math.inf, ratio).smallest_worse_gap(0.005, 0.95)
     assert limit == pytest.approx(0.005 + sps.norm.ppf(0.95) * sd * 0.5)  # ~1.07: never below
-    assert stats.largest_prob_rope(sd, 5, ratio, 0.005) == pytest.approx(0.66, abs=0.01)
-    assert stats.largest_prob_rope(sd, math.inf, ratio, 0.005) == pytest.approx(0.85, abs=0.01)
+    assert design(sd, 5, ratio).largest_prob_rope(0.005) == pytest.approx(0.66, abs=0.01)
+    assert design(sd, math.inf, ratio).largest_prob_rope(0.005) == pytest.approx(0.85, abs=0.01)
     # the narrowest ROPE in which equivalence could be shown: its P(within) is exactly 0.95
-    narrow = stats.smallest_equivalence_rope(sd, 5, ratio, 0.95)
-    assert stats.largest_prob_rope(sd, 5, ratio, narrow) == pytest.approx(0.95)
+    narrow = design(sd, 5, ratio).smallest_equivalence_rope(0.95)
+    assert design(sd, 5, ratio).largest_prob_rope(narrow) == pytest.approx(0.95)
 
 
 def test_resolution_table_from_the_comparisons():
     folds = pd.concat([simulated_grid(np.random.default_rng(13), [0.97] * 6, 0.005, n_train=80, n_test=20),
                        make_folds({CB: [0.80, 0.79, 0.83, 0.78, 0.80]})])
-    cmp = stats.compare_to_best(folds)
-    res = stats.resolution(cmp, folds, rope=0.005, probability=0.95)
+    cmp = stats.compare_to_best(folds, T)
+    res = stats.resolution(cmp, folds, T)
     assert list(res["model"]) == ["A"]  # B has a single configuration: nothing to resolve
     r = res.iloc[0]
     sds = cmp.loc[(cmp["model"] == "A") & ~cmp["is_best"], "sd_diff"]
     assert r["sd_diff_median"] == pytest.approx(sds.median())
     assert (r["folds"], r["repeats"], r["size_ratio"]) == (5, 1, 0.25)
     assert r["worse_gap_now"] > r["worse_gap_3_repeats"] > r["worse_gap_10_repeats"] > r["worse_gap_limit"]
-    assert r["worse_gap_now"] == pytest.approx(stats.smallest_worse_gap(r["sd_diff_median"], 5, 0.25, 0.005, 0.95))
+    assert r["worse_gap_now"] == pytest.approx(design(r["sd_diff_median"], 5, 0.25).smallest_worse_gap(0.005, 0.95))
 
 
 # ---------------------------------------------------------------------------
@@ -402,12 +450,12 @@ def test_selection_correction_by_hand():
                     [0.95, 0.85, 0.93],   # mean 0.91
                     [0.89, 0.93, 0.90]])  # mean 0.906
     # best per fold 0.95, 0.93, 0.94; minus the winner's: 0.05, 0.01, 0.00; mean 0.02
-    r = stats.selection_corrected(acc)
+    r = selection_corrected(acc)
     assert r["winner"] == 0
     assert r["raw_accuracy"] == pytest.approx(0.92)
     assert r["selection_bias"] == pytest.approx(0.02)
     assert r["corrected_accuracy"] == pytest.approx(0.90)
-    assert stats.selection_corrected(acc[:1])["selection_bias"] == 0.0  # nothing chosen among
+    assert selection_corrected(acc[:1])["selection_bias"] == 0.0  # nothing chosen among
 
 
 @pytest.mark.parametrize("true_accuracy", [
@@ -420,7 +468,7 @@ def test_selection_correction_removes_the_winners_optimism(true_accuracy):
     raw, corrected = [], []
     for _ in range(2000):
         acc = true_accuracy[:, None] + rng.normal(0, 0.012, 5)[None, :] + rng.normal(0, 0.01, (18, 5))
-        r = stats.selection_corrected(acc)
+        r = selection_corrected(acc)
         raw.append(r["raw_accuracy"] - true_accuracy[r["winner"]])
         corrected.append(r["corrected_accuracy"] - true_accuracy[r["winner"]])
     assert np.mean(raw) >= 0.005  # the raw winner's mean overstates its true accuracy
@@ -429,7 +477,7 @@ def test_selection_correction_removes_the_winners_optimism(true_accuracy):
 
 def test_selected_points_from_the_cv_summary():
     summary = cv_summary(grid_folds().assign(epochs_run=10, seconds=1.0))
-    sel = stats.selected_points(summary)
+    sel = selected_points(summary)
     assert list(sel["scope"]) == ["A", "B", "all models"]
     a = sel.iloc[0]
     assert (a["batch_size"], a["learning_rate"], a["augmentation"], a["candidates"]) == (16, 0.001, "none", 4)
@@ -443,9 +491,9 @@ def test_selected_points_from_the_cv_summary():
 def test_missing_or_duplicated_folds_are_refused():
     folds = grid_folds()
     with pytest.raises(ValueError, match="same folds"):
-        stats.compare_to_best(folds.drop(index=3))
+        stats.compare_to_best(folds.drop(index=3), T)
     with pytest.raises(ValueError, match="duplicated"):
-        stats.compare_to_best(pd.concat([folds, folds.iloc[[0]]]))
+        stats.compare_to_best(pd.concat([folds, folds.iloc[[0]]]), T)
 
 
 # ---------------------------------------------------------------------------
@@ -509,7 +557,7 @@ def factor_grid() -> pd.DataFrame:
 
 
 def test_factor_effects_on_constructed_grid():
-    eff = stats.factor_effects(factor_grid())
+    eff = stats.factor_effects(factor_grid(), alpha=0.05)
     assert list(eff["factor"]) == ["augmentation", "batch_size", "learning_rate", "model"]
     rows = {r["factor"]: r for _, r in eff.iterrows()}
 
@@ -549,13 +597,13 @@ def test_factor_effects_on_constructed_grid():
 def test_factor_effects_skip_single_level_and_accept_reference():
     folds = factor_grid()
     folds = folds[folds["augmentation"] == "none"]
-    eff = stats.factor_effects(folds, reference={"model": "B"})
+    eff = stats.factor_effects(folds, alpha=0.05, reference={"model": "B"})
     assert "augmentation" not in set(eff["factor"])
     model = eff[eff["factor"] == "model"].iloc[0]
     assert (model["level"], model["reference"]) == ("A", "B")
     assert model["mean_diff"] == pytest.approx(-np.mean(MODEL_EFFECT))
     with pytest.raises(ValueError):
-        stats.factor_effects(folds, reference={"model": "C"})
+        stats.factor_effects(folds, alpha=0.05, reference={"model": "C"})
 
 
 def test_factor_effects_three_levels_holm_within_factor():
@@ -564,7 +612,7 @@ def test_factor_effects_three_levels_holm_within_factor():
     jitter = [0.01, -0.01, 0.0, 0.005, -0.005, 0.0]
     for lr, eff in lr_effect.items():
         acc[("A", 16, lr, "none")] = [BASE[i] + eff + (jitter[i] if lr != 0.001 else 0) for i in range(6)]
-    eff = stats.factor_effects(make_folds(acc, repeats=2))
+    eff = stats.factor_effects(make_folds(acc, repeats=2), alpha=0.05)
     lr = eff[eff["factor"] == "learning_rate"].reset_index(drop=True)
     assert list(lr["level"]) == [0.01, 0.1] and set(lr["reference"]) == {0.001}
     np.testing.assert_allclose(lr["mean_diff"], [-0.02, -0.20])
@@ -581,7 +629,7 @@ def test_factor_effects_pair_the_other_factors_on_an_incomplete_grid():
         ("A", 16, 0.01, "none"): [b + 0.01 for b in BASE],
         ("B", 16, 0.001, "none"): [b - 0.10 for b in BASE],
     }
-    eff = stats.factor_effects(make_folds(acc, repeats=2))
+    eff = stats.factor_effects(make_folds(acc, repeats=2), alpha=0.05)
     rows = {r["factor"]: r for _, r in eff.iterrows()}
     assert rows["learning_rate"]["mean_diff"] == pytest.approx(0.01)
     assert rows["learning_rate"]["n_matched"] == 1
@@ -593,19 +641,15 @@ def test_factor_effects_pair_the_other_factors_on_an_incomplete_grid():
 # ---------------------------------------------------------------------------
 
 
-def summary_of(folds, **options):
+def summary_of(folds):
+    """The written summary of the whole analysis of `folds`, as the workflow writes it."""
     summary = cv_summary(folds.assign(epochs_run=10, seconds=1.0))
-    cmp = stats.compare_to_best(folds)
-    return stats.summary_text(summary, cmp, stats.factor_effects(folds), **options)
+    return wording.summary_text(analyse(folds, summary, T))
 
 
 def test_summary_text_reports_the_numbers():
     folds = grid_folds()
-    summary = cv_summary(folds.assign(epochs_run=10, seconds=1.0))
-    cmp = stats.compare_to_best(folds)
-    text = summary_of(folds, selected=stats.selected_points(summary),
-                      resolution_table=stats.resolution(cmp, folds),
-                      model_comparisons=stats.compare_models(folds))
+    text = summary_of(folds)
     # best of A: mean 0.90, 2 x std (ddof=0) = 2 * 0.02828 -> "90.0% ± 5.7%"
     assert f"{200 * np.std(ACC1):.1f}" == "5.7"
     assert "model A with batch size 16, learning rate 0.001, augmentation none: 90.0% ± 5.7%" in text
@@ -624,16 +668,22 @@ def test_summary_text_reports_the_numbers():
     assert "would be decided by 4 repeat(s) or fewer" in text
     # augmentation on this grid: C4 vs C1 only, -5 points on every fold
     assert "Augmentation matters: affine vs none -5.0 points" in text
-    assert text == summary_of(folds, selected=stats.selected_points(summary),
-                              resolution_table=stats.resolution(cmp, folds),
-                              model_comparisons=stats.compare_models(folds))
+    assert "Noise floor" not in text  # one repeat: no noise floor to report
+    assert text == summary_of(folds)
+
+
+def test_summary_text_words_the_thresholds_it_was_given():
+    folds = grid_folds()
+    summary = cv_summary(folds.assign(epochs_run=10, seconds=1.0))
+    text = wording.summary_text(analyse(folds, summary, stats.Thresholds(rope=0.01, probability=0.9, alpha=0.1)))
+    assert "posterior probability ≥ 0.9: *worse* by more than 1 points" in text
+    assert "Holm's correction at α = 0.1" in text
 
 
 def test_summary_text_says_when_equivalence_cannot_be_shown():
     rng = np.random.default_rng(12)
     folds = simulated_grid(rng, [0.97] * 6, 0.01)
-    cmp = stats.compare_to_best(folds)
-    text = summary_of(folds, resolution_table=stats.resolution(cmp, folds))
+    text = summary_of(folds)
     assert "Practical equivalence within ±0.5 points cannot be shown with these folds" in text
     assert "so no number of repeats can show it" in text
     assert re.search(r"model A, 5 other configurations: \d worse, 0 practically equivalent, \d undecided", text)
@@ -641,8 +691,7 @@ def test_summary_text_says_when_equivalence_cannot_be_shown():
 
 def test_summary_text_names_factors_without_effect_and_noise():
     folds = factor_grid()
-    noise = stats.repeat_noise_by_model(stats.repeat_noise(folds))
-    text = summary_of(folds, noise_by_model=noise)
+    text = summary_of(folds)
     assert "Batch size: no significant effect, which does not show there is none: 32 vs 16 +0.0 points" in text
     assert "Augmentation matters: affine vs none +2.0 points" in text
     assert "averaged over this grid's levels of the other factors" in text
@@ -651,10 +700,10 @@ def test_summary_text_names_factors_without_effect_and_noise():
 
 
 def test_summary_text_names_the_diverged_folds_in_one_sentence():
-    folds = grid_folds()
+    folds = grid_folds().assign(diverged=False)
     assert "Diverged" not in summary_of(folds)
-    diverged = folds[(folds["learning_rate"] == 0.01) & folds["fold"].isin([1, 3])]
-    text = summary_of(folds, diverged=diverged)
+    folds["diverged"] = (folds["learning_rate"] == 0.01) & folds["fold"].isin([1, 3])
+    text = summary_of(folds)
     assert ("**Diverged**: 2 folds diverged (training loss NaN or inf; each is scored with its best weights "
             "before that epoch): model A with batch size 16, learning rate 0.01, augmentation none, repeat 0 "
             "fold 1; model A with batch size 16, learning rate 0.01, augmentation none, repeat 0 fold 3.") in text
@@ -664,7 +713,7 @@ def test_factor_effect_carried_by_one_fold_is_flagged():
     acc = {("A", 16, 0.001, "none"): BASE,
            ("A", 16, 0.01, "none"): [b + d for b, d in zip(BASE, [0.0, 0.0, 0.0, 0.0, 0.0, 0.12])],
            ("A", 32, 0.001, "none"): [b + d for b, d in zip(BASE, [0.01, 0.012, 0.009, 0.011, 0.01, 0.008])]}
-    eff = stats.factor_effects(make_folds(acc, repeats=2))
+    eff = stats.factor_effects(make_folds(acc, repeats=2), alpha=0.05)
     rows = {r["factor"]: r for _, r in eff.iterrows()}
     lr = rows["learning_rate"]
     assert lr["mean_diff"] == pytest.approx(0.02) and lr["median_diff"] == pytest.approx(0.0)

@@ -67,6 +67,31 @@ def test_the_library_has_no_import_cycle():
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
 
 
+def reaches(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every module `start` imports, directly or through others."""
+    seen, todo = set(), [start]
+    while todo:
+        for imported in graph.get(todo.pop(), ()):
+            if imported not in seen:
+                seen.add(imported)
+                todo.append(imported)
+    return seen
+
+
+def test_the_numbers_never_import_the_words():
+    """Statistics in three places, one direction of use: wording -> analysis -> stats. The
+    numbers (stats, summary) and the analysis of one run never import the written summary, and
+    the refit never imports the statistics (its selection helpers live beside point_summary)."""
+    graph = library_imports()
+    assert {"stats", "analysis", "wording"} <= graph.keys()
+    assert "stats" in graph["analysis"] and "analysis" in graph["wording"]  # the parser sees them
+    for numbers in ("stats", "summary", "analysis"):
+        assert "wording" not in reaches(graph, numbers), f"{numbers} imports the wording"
+    assert "analysis" not in reaches(graph, "stats")
+    assert "stats" not in reaches(graph, "final")
+    assert reaches({"a": {"b"}, "b": {"c"}, "c": set()}, "a") == {"b", "c"}
+
+
 def test_planning_the_reference_config_never_imports_torch(tmp_path, snakemake, monkeypatch):
     # Python lists every import on stderr (-X importtime); a dry run parses the Snakefile,
     # validates the config, plans the grid and the pretrained weights, and schedules 180 jobs.

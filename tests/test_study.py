@@ -13,7 +13,9 @@ import pytest
 import yaml
 
 from conftest import REPO
-from cvgrid import stats
+from cvgrid import wording
+from cvgrid.analysis import analyse
+from cvgrid.stats import Thresholds
 from cvgrid.grid import grid_axes
 from cvgrid.summary import complete_points, cv_summary, fold_table
 
@@ -83,12 +85,12 @@ def test_published_summary_and_statistics_are_recomputed_exactly(experiment, pro
         return
     summary = cv_summary(folds)
     same_table(summary, folder / protocol / "cv_summary.tsv")
-    s = config["statistics"]
-    result = stats.analyse(folds, summary, s["alpha"], s["rope"], s["probability"])
-    for name, table in result["tables"].items():
+    result = analyse(folds, summary, Thresholds.from_config(config["statistics"]))
+    for name, table in result.tables.items():
         same_table(table, folder / protocol / "stats" / f"{name}.tsv")
-    assert (folder / protocol / "stats" / "summary.md").read_text() == result["text"]
-    assert (folder / protocol / "stats" / "summary.html").read_text() == stats.summary_html(result["text"])
+    text = wording.summary_text(result)
+    assert (folder / protocol / "stats" / "summary.md").read_text() == text
+    assert (folder / protocol / "stats" / "summary.html").read_text() == wording.summary_html(text)
 
 
 def test_the_readme_shows_the_published_table(tmp_path):

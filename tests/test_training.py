@@ -60,7 +60,7 @@ def no_seconds(history: pd.DataFrame) -> pd.DataFrame:
 @pytest.mark.parametrize("precision", sorted({"fp32", AUTO}))
 def test_tiny_fit_learns_two_colours_and_reports_its_history(tiny, precision):
     images, labels, split = tiny
-    result = fit(images, labels, split, 2, settings(), CPU, precision)
+    result = fit(images, labels, split, 2, settings(), device=CPU, precision=precision)
     assert list(result.history.columns) == HISTORY_COLUMNS
     assert result.history["epoch"].tolist() == list(range(1, result.epochs_run + 1))
     assert result.epochs_run == 3
@@ -79,44 +79,77 @@ def test_tiny_fit_learns_two_colours_and_reports_its_history(tiny, precision):
 @pytest.mark.parametrize("precision", sorted({"fp32", AUTO}))
 def test_same_settings_give_identical_results_on_cpu(tiny, precision):
     images, labels, split = tiny
-    a = fit(images, labels, split, 2, settings(seed=5), CPU, precision)
-    b = fit(images, labels, split, 2, settings(seed=5), CPU, precision)
+    a = fit(images, labels, split, 2, settings(seed=5), device=CPU, precision=precision)
+    b = fit(images, labels, split, 2, settings(seed=5), device=CPU, precision=precision)
     assert a.test_accuracy == b.test_accuracy
     assert a.test_loss == b.test_loss
     assert np.array_equal(a.test_probabilities, b.test_probabilities)
     pd.testing.assert_frame_equal(no_seconds(a.history), no_seconds(b.history), check_exact=True)
-    c = fit(images, labels, split, 2, settings(seed=6), CPU, precision)
+    c = fit(images, labels, split, 2, settings(seed=6), device=CPU, precision=precision)
     assert not np.array_equal(a.test_probabilities, c.test_probabilities)  # the seed matters
 
 
 def test_early_stopping_stops_after_patience_and_restores_the_best_weights(tiny):
     images, labels, split = tiny
-    long = fit(images, labels, split, 2, settings(max_epochs=8, patience=1), CPU, AUTO)
+    long = fit(images, labels, split, 2, settings(max_epochs=8, patience=1), device=CPU, precision=AUTO)
     assert long.epochs_run < 8, "validation accuracy kept improving; the test needs a plateau"
     assert long.epochs_run == long.best_epoch + 1  # one epoch of patience, then stop
     # The model scored on the test fold is the best epoch's: the same as a run that ends there.
-    short = fit(images, labels, split, 2, settings(max_epochs=8, patience=1), CPU, AUTO)
+    short = fit(images, labels, split, 2, settings(max_epochs=8, patience=1), device=CPU, precision=AUTO)
     assert short.test_loss == long.test_loss
-    at_best = fit(images, labels, split, 2, settings(max_epochs=long.best_epoch, patience=1), CPU, AUTO)
+    at_best = fit(images, labels, split, 2, settings(max_epochs=long.best_epoch, patience=1), device=CPU, precision=AUTO)
     assert np.array_equal(at_best.test_probabilities, long.test_probabilities)
     assert at_best.test_loss == long.test_loss
+
+
+def test_the_checkpoint_saver_writes_at_most_every_interval_and_flushes_the_rest(tmp_path):
+    """CheckpointSaver, the fit's checkpoint policy: after_epoch keeps the state and writes it
+    only when the interval has passed; flush writes what is kept; resume loads it back."""
+    from cvgrid.training import CheckpointSaver, Progress
+
+    def saver(path, interval):
+        model = torch.nn.Linear(3, 2)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        progress = Progress()
+        return CheckpointSaver(path, settings=settings(), precision="fp32", interval=interval, model=model,
+                               optimizer=optimizer, scheduler=None, scaler=torch.amp.GradScaler("cpu", enabled=False),
+                               generator=torch.Generator().manual_seed(0), progress=progress)
+
+    path = tmp_path / "fold.pt"
+    first = saver(path, interval=3600)
+    assert not first.resume()  # no file yet
+    first.progress.epoch = 1
+    first.after_epoch()
+    assert not path.exists()  # kept, not written: the interval has not passed
+    first.flush()
+    assert path.exists()
+    second = saver(path, interval=3600)
+    assert second.resume() and second.progress.epoch == 1
+    assert torch.equal(second.model.weight, first.model.weight)
+    every_epoch = saver(tmp_path / "each.pt", interval=0)
+    every_epoch.after_epoch()
+    assert (tmp_path / "each.pt").exists() and every_epoch.unsaved is None
+    nowhere = saver(None, interval=0)  # without a path it does nothing
+    nowhere.after_epoch()
+    nowhere.flush()
+    assert not nowhere.resume()
 
 
 def test_a_checkpoint_of_the_same_job_is_resumed_and_one_of_another_job_ignored(tiny, tmp_path):
     images, labels, split = tiny
     checkpoint = tmp_path / "job.pt"
-    first = fit(images, labels, split, 2, settings(), CPU, AUTO, checkpoint)
+    first = fit(images, labels, split, 2, settings(), device=CPU, precision=AUTO, checkpoint_path=checkpoint)
     assert checkpoint.exists()
-    again = fit(images, labels, split, 2, settings(), CPU, AUTO, checkpoint)
+    again = fit(images, labels, split, 2, settings(), device=CPU, precision=AUTO, checkpoint_path=checkpoint)
     assert again.resumed_from_epoch == first.epochs_run  # nothing left to train
     assert again.test_loss == first.test_loss
     pd.testing.assert_frame_equal(again.history, first.history)
-    other = fit(images, labels, split, 2, settings(learning_rate=5e-4), CPU, AUTO, checkpoint)
+    other = fit(images, labels, split, 2, settings(learning_rate=5e-4), device=CPU, precision=AUTO, checkpoint_path=checkpoint)
     assert other.resumed_from_epoch == 0
     # A file that is not a checkpoint: either ignored (a fresh start) or refused naming the file.
     checkpoint.write_bytes(b"not a checkpoint")
     try:
-        fresh = fit(images, labels, split, 2, settings(), CPU, AUTO, checkpoint)
+        fresh = fit(images, labels, split, 2, settings(), device=CPU, precision=AUTO, checkpoint_path=checkpoint)
     except Exception as error:  # noqa: BLE001 - whichever error, it must say which file
         assert str(checkpoint) in str(error), repr(error)
     else:
@@ -353,7 +386,7 @@ def test_model_a_learns_the_real_sign_language_digits(real_data_dir):
     images = np.stack([load_image(real_data_dir / f, 100) for f in subset["file"]])
     labels = subset["label"].to_numpy()
     split = split_indices(make_folds(labels, 5, 1, seed=42, validation_fraction=0.1), 0, 0)
-    result = fit(images, labels, split, 10, settings(batch_size=32, learning_rate=1e-3, max_epochs=4), CPU, AUTO)
+    result = fit(images, labels, split, 10, settings(batch_size=32, learning_rate=1e-3, max_epochs=4), device=CPU, precision=AUTO)
     assert result.epochs_run == 4
     assert result.test_accuracy > 0.5, result.history.to_string()
     assert result.history["train_accuracy"].iloc[-1] > result.history["train_accuracy"].iloc[0]
@@ -389,10 +422,10 @@ def test_the_fp16_path_with_its_gradient_scaler_trains_and_resumes(tiny, tmp_pat
     so the scaler's part of the step and of the checkpoint is exercised without a GPU."""
     images, labels, split = tiny
     checkpoint = tmp_path / "job.pt"
-    result = fit(images, labels, split, 2, settings(), CPU, "fp16", checkpoint)
+    result = fit(images, labels, split, 2, settings(), device=CPU, precision="fp16", checkpoint_path=checkpoint)
     assert result.test_accuracy >= 0.9
     assert result.history["train_loss"].iloc[-1] < result.history["train_loss"].iloc[0]
     scaler = torch.load(checkpoint, weights_only=True)["scaler"]
     assert scaler["scale"] > 0 and scaler["_growth_tracker"] >= 0, scaler  # an enabled scaler's state
-    again = fit(images, labels, split, 2, settings(), CPU, "fp16", checkpoint)
+    again = fit(images, labels, split, 2, settings(), device=CPU, precision="fp16", checkpoint_path=checkpoint)
     assert again.resumed_from_epoch == result.epochs_run and again.test_loss == result.test_loss

@@ -319,7 +319,7 @@ def test_a_training_job_starts_from_the_file(tiny, mobilenet_file, monkeypatch):
         return model
 
     monkeypatch.setattr(training, "build_model", recording_build)
-    result = fit(images, labels, split, 2, tiny_settings(weights=str(path)), CPU, "fp32")
+    result = fit(images, labels, split, 2, tiny_settings(weights=str(path)), device=CPU, precision="fp32")
     assert len(built) == 1
     before = built[0]
     # Before the first step, the job's backbone is the file's, every parameter and buffer.
@@ -363,7 +363,7 @@ def test_resnet18_builds_and_trains_one_tiny_step(tiny):
     model = build_model("resnet18", 10)
     assert count_trainable_parameters(model) == 11_176_512 + 512 * 10 + 10
     images, labels, split = tiny
-    result = fit(images, labels, split, 2, tiny_settings(model="resnet18", batch_size=4), CPU, "fp32")
+    result = fit(images, labels, split, 2, tiny_settings(model="resnet18", batch_size=4), device=CPU, precision="fp32")
     assert result.epochs_run == 1 and np.isfinite(result.history["train_loss"]).all()
     assert result.test_probabilities.shape == (len(split["test"]), 2)
 

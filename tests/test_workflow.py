@@ -149,6 +149,21 @@ def test_a_second_run_has_nothing_to_do(finished_run):
     assert {p: p.stat().st_mtime_ns for p in (work / "results").rglob("*") if p.is_file()} == before
 
 
+def test_a_new_thread_count_checkpoint_interval_or_device_retrains_nothing(finished_run, tmp_path):
+    """The training rule's params hold only what changes a result (the point's settings, the
+    precision): the finished run, planned again with other settings that do not, trains nothing
+    (Snakemake reruns a job whose params text changed)."""
+    from conftest import run_snakemake
+
+    settings = json.loads(json.dumps(finished_run["settings"]))
+    training = settings.setdefault("training", {})
+    training.update(threads=int(training.get("threads", 1)) + 1, checkpoint_seconds=7, device="cpu")
+    configfile = write_config(tmp_path / "config.yaml", settings)
+    result = run_snakemake(finished_run["work"], configfile, "-n")
+    output = result.stdout + result.stderr
+    assert "Nothing to be done" in output or "train" not in job_counts(output), output
+
+
 @pytest.mark.parametrize(
     ("change", "named"),
     [

@@ -20,6 +20,7 @@ import math
 import os
 from dataclasses import asdict
 from pathlib import Path
+from string import Template
 
 import numpy as np
 import pandas as pd
@@ -33,11 +34,13 @@ from cvgrid.job import training_job
 from cvgrid.model_folder import FILES, FORMAT_VERSION, ONNX_INPUT, ONNX_OUTPUT
 from cvgrid.models import get_spec
 from cvgrid.predict import OnnxBackend, TorchBackend, preprocess_array, softmax
-from cvgrid.stats import selected_points
-from cvgrid.summary import best_points, fold_columns
+from cvgrid.summary import best_points, fold_columns, selected_points
 from cvgrid.training import settings_from_json
 
 log = logging.getLogger(__name__)
+
+# The final model's page (write_page): HTML with $placeholders, beside this module.
+PAGE_TEMPLATE = Template((Path(__file__).with_name("final_model.html")).read_text())
 
 ONNX_TOLERANCE = 1e-4  # largest allowed |p_onnx - p_torch| of any class probability
 CHECK_IMAGES = 64  # images of the data set the export is checked on
@@ -160,47 +163,28 @@ def write_page(info: dict, model_dir: str, path: Path) -> None:
         else "The ONNX export was not checked (onnxruntime missing)."
     )
     command = predict_command(model_dir)
-    page = f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>Final model {e(point['model'])}</title>
-<style>body{{font-family:sans-serif;max-width:60em;margin:1em auto}}table{{border-collapse:collapse}}
-th,td{{border:1px solid #ccc;padding:.2em .6em;text-align:left}}pre{{background:#f4f4f4;padding:.6em}}</style>
-</head><body>
-<h1>Final model: {e(point['model'])}</h1>
-<p>The best grid point of <b>{e(point['model'])}</b> in the cross-validation, trained again on all
-{info['data']['images']} images ({refit['n_train']} for training, {refit['n_validation']} held out for early
-stopping; best epoch {refit['best_epoch']} of {refit['epochs_run']}, validation accuracy
-{refit['best_val_accuracy']:.3f}).</p>
-<h2>Configuration</h2>
-<table>{rows}<tr><th>augmentation policy</th><td>{e(policy)}</td></tr>
-<tr><th>max_epochs / patience / seed</th><td>{refit['max_epochs']} / {refit['patience']} / {refit['seed']}</td></tr>
-<tr><th>precision</th><td>{e(refit['precision'])}</td></tr></table>
-<h2>Expected accuracy (cross-validation)</h2>
-<p><b>{est['corrected_accuracy']:.4f}</b>: {e(est['corrected_definition'])}. The raw mean over the
-{est['folds']} folds, {est['mean_accuracy']:.4f}, is higher by {est['selection_bias']:.4f} because this point was
-chosen for having the highest mean on those same folds. Fold spread [{lo:.4f}, {hi:.4f}]:
-{e(est['interval_definition'])}. These are estimates for the CV protocol's models, each trained on
-{e('(k-1)/k')} of the images; the refit has seen all of them, and no held-out images remain to test it.</p>
-<h2>Classes and input</h2>
-<p>{len(info['class_names'])} classes: {e(', '.join(info['class_names']))}. Input: float32 tensor
-(N, 3, {info['input_size']}, {info['input_size']}), RGB in [0, 1]. {e(info['preprocessing'])}</p>
-<h2>Files</h2>
-<table>{files}</table>
-<p>{e(check_text)}</p>
-<h2>Predict</h2>
-<pre>{e(command)}
-python scripts/predict.py --model-dir {e(model_dir)} --format json photos/
-python scripts/predict.py --model-dir {e(model_dir)} --backend torch photo.jpg</pre>
-<p>One line per image: file, predicted class, probability (TSV; <code>--format json</code>: one JSON object
-per line). Files that cannot be read are named on stderr, the others are still predicted, and the exit
-status is then 1. The default backend is onnxruntime with <code>model.onnx</code> (PyTorch with
-<code>model.pt</code> if onnxruntime is missing, or with <code>--backend torch</code>).</p>
-</body></html>
-"""
+    values = {
+        "model": point["model"], "images": info["data"]["images"], "n_train": refit["n_train"],
+        "n_validation": refit["n_validation"], "best_epoch": refit["best_epoch"],
+        "epochs_run": refit["epochs_run"], "best_val_accuracy": f"{refit['best_val_accuracy']:.3f}",
+        "policy": policy, "max_epochs": refit["max_epochs"], "patience": refit["patience"],
+        "seed": refit["seed"], "precision": refit["precision"],
+        "corrected_accuracy": f"{est['corrected_accuracy']:.4f}",
+        "corrected_definition": est["corrected_definition"], "folds": est["folds"],
+        "mean_accuracy": f"{est['mean_accuracy']:.4f}", "selection_bias": f"{est['selection_bias']:.4f}",
+        "low": f"{lo:.4f}", "high": f"{hi:.4f}", "interval_definition": est["interval_definition"],
+        "n_classes": len(info["class_names"]), "class_names": ", ".join(info["class_names"]),
+        "input_size": info["input_size"], "preprocessing": info["preprocessing"],
+        "check_text": check_text, "command": command, "model_dir": model_dir,
+    }
+    # Every value is escaped here; rows and files are HTML built from escaped values above.
+    page = PAGE_TEMPLATE.substitute({k: e(str(v)) for k, v in values.items()}, rows=rows, files=files)
     with atomic_path(path) as tmp:
         tmp.write_text(page)
 
 
 def refit(
+    *,
     summary_path: Path,
     model_name: str,
     images_path: Path,
@@ -229,8 +213,9 @@ def refit(
     settings = settings_from_json(values, repeat=ALL_DATA, fold=ALL_DATA,
                                   weights=None if weights_path is None else str(weights_path))
     policy = {key: values[key] for key in AUGMENTATION_KEYS}
-    with training_job(images_path, index_path, training["precision"], device, threads,
-                      float(training["checkpoint_seconds"])) as job:
+    with training_job(images_path=images_path, index_path=index_path, precision=training["precision"],
+                      device=device, threads=threads,
+                      checkpoint_seconds=float(training["checkpoint_seconds"])) as job:
         images, index = job.images, job.index
         groups = None
         if groups_path is not None:

@@ -73,6 +73,7 @@ def make_folds(
     labels,
     n_folds: int,
     repeats: int,
+    *,
     seed: int,
     validation_fraction: float,
     groups=None,

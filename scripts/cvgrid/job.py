@@ -66,11 +66,12 @@ class TrainingJob:
         if checkpoint_path is not None:
             self.checkpoints.append(Path(checkpoint_path))
         return fit(self.images, self.index["label"].to_numpy(), split, len(self.class_names), settings,
-                   self.device, self.precision, checkpoint_path, self.checkpoint_seconds)
+                   device=self.device, precision=self.precision, checkpoint_path=checkpoint_path,
+                   checkpoint_seconds=self.checkpoint_seconds)
 
 
 @contextmanager
-def training_job(images_path: Path, index_path: Path, precision: str, device: str, threads: int,
+def training_job(*, images_path: Path, index_path: Path, precision: str, device: str, threads: int,
                  checkpoint_seconds: float):
     """Set up a training job and yield it; once the block has written its results, delete the
     checkpoints of its fits. SIGTERM exits with 143 and keeps them (the running fit first
@@ -97,6 +98,7 @@ def training_job(images_path: Path, index_path: Path, precision: str, device: st
 
 
 def run_folds(
+    *,
     fold_settings: list[TrainSettings],
     images_path: Path,
     index_path: Path,
@@ -111,13 +113,15 @@ def run_folds(
     """Train CV folds one after the other in one job (one setting, output folder and checkpoint
     each); write each folder's history.tsv, predictions.tsv and metrics.json (metrics last)."""
     checkpoint_paths = checkpoint_paths or [None] * len(fold_settings)
-    with training_job(images_path, index_path, precision, device, threads, checkpoint_seconds) as job:
+    with training_job(images_path=images_path, index_path=index_path, precision=precision, device=device,
+                      threads=threads, checkpoint_seconds=checkpoint_seconds) as job:
         fold_table = pd.read_csv(folds_path, sep="\t")
-        return [_train_fold(job, settings, fold_table, folds_path, Path(out_dir), checkpoint)
+        return [_train_fold(job, settings, fold_table=fold_table, folds_path=folds_path, out_dir=Path(out_dir),
+                            checkpoint_path=checkpoint)
                 for settings, out_dir, checkpoint in zip(fold_settings, out_dirs, checkpoint_paths, strict=True)]
 
 
-def _train_fold(job: TrainingJob, settings: TrainSettings, fold_table: pd.DataFrame, folds_path: Path,
+def _train_fold(job: TrainingJob, settings: TrainSettings, *, fold_table: pd.DataFrame, folds_path: Path,
                 out_dir: Path, checkpoint_path: Path | None) -> dict:
     split = split_indices(fold_table, settings.repeat, settings.fold)
     result = job.fit(settings, split, checkpoint_path)

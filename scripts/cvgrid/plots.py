@@ -213,7 +213,7 @@ def learning_curves(histories: pd.DataFrame, title: str, path) -> None:
     plt.close(fig)
 
 
-def error_gallery(images: np.ndarray, errors: pd.DataFrame, class_names: list[str], title: str, path,
+def error_gallery(images: np.ndarray, errors: pd.DataFrame, class_names: list[str], title: str, path, *,
                   limit: int = 24) -> None:
     """The test images the model gets wrong (pooled over folds), most confident first."""
     errors = errors.sort_values("probability", ascending=False).head(limit)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from cvgrid.grid import GRID_KEYS, axes_of
@@ -147,6 +148,58 @@ def complete_points(folds: pd.DataFrame, pairs: int, keys=None) -> tuple[pd.Data
     done = counts["pairs"] == pairs
     finished = folds.merge(counts.loc[done, keys], on=keys)
     return finished.sort_values([*keys, "repeat", "fold"], ignore_index=True), counts.loc[~done].reset_index(drop=True)
+
+
+# The winner, corrected for being chosen: beside point_summary, whose best it corrects, so that
+# the refit (cvgrid.final) reads it without the statistics.
+
+
+def selection_corrected(accuracy: np.ndarray) -> dict:
+    """Tibshirani & Tibshirani (2009) estimate of the winner's accuracy, corrected for
+    choosing it as the best of several on the same folds.
+
+    `accuracy` is configurations x (repeat, fold) pairs. The winner is the configuration with
+    the highest mean (first of equal ones). On each pair, the best accuracy of any
+    configuration exceeds the winner's by some amount; the mean of those amounts estimates
+    the optimism of choosing by the maximum, and is subtracted from the winner's mean.
+    Returns ``winner`` (row index), ``raw_accuracy``, ``selection_bias`` and
+    ``corrected_accuracy``. With one configuration there is no selection: bias 0.
+    """
+    acc = np.asarray(accuracy, dtype=float)
+    if acc.ndim != 2 or acc.size == 0:
+        raise ValueError("accuracy must be a non-empty configurations x folds matrix")
+    winner = int(np.argmax(acc.mean(axis=1)))
+    raw = float(acc[winner].mean())
+    bias = float(np.mean(acc.max(axis=0) - acc[winner]))
+    return {"winner": winner, "raw_accuracy": raw, "selection_bias": bias, "corrected_accuracy": raw - bias}
+
+
+def selected_points(summary: pd.DataFrame, keys=None) -> pd.DataFrame:
+    """Each model's best grid point, and the best of the whole grid, with its raw mean CV
+    accuracy and that accuracy corrected for the selection (:func:`selection_corrected`),
+    from cv_summary.tsv (:func:`cv_summary`: best first, per-fold columns).
+
+    Columns: ``scope`` (a model's name, or ``all models``), ``candidates`` (grid points
+    chosen among), the keys, ``raw_accuracy``, ``selection_bias``, ``corrected_accuracy``,
+    ``fold_spread_x2`` (2 x std of the winner's fold accuracies) and ``folds``.
+    """
+    keys = axes_of(summary) if keys is None else list(keys)
+    acc_columns = fold_columns(summary)
+    if summary[acc_columns].isna().to_numpy().any():
+        raise ValueError("not every grid point has every (repeat, fold): the selection needs the same folds")
+    scopes = [(model, summary[summary["model"] == model]) for model in sorted(summary["model"].unique())]
+    if len(scopes) > 1:
+        scopes.append(("all models", summary))
+    rows = []
+    for scope, part in scopes:
+        part = part.reset_index(drop=True)
+        est = selection_corrected(part[acc_columns].to_numpy())
+        winner = part.iloc[est["winner"]]
+        rows.append({"scope": scope, "candidates": len(part), **{k: winner[k] for k in keys},
+                     "raw_accuracy": est["raw_accuracy"], "selection_bias": est["selection_bias"],
+                     "corrected_accuracy": est["corrected_accuracy"],
+                     "fold_spread_x2": float(winner["acc_std_x2"]), "folds": len(acc_columns)})
+    return pd.DataFrame(rows)
 
 
 def best_points(summary: pd.DataFrame) -> pd.DataFrame:

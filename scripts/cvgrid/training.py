@@ -211,7 +211,7 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision])
 
 
-def evaluate(model, data, labels, indices, transform, device, precision, batch_size, tta: str = "none"):
+def evaluate(model, *, data, labels, indices, transform, device, precision, batch_size, tta: str = "none"):
     """Mean loss, accuracy and per-sample softmax probabilities on `indices`; with tta
     "shifts" each probability is the mean over the image and its shifted_views."""
     model.eval()
@@ -234,7 +234,7 @@ def evaluate(model, data, labels, indices, transform, device, precision, batch_s
     return loss, accuracy, probs
 
 
-def train_step(model, optimizer, scheduler, scaler, x, y, device, precision, label_smoothing=0.0):
+def train_step(model, x, y, *, optimizer, scheduler, scaler, device, precision, label_smoothing=0.0):
     """One optimizer step on the batch (x, y), then one step of the learning-rate schedule (if
     any); returns the loss and the logits (not synced)."""
     with autocast(device, precision):
@@ -249,8 +249,8 @@ def train_step(model, optimizer, scheduler, scaler, x, y, device, precision, lab
     return loss, logits
 
 
-def train_epoch(model, optimizer, scheduler, scaler, data, labels, order, transform, generator, settings, device,
-                precision):
+def train_epoch(model, *, optimizer, scheduler, scaler, data, labels, order, transform, generator, settings,
+                device, precision):
     """One pass over `order` in mini-batches. Returns (mean loss, accuracy, seconds)."""
     model.train()
     started = time.perf_counter()
@@ -260,8 +260,8 @@ def train_epoch(model, optimizer, scheduler, scaler, data, labels, order, transf
     for start in range(0, len(order), settings.batch_size):
         idx = order[start : start + settings.batch_size]
         x, y = transform(data[idx], augment_generator), labels[idx]
-        loss, logits = train_step(model, optimizer, scheduler, scaler, x, y, device, precision,
-                                  settings.label_smoothing)
+        loss, logits = train_step(model, x, y, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                                  device=device, precision=precision, label_smoothing=settings.label_smoothing)
         # Accumulate on the device: no host sync inside the loop.
         loss_sum += loss.detach() * len(idx)
         correct += (logits.argmax(1) == y).sum()
@@ -384,12 +384,70 @@ def _cpu_copy(value):
     return value
 
 
+class CheckpointSaver:
+    """The checkpoint policy of one fit (as timm's CheckpointSaver is its training loop's):
+    :meth:`resume` from the file at `path` if it belongs to this very job; :meth:`after_epoch`
+    keeps a copy of the state after each finished epoch and writes it at most every `interval`
+    seconds (0: after every epoch; a checkpoint of 40 MB after every epoch of a second would
+    load a shared file system); :meth:`flush` writes the copy not yet on disk, at the end of the
+    fit or on an exception (SIGTERM's, cvgrid.job.Terminated). Without a path it does nothing.
+    The training objects are the fit's own, read when a state is kept."""
+
+    def __init__(self, path: Path | None, *, settings: TrainSettings, precision: str, interval: float,
+                 model, optimizer, scheduler, scaler, generator: torch.Generator, progress: Progress):
+        self.path, self.settings, self.precision, self.interval = path, settings, precision, interval
+        self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
+        self.generator, self.progress = generator, progress
+        self.unsaved: dict | None = None  # the last finished epoch's state while not yet on disk
+        self.saved_at = time.monotonic()
+
+    def resume(self) -> bool:
+        """Load the checkpoint into the training objects; False if there is none for this job."""
+        checkpoint = load_checkpoint(self.path, self.settings, self.precision) if self.path else None
+        if checkpoint is None:
+            return False
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.scaler.load_state_dict(checkpoint["scaler"])
+        _set_rng_state(self.generator, checkpoint["rng"])
+        self.progress.load_state_dict(checkpoint)
+        log.info("resuming %s after epoch %d from %s", self.settings.label(), self.progress.epoch, self.path)
+        return True
+
+    def after_epoch(self) -> None:
+        """Keep the state as it stands now (copied at once: from here on a SIGTERM writes this
+        epoch), and write it if the last write is `interval` seconds old."""
+        if self.path is None:
+            return
+        self.unsaved = _cpu_copy({
+            "settings": asdict(self.settings), "precision": self.precision, "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+            "rng": _rng_state(self.generator),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            **self.progress.state_dict(),
+        })
+        if time.monotonic() - self.saved_at >= self.interval:
+            save_checkpoint(self.path, self.unsaved)
+            self.unsaved, self.saved_at = None, time.monotonic()
+
+    def flush(self) -> None:
+        """Write the kept state if it is not on disk yet. A job of several folds keeps the file
+        of a finished fold until the job ends, so that its retry does not train that fold again."""
+        if self.unsaved is not None:
+            save_checkpoint(self.path, self.unsaved)
+            self.unsaved = None
+            log.info("checkpoint after epoch %d written to %s", self.progress.epoch, self.path)
+
+
 def fit(
     images: np.ndarray,
     labels: np.ndarray,
     split: dict[str, np.ndarray],
     num_classes: int,
     settings: TrainSettings,
+    *,
     device: torch.device,
     precision: str,
     checkpoint_path: Path | None = None,
@@ -426,82 +484,57 @@ def fit(
     train_idx, val_idx, test_idx = (torch.from_numpy(split[r]).to(device) for r in ("train", "validation", "test"))
 
     progress = Progress()
-    checkpoint = load_checkpoint(checkpoint_path, settings, precision) if checkpoint_path else None
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        _set_rng_state(generator, checkpoint["rng"])
-        progress.load_state_dict(checkpoint)
-        log.info("resuming %s after epoch %d from %s", settings.label(), progress.epoch, checkpoint_path)
-    else:
+    saver = CheckpointSaver(checkpoint_path, settings=settings, precision=precision, interval=checkpoint_seconds,
+                            model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                            generator=generator, progress=progress)
+    if not saver.resume():
         # What a fit that diverges in its first epoch is scored with.
         progress.best_state = _cpu_copy(model.state_dict())
     resumed_from_epoch, seconds_before = progress.epoch, progress.seconds
 
-    def snapshot() -> dict:
-        """The checkpoint of the fit as it stands, copied: later steps do not change it."""
-        return _cpu_copy({
-            "settings": asdict(settings), "precision": precision, "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": _rng_state(generator),
-            "scheduler": None if scheduler is None else scheduler.state_dict(),
-            **progress.state_dict(),
-        })
-
-    # The last finished epoch's checkpoint while it is not yet on disk (at most checkpoint_seconds).
-    unsaved = None
-    saved_at = time.monotonic()
     try:
         for epoch in range(progress.epoch + 1, settings.max_epochs + 1):
             if progress.diverged_epoch is not None or epoch - progress.best_epoch > settings.patience:
                 break
             order = train_idx[torch.randperm(len(train_idx), generator=generator).to(device)]
             train_loss, train_accuracy, seconds = train_epoch(
-                model, optimizer, scheduler, scaler, data, labels_t, order, transform, generator, settings, device, precision
+                model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, data=data, labels=labels_t,
+                order=order, transform=transform, generator=generator, settings=settings, device=device,
+                precision=precision,
             )
             if not math.isfinite(train_loss):
                 # A result, not a crash: the fold is scored with the best weights before this epoch.
                 progress.diverged_epoch = epoch
                 log.warning("DIVERGED: training loss became %s in epoch %d of %s; scoring the best weights "
                             "before it (epoch %d)", train_loss, epoch, settings.label(), progress.best_epoch)
-                if checkpoint_path is not None:
-                    unsaved = snapshot()  # a retry must not train this fold again
+                saver.after_epoch()  # a retry must not train this fold again
                 break
             val_loss, val_accuracy, _ = evaluate(
-                model, data, labels_t, val_idx, transform, device, precision, settings.eval_batch_size
+                model, data=data, labels=labels_t, indices=val_idx, transform=transform, device=device,
+                precision=precision, batch_size=settings.eval_batch_size,
             )
             improved = progress.record(
                 model, {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
                         "val_loss": val_loss, "val_accuracy": val_accuracy, "seconds": seconds}, len(order),
             )
             progress.seconds = seconds_before + time.perf_counter() - started
-            if checkpoint_path is not None:
-                unsaved = snapshot()  # at once: from here on a SIGTERM writes this epoch
+            saver.after_epoch()
             log.info(
                 "epoch %3d  train loss %.4f acc %.4f  val loss %.4f acc %.4f  %.1fs (%.0f img/s)%s",
                 epoch, train_loss, train_accuracy, val_loss, val_accuracy, seconds, len(order) / seconds,
                 "  *" if improved else "",
             )
-            # A checkpoint (40 MB for model B with Adam's state) after every epoch of a second would
-            # load a shared file system: at most one every checkpoint_seconds.
-            if unsaved is not None and time.monotonic() - saved_at >= checkpoint_seconds:
-                save_checkpoint(checkpoint_path, unsaved)
-                unsaved, saved_at = None, time.monotonic()
     finally:
         # The end of the fit, or an exception (SIGTERM, an error) in the middle of an epoch: the
-        # last finished epoch goes to disk. A job of several folds keeps the file of a finished
-        # fold until the job ends, so that its retry does not train that fold again.
-        if unsaved is not None:
-            save_checkpoint(checkpoint_path, unsaved)
-            log.info("checkpoint after epoch %d written to %s", progress.epoch, checkpoint_path)
+        # last finished epoch goes to disk.
+        saver.flush()
 
     model.load_state_dict(progress.best_state)
     best_epoch, best_accuracy = progress.best_epoch, progress.best_accuracy
     if len(test_idx):
         test_loss, test_accuracy, probs = evaluate(
-            model, data, labels_t, test_idx, transform, device, precision, settings.eval_batch_size, settings.tta
+            model, data=data, labels=labels_t, indices=test_idx, transform=transform, device=device,
+            precision=precision, batch_size=settings.eval_batch_size, tta=settings.tta,
         )
         log.info("best epoch %d (val acc %.4f); test loss %.4f acc %.4f", best_epoch, best_accuracy, test_loss, test_accuracy)
     else:  # a refit on all data has no test part

@@ -27,8 +27,8 @@ try:
     # Pretrained weights: {model: {"path", "url"}} and {file name: {"url", "models"}}, one
     # download per file (rules/weights.smk).
     WEIGHTS, FETCH = plan_weights(config)
-    # What one training job trains: a fold (rule train), or the folds of one repeat or of the
-    # whole grid point (rule train_point).
+    # What one training job trains (rules/train.smk): a fold, the folds of one repeat or those
+    # of the whole grid point.
     JOB_UNIT = job_unit(config)
 except (ConfigError, WeightsError) as error:
     raise WorkflowError(f"config: {error}") from None
@@ -149,24 +149,35 @@ def train_outputs(name, model=None, root="results"):
     ]
 
 
-# training.folds_per_job other than 1 (rules/train_point.smk): one job trains several folds.
-def point_job_folds(wildcards):
-    """The (repeat, fold) pairs of a train_point job, in the order of its outputs."""
+# One training job (rules/train.smk) per fold, per repeat of a grid point or per grid point
+# (training.folds_per_job): the wildcards that name it, and its log and benchmark files (one per
+# fold beside the fold's folder, else one per job beside the folders of its folds).
+TRAIN_JOB = {
+    "fold": f"{{root}}/train/{HP}/{FOLD}",
+    "repeat": f"{{root}}/train/{HP}/repeat~{{repeat}}",
+    "all": f"{{root}}/train/{HP}",
+}[JOB_UNIT]
+TRAIN_LOG = f"logs/{TRAIN_JOB}.log" if JOB_UNIT == "fold" else f"logs/{TRAIN_JOB}/folds.log"
+TRAIN_BENCHMARK = f"benchmarks/{TRAIN_JOB}.tsv" if JOB_UNIT == "fold" else f"benchmarks/{TRAIN_JOB}/folds.tsv"
+
+
+def train_job_folds(wildcards):
+    """The (repeat, fold) pairs a training job trains, in the order of its outputs."""
+    if JOB_UNIT == "fold":
+        return [(int(wildcards.repeat), int(wildcards.fold))]
     if JOB_UNIT == "repeat":
         return [(int(wildcards.repeat), f) for f in range(config["cv"]["folds"])]
     return fold_keys(config)
 
 
-def point_job_outputs(name):
-    """The file `name` of each fold of a train_point job: the paths of train's, so that
-    everything downstream is the same."""
+def train_job_outputs(name):
+    """The file `name` of each fold of a training job, by its wildcards: the same paths for
+    every job unit, so that everything downstream is the same."""
+    if JOB_UNIT == "fold":
+        return [f"{TRAIN_JOB}/{name}"]
     if JOB_UNIT == "repeat":
-        return [f"{{root}}/train/{HP}/repeat~{{repeat}}/fold~{f}/{name}" for f in range(config["cv"]["folds"])]
-    return [f"{{root}}/train/{HP}/{FOLD.format(repeat=r, fold=f)}/{name}" for r, f in fold_keys(config)]
-
-
-# train_point's log and benchmark file, one per job, beside the folders of its folds.
-POINT_JOB = f"{{root}}/train/{HP}/repeat~{{repeat}}" if JOB_UNIT == "repeat" else f"{{root}}/train/{HP}"
+        return [f"{TRAIN_JOB}/fold~{f}/{name}" for f in range(config["cv"]["folds"])]
+    return [f"{TRAIN_JOB}/{FOLD.format(repeat=r, fold=f)}/{name}" for r, f in fold_keys(config)]
 
 
 def model_weights(wildcards):

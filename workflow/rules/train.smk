@@ -1,21 +1,36 @@
+# Training: one rule for every job unit (training.folds_per_job): a job trains one fold, the
+# folds of one repeat, or every fold of a grid point, one after the other in one process (torch,
+# the GPU and the data loaded once). The outputs are the same files either way; what a job
+# covers comes from common.smk (TRAIN_JOB, train_job_outputs, train_job_folds).
+#
+# Params hold only what changes a result, in canonical form: the point's settings as sorted
+# JSON and the precision (Snakemake reruns a job whose params text changed). The thread count,
+# checkpoint interval, device and script path are threads and resources (not compared), so
+# that changing them retrains nothing; the output folders and checkpoint files follow from the
+# wildcards.
+
+
 rule train:
-    # One job per grid point and fold (training.folds_per_job: 1; else train_point.smk is used
-    # instead). On SLURM: one GPU (profiles/slurm/config.yaml).
+    # On SLURM: one GPU (profiles/slurm/config.yaml). A retry (scancel, time limit) scores the
+    # folds the failed attempt had finished from their checkpoints without training them, and
+    # resumes the interrupted one from its last checkpoint.
     input:
         images="results/data/images.npy",
         index="results/data/index.tsv",
         folds="{root}/data/folds.tsv",
         weights=model_weights,  # [] from scratch, the weights file if pretrained
     output:
-        metrics=f"{{root}}/train/{HP}/{FOLD}/metrics.json",
-        history=f"{{root}}/train/{HP}/{FOLD}/history.tsv",
-        predictions=f"{{root}}/train/{HP}/{FOLD}/predictions.tsv",
+        metrics=train_job_outputs("metrics.json"),
+        history=train_job_outputs("history.tsv"),
+        predictions=train_job_outputs("predictions.tsv"),
     log:
-        f"logs/{{root}}/train/{HP}/{FOLD}.log",
+        TRAIN_LOG,
     benchmark:
-        f"benchmarks/{{root}}/train/{HP}/{FOLD}.tsv"
+        TRAIN_BENCHMARK
+    # One job per fold: the group lets a SLURM run pack several folds per submission
+    # (profiles/slurm/config.yaml); a job of several folds is one submission already.
     group:
-        "train_folds"
+        "train_folds" if JOB_UNIT == "fold" else None
     conda:
         "../../envs/cvgrid.yaml"
     threads: config["training"]["threads"]
@@ -23,19 +38,27 @@ rule train:
         # A share of one local GPU: `--resources gpu_jobs=4` lets four training jobs use it at
         # once (a model A fold needs well under 1 GB). Unlimited unless set; SLURM ignores it.
         gpu_jobs=1,
-    params:
+        # Not results (strings: no local limit applies to them).
+        device=str(config["training"]["device"]),
+        checkpoint_seconds=str(config["training"]["checkpoint_seconds"]),
         script=script_path("train.py"),
+    params:
         settings=point_settings_json,
+        precision=config["training"]["precision"],
         weights=weights_option,
-        training=config["training"],
-        # Not an output: Snakemake deletes the outputs of a failed job, the checkpoint must
+        repeats=lambda w: [r for r, f in train_job_folds(w)],
+        fold_numbers=lambda w: [f for r, f in train_job_folds(w)],
+        out_dirs=lambda w, output: [os.path.dirname(path) for path in output.metrics],
+        # Not outputs: Snakemake deletes the outputs of a failed job, the checkpoints must
         # survive it so that the retry resumes.
-        out_dir=lambda w, output: os.path.dirname(output.metrics),
-        checkpoint=lambda w: f"{w.root}/checkpoints/{HP.format(**w)}/{FOLD.format(**w)}.pt",
+        checkpoints=lambda w: [
+            f"{w.root}/checkpoints/{HP.format(**w)}/{FOLD.format(repeat=r, fold=f)}.pt"
+            for r, f in train_job_folds(w)
+        ],
     shell:
-        "python {params.script:q} --images {input.images:q} --index {input.index:q}"
-        " --folds {input.folds:q} --repeat {wildcards.repeat} --fold {wildcards.fold}"
-        " --settings {params.settings:q}"
-        " --precision {params.training[precision]} --device {params.training[device]}"
-        " --threads {threads} {params.weights} --checkpoint-seconds {params.training[checkpoint_seconds]}"
-        " --out-dir {params.out_dir:q} --checkpoint {params.checkpoint:q} > {log:q} 2>&1"
+        "python {resources.script:q} --images {input.images:q} --index {input.index:q}"
+        " --folds {input.folds:q} --repeat {params.repeats} --fold {params.fold_numbers}"
+        " --settings {params.settings:q} --precision {params.precision:q}"
+        " --device {resources.device:q} --threads {threads} {params.weights}"
+        " --checkpoint-seconds {resources.checkpoint_seconds:q}"
+        " --out-dir {params.out_dirs:q} --checkpoint {params.checkpoints:q} > {log:q} 2>&1"
