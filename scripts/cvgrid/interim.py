@@ -117,7 +117,8 @@ def varying(progress: pd.DataFrame, axes: list[str]) -> list[str]:
 
 def interim_protocol(workdir: Path, config: dict, root: str, out: Path, written_at: str) -> dict:
     """The interim files of one protocol (results/ or results/compare/) into `out`; returns its facts."""
-    from cvgrid import stats
+    from cvgrid import analysis, wording
+    from cvgrid.stats import Thresholds
 
     axes = grid_axes(config)
     jobs = expected_jobs(config, root)
@@ -146,18 +147,17 @@ def interim_protocol(workdir: Path, config: dict, root: str, out: Path, written_
         if not finished.empty:
             summary = cv_summary(finished)
             write_tsv(summary, out / "cv_summary.interim.tsv")
-            s = config["statistics"]
-            result = stats.analyse(finished, summary, s["alpha"], s["rope"], s["probability"])
-            for name, table in result["tables"].items():
+            result = analysis.analyse(finished, summary, Thresholds.from_config(config["statistics"]))
+            for name, table in result.tables.items():
                 write_tsv(table, out / f"{name}.interim.tsv")
             lines.append("**The verdicts below are over the complete grid points only**: each is compared "
                          "with the best complete point of its model, which a point still running may beat.")
-            lines.append(result["text"])
+            lines.append(wording.summary_text(result))
     if facts["points_complete"] == 0:
         lines.append("No grid point has all its folds yet: no verdict.")
     text = "\n\n".join(lines)
     with atomic_path(out / "summary.interim.html") as tmp:
-        tmp.write_text(stats.summary_html(text, title=f"INTERIM summary ({written_at}): the run is still going"))
+        tmp.write_text(wording.summary_html(text, title=f"INTERIM summary ({written_at}): the run is still going"))
     with atomic_path(out / "summary.interim.md") as tmp:
         tmp.write_text(text + "\n")
     return facts
