@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import re
 import shlex
@@ -90,6 +91,14 @@ elif config["data_dir"] and not os.path.exists(DATASET_RECORD):
         f"config: data_dir {DATA_DIR!r} does not exist or is not a folder"
         f" (a relative path starts in the working directory {os.getcwd()})"
     )
+
+
+def prepare_mem_mb(wildcards, input, attempt):
+    """prepare_dataset's memory in MB: the prepared array (every file of the folder record at
+    image_size x image_size x 3 bytes; the script stops before decoding where its limit is
+    smaller, cvgrid.data.check_space) plus 1 GB for Python and the decoder, times the attempt."""
+    files = json.loads(Path(input[0]).read_text())["files"]
+    return attempt * (1000 + math.ceil(files * config["image_size"] ** 2 * 3 / 1e6))
 
 
 def groups_table(wildcards):
