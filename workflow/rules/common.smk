@@ -140,6 +140,12 @@ def train_outputs(name, model=None, root="results"):
     ]
 
 
+def write_job_list(paths, listing, log):
+    """Rule list_train_jobs: `paths` one a line into `listing`, and their number into `log`."""
+    Path(listing).write_text("".join(f"{path}\n" for path in paths))
+    Path(log).write_text(f"{len(paths)} training jobs listed in {listing}\n")
+
+
 # training.folds_per_job other than 1 (rules/train_point.smk): one job trains several folds.
 def point_job_folds(wildcards):
     """The (repeat, fold) pairs of a train_point job, in the order of its outputs."""

@@ -10,8 +10,7 @@ rule list_train_jobs:
         "logs/{root}/list_train_jobs.log",
     localrule: True
     run:
-        Path(output[0]).write_text("".join(f"{path}\n" for path in input))
-        Path(log[0]).write_text(f"{len(input)} training jobs listed in {output[0]}\n")
+        write_job_list(input, output[0], log[0])
 
 
 rule summarize_cv:
