@@ -253,11 +253,13 @@ def stub_workflow(repo: Path, work: Path) -> Path:
     return copy
 
 
-def bench_sched(repo: Path, work: Path, sizes, cap, timeout) -> list[dict]:
+def bench_sched(repo: Path, work: Path, sizes, cap, timeout, extra=()) -> list[dict]:
     copy = stub_workflow(repo, work)
     data = write_folder(work / "sched_images", 40, classes=2, side=32)
     profile = yaml.safe_load((copy / "profiles" / "local" / "config.yaml").read_text()) or {}
-    scheduler = profile.get("scheduler", "ilp (Snakemake's default)")
+    scheduler = " ".join([profile.get("scheduler", "ilp (Snakemake's default)"), *extra])
+    if profile.get("scheduler-subsample"):
+        scheduler += f", subsample {profile['scheduler-subsample']}"
     rows = []
     for jobs in sizes:
         run = work / f"sched{jobs}"
@@ -278,7 +280,7 @@ def bench_sched(repo: Path, work: Path, sizes, cap, timeout) -> list[dict]:
 
         cmd = [str(Path(sys.executable).parent / "snakemake"), "-s", str(copy / "workflow" / "Snakefile"),
                "-d", str(run), "--configfile", str(run / "config.yaml"), "--profile", str(copy / "profiles" / "local"),
-               "--cores", "2", "results/cv_summary.tsv"]
+               "--cores", "2", *extra, "results/cv_summary.tsv"]
         status, wall, peak, tail = measure(cmd, timeout, cwd=run, env=python_env(repo), poll=poll)
         done = sum(1 for _ in train.glob("*/*/*/*/*/*/metrics.json")) if train.exists() else 0
         first_t, first_n = marks.get("first", (wall, 0))
@@ -317,6 +319,7 @@ def main(argv=None):
     p.add_argument("--images", type=numbers, default=[2062, 20000])
     p.add_argument("--cap", type=float, default=120, help="seconds of jobs after which a sched run is stopped")
     p.add_argument("--timeout", type=float, default=600, help="seconds after which any measurement is stopped")
+    p.add_argument("--snakemake-args", default="", help="more snakemake options for sched, e.g. '--scheduler ilp'")
     a = p.parse_args(argv)
     repo = a.repo.resolve()
     parts = a.parts.split(",")
@@ -334,7 +337,7 @@ def main(argv=None):
         if "data" in parts:
             rows += bench_data(repo, work, a.images, a.timeout)
         if "sched" in parts:
-            rows += bench_sched(repo, work, a.jobs, a.cap, a.timeout)
+            rows += bench_sched(repo, work, a.jobs, a.cap, a.timeout, a.snakemake_args.split())
     print(textwrap.dedent(table(rows)))
 
 

@@ -22,6 +22,6 @@ def test_every_part_runs_and_the_temporary_folder_is_removed(tmp_path):
     parts = [row.split(" | ")[0].strip("| ") for row in rows]
     assert parts == ["gather (summarize_cv.py)", "figure: heatmap", "figure: fold plot",
                      "figure: parallel coordinates", "data (prepare_dataset.py, 100 px)",
-                     "scheduling (greedy)"], result.stdout
+                     "scheduling (greedy, subsample 100)"], result.stdout
     assert all(" ok" in row for row in rows), result.stdout  # the stub grid ran to cv_summary.tsv
     assert set(Path(tempfile.gettempdir()).glob("bench_scale.*")) == before
