@@ -3,6 +3,7 @@
 per-class accuracy, learning curves of every fold, and a gallery of misclassified images."""
 
 import argparse
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -11,7 +12,7 @@ from cvgrid import plots
 from cvgrid.data import class_names, load_prepared
 from cvgrid.grid import axes_of
 from cvgrid.io import write_tsv
-from cvgrid.summary import best_points, read_metrics
+from cvgrid.summary import MetricsError, best_points, planned_metrics, read_metrics
 
 
 def main(argv=None):
@@ -21,15 +22,20 @@ def main(argv=None):
     p.add_argument("--images", type=Path, required=True)
     p.add_argument("--index", type=Path, required=True)
     p.add_argument("--out-dir", type=Path, required=True)
-    p.add_argument("metrics", nargs="+", type=Path, help="the model's metrics.json files (history/predictions beside)")
+    p.add_argument("--metrics-list", type=Path, required=True,
+                   help="file naming the training jobs' metrics.json files, one path a line (history/predictions beside)")
     a = p.parse_args(argv)
+    try:
+        metrics = planned_metrics(a.metrics_list)
+    except MetricsError as error:
+        sys.exit(f"error: {error}")
     summary = pd.read_csv(a.summary, sep="\t")
     best = best_points(summary).set_index("model").loc[a.model]
     point = {"model": a.model, **{k: best[k] for k in axes_of(summary) if k != "model"}}
     title = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in point.items())
 
     histories, predictions = [], []
-    for path in a.metrics:
+    for path in metrics:
         config = read_metrics(path)["config"]
         if any(config[k] != v for k, v in point.items()):
             continue

@@ -9,8 +9,8 @@ import logging
 import sys
 from pathlib import Path
 
-from cvgrid.data import DataError, prepare_dataset, save_prepared
-from cvgrid.io import write_json
+from cvgrid.data import DataError, prepare_dataset
+from cvgrid.io import write_json, write_tsv
 
 
 def main(argv=None):
@@ -28,10 +28,11 @@ def main(argv=None):
     if a.data_record:
         a.data_dir = Path(json.loads(a.data_record.read_text())["folder"])
     try:
-        images, index, report = prepare_dataset(a.data_dir, a.size, a.skip_unreadable)
+        # Written straight into --images, after a check of memory and disk space.
+        _, index, report = prepare_dataset(a.data_dir, a.size, a.skip_unreadable, out=a.images)
     except DataError as error:
         sys.exit(f"error: {error}")
-    save_prepared(images, index, a.images, a.index)
+    write_tsv(index, a.index)
     write_json({**report, "data_dir": str(a.data_dir), "size": a.size,
                 "classes": index.groupby("class_name").size().to_dict()}, a.report)
     logging.info("%d images, %d classes, %d ignored files, %d unreadable", len(index),

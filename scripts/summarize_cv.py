@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cvgrid.io import write_tsv
 from cvgrid.metrics import unavailable_notes
-from cvgrid.summary import MetricsError, cv_summary, fold_table
+from cvgrid.summary import MetricsError, cv_summary, fold_table, planned_metrics
 
 
 def main(argv=None):
@@ -18,10 +18,12 @@ def main(argv=None):
     p.add_argument("--summary-out", type=Path, required=True)
     p.add_argument("--axes", type=lambda text: text.split(","), required=True,
                    help="the grid's axes (cvgrid.grid.grid_axes) in folder order, comma-separated: model,batch_size,...")
-    p.add_argument("metrics", nargs="+", type=Path, help="metrics.json files of the training jobs")
+    # A file, not the command line: a big grid's paths exceed what a command may hold.
+    p.add_argument("--metrics-list", type=Path, required=True,
+                   help="file naming the training jobs' metrics.json files, one path a line")
     a = p.parse_args(argv)
     try:
-        folds = fold_table(a.metrics, a.axes)
+        folds = fold_table(planned_metrics(a.metrics_list), a.axes)
     except MetricsError as error:
         sys.exit(f"error: {error}")
     for note in unavailable_notes(folds):

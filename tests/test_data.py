@@ -4,6 +4,7 @@ unreadable files, bad folders, the archive download, and the real photos."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -15,10 +16,12 @@ from PIL import Image
 from conftest import COLOURS, REPO, build_archive, write_image_folder
 from cvgrid.data import (
     DataError,
+    array_bytes,
     download_dataset,
     list_images,
     load_image,
     load_prepared,
+    memory_limit,
     prepare_dataset,
     save_prepared,
 )
@@ -243,6 +246,64 @@ def test_prepare_dataset_cli_writes_array_index_and_report(tmp_path):
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "missing" in bad.stderr
     assert not (tmp_path / "b.npy").exists()
+
+
+def prepare_cli(data, out, size, *extra, env=None):
+    cmd = [sys.executable, str(REPO / "scripts" / "prepare_dataset.py"), "--data-dir", str(data), "--size", str(size),
+           "--images", str(out / "images.npy"), "--index", str(out / "index.tsv"), "--report", str(out / "report.json"),
+           *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env)
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_the_array_file_is_written_in_place_and_is_the_same_bytes_as_a_saved_array(tmp_path, skip):
+    # Written into a memory-mapped file (never held twice); same bytes as np.save of the same
+    # images, so files prepared before this change stay valid. With skipped images the file
+    # keeps only the rows decoded.
+    data = write_image_folder(tmp_path / "data", 3, 5)
+    if skip:
+        write_broken(tmp_path / "data")
+    assert prepare_cli(data, tmp_path / "out", 24, *(["--skip-unreadable"] if skip else [])).returncode == 0
+    images, index, _ = prepare_dataset(data, 24, skip_unreadable=skip)
+    save_prepared(images, index, tmp_path / "saved" / "images.npy", tmp_path / "saved" / "index.tsv")
+    written = (tmp_path / "out" / "images.npy").read_bytes()
+    assert written == (tmp_path / "saved" / "images.npy").read_bytes()
+    assert np.load(tmp_path / "out" / "images.npy").shape == (len(index), 24, 24, 3)
+    assert [p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".")] == []  # no temporary left
+
+
+def test_a_data_set_larger_than_the_jobs_memory_stops_before_decoding(tmp_path):
+    # SLURM says the job has 1 MB; 10 images at 400 x 400 make a 4.8 MB array. The folder also
+    # holds an unreadable image: the memory message comes first, so nothing was decoded.
+    write_broken(tmp_path / "data")
+    result = prepare_cli(tmp_path / "data", tmp_path / "out", 400, env={**os.environ, "SLURM_MEM_PER_NODE": "1"})
+    assert result.returncode != 0
+    assert array_bytes(10, 400) == 4_800_000
+    assert "10 images at image_size 400 make a 4.8 MB array, more than the SLURM job's memory" in result.stderr
+    assert "1.0 MB" in result.stderr
+    assert "SLURM_MEM_PER_NODE" in result.stderr and "image_size" in result.stderr and "mem_mb" in result.stderr
+    assert "truncated" not in result.stderr and "garbage" not in result.stderr
+    assert not (tmp_path / "out" / "images.npy").exists()
+
+
+def test_memory_limit_reads_the_cgroup_slurm_and_the_host(tmp_path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       16000000 kB\nMemAvailable:    8000000 kB\n")
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "memory.max").write_text("3000000000\n")
+    (v2 / "memory.current").write_text("1000000000\n")
+    assert memory_limit(v2, {}, meminfo) == (2_000_000_000, f"the cgroup limit ({v2 / 'memory.max'})")
+    (v2 / "memory.max").write_text("max\n")  # no limit: the host's available memory
+    assert memory_limit(v2, {}, meminfo) == (8_192_000_000, "the host's available memory (MemAvailable)")
+    v1 = tmp_path / "v1" / "memory"
+    v1.mkdir(parents=True)
+    (v1 / "memory.limit_in_bytes").write_text("5000000000\n")
+    (v1 / "memory.usage_in_bytes").write_text("0\n")
+    assert memory_limit(v1.parent, {}, meminfo)[0] == 5_000_000_000
+    (v1 / "memory.limit_in_bytes").write_text(f"{2**63 - 4096}\n")  # v1's "no limit"
+    assert memory_limit(v1.parent, {"SLURM_MEM_PER_NODE": "4000"}, meminfo) == (
+        4000 * 2**20, "the SLURM job's memory (SLURM_MEM_PER_NODE)")
 
 
 # --- download ------------------------------------------------------------------------------

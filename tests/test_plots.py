@@ -1,10 +1,12 @@
-"""The heatmap a reader looks at first: every cell says its mean, fold spread and verdict."""
+"""The heatmap a reader looks at first: every cell says its mean, fold spread and verdict; the
+figures of a big grid: the best panels and points with a note, raster lines past a size."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from cvgrid import plots
+from cvgrid.summary import cv_summary
 
 
 def test_heatmap_cells_carry_mean_spread_and_verdict(tmp_path):
@@ -27,3 +29,54 @@ def test_heatmap_cells_carry_mean_spread_and_verdict(tmp_path):
     plots.heatmap(summary, "model_a", tmp_path / "again.svg", verdicts)
     assert (tmp_path / "again.svg").read_bytes() == path.read_bytes()
     assert "<dc:date>" not in svg
+
+
+def grid_of_panels(panels: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fold table and cv_summary of a grid with `panels` augmentation policies (one heatmap panel
+    each) x 2 batch sizes x 2 learning rates, 3 folds; policy p's points score about p / 1000."""
+    rows = [{"model": "model_a", "batch_size": b, "learning_rate": lr, "augmentation": f"policy{p:03d}", "repeat": 0,
+             "fold": f, "accuracy": 0.5 + p / 1000 + b / 1e5 + lr + f / 1e4, "epochs_run": 3, "seconds": 1.0}
+            for p in range(panels) for b in (32, 64) for lr in (0.001, 0.0001) for f in range(3)]
+    folds = pd.DataFrame(rows)
+    return folds, cv_summary(folds)
+
+
+def test_a_heatmap_past_its_panel_limit_shows_the_best_panels_and_says_how_many_are_left_out(tmp_path, monkeypatch):
+    monkeypatch.setattr(plots, "MAX_HEATMAP_PANELS", 4)
+    _, summary = grid_of_panels(10)
+    plots.heatmap(summary, "model_a", tmp_path / "heatmap.svg")
+    svg = (tmp_path / "heatmap.svg").read_text()
+    shown = sorted(p for p in range(10) if f"augmentation: policy{p:03d} -->" in svg)
+    assert shown == [6, 7, 8, 9]  # the panels holding the best points, in panel order
+    assert "the 4 panels holding the best grid points; 6 more panels are not shown" in svg
+
+
+def test_a_heatmap_within_its_limit_draws_every_panel_without_a_note(tmp_path):
+    _, summary = grid_of_panels(5)
+    plots.heatmap(summary, "model_a", tmp_path / "heatmap.svg")
+    svg = (tmp_path / "heatmap.svg").read_text()
+    assert all(f"augmentation: policy{p:03d} -->" in svg for p in range(5))
+    assert "not shown" not in svg
+
+
+def test_the_fold_plot_of_a_big_grid_shows_its_best_points_and_says_how_many_are_left_out(tmp_path, monkeypatch):
+    monkeypatch.setattr(plots, "MAX_FOLD_PLOT_POINTS", 6)
+    folds, summary = grid_of_panels(10)
+    plots.fold_accuracies(folds, summary, tmp_path / "folds.svg")
+    svg = (tmp_path / "folds.svg").read_text()
+    labels = [label for label in plots.point_labels(summary) if f"<!-- {label} -->" in svg]
+    assert labels == list(plots.point_labels(summary.head(6)))  # the six best, nothing else
+    assert "the 6 best grid points; 34 more are not shown" in svg
+
+
+def test_parallel_coordinates_of_many_points_are_one_raster_image_inside_the_svg(tmp_path, monkeypatch):
+    _, summary = grid_of_panels(3)  # 12 lines: vector paths
+    plots.parallel_coordinates(summary, tmp_path / "few.svg")
+    few = (tmp_path / "few.svg").read_text()
+    monkeypatch.setattr(plots, "MAX_VECTOR_LINES", 10)
+    plots.parallel_coordinates(summary, tmp_path / "many.svg")
+    many = (tmp_path / "many.svg").read_text()
+    # The colour bar is an image in both; the lines add one more, and their vector paths are gone.
+    assert many.count("<image") == few.count("<image") + 1
+    assert many.count("<path") < few.count("<path") - 10
+    assert "mean accuracy (%)" in many  # labels stay text

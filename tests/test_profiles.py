@@ -69,6 +69,20 @@ def test_training_jobs_ask_for_one_gpu_and_memory_and_time_by_model(plan):
             assert "gpu" not in job["resources"] and job["resources"]["runtime"] == "30", job
 
 
+@pytest.mark.parametrize("per_class", [20, 40])
+def test_the_data_step_asks_for_memory_by_the_number_and_size_of_the_images(tmp_path, per_class):
+    # 1 GB plus the prepared array (files x image_size^2 x 3 bytes): 3 classes at 500 px make
+    # 45 MB a class folder of 20 images, 90 MB of 40.
+    data = write_image_folder(tmp_path / "images", n_classes=3, per_class=per_class)
+    config = write_config(tmp_path / "config.yaml", tiny_config(data, image_size=500))
+    work = tmp_path / "work"
+    work.mkdir()
+    result = run_snakemake(work, config, "-n", "--profile", str(SITE_EXAMPLE),
+                           "--workflow-profile", str(WORKFLOW_PROFILE), "results/data/images.npy")
+    job, = [job for job in planned_jobs(result.stdout + result.stderr) if job["rule"] == "prepare_dataset"]
+    assert job["resources"]["mem_mb"] == str(1000 + 3 * per_class * 500 * 500 * 3 // 10**6)
+
+
 def test_one_job_per_grid_point_asks_for_one_gpu_and_the_time_of_all_its_folds(tmp_path):
     """training.folds_per_job: all. One train job per grid point (the same rule as one per fold),
     with a GPU and memory as a fold's and a time limit for all its folds, per model."""

@@ -144,21 +144,64 @@ def test_ties_in_mean_accuracy_are_broken_by_the_grid_keys(tmp_path):
     assert list(zip(summary["model"], summary["batch_size"])) == [("model_a", 32), ("model_a", 64), ("model_b", 32)]
 
 
-def test_summarize_cli_writes_both_tables_and_names_a_bad_file(tmp_path, metrics_files):
+def write_listing(path, metrics_paths):
+    path.write_text("".join(f"{p}\n" for p in metrics_paths))
+    return path
+
+
+def summarize(tmp_path, listing, name="s"):
     script = str(REPO / "scripts" / "summarize_cv.py")
-    folds_out, summary_out = tmp_path / "cv_folds.tsv", tmp_path / "cv_summary.tsv"
-    axes = ["--axes", "model,batch_size,learning_rate,augmentation"]
-    subprocess.run([sys.executable, script, "--folds-out", str(folds_out), "--summary-out", str(summary_out),
-                    *axes, *map(str, metrics_files)], check=True, capture_output=True)
-    summary = pd.read_csv(summary_out, sep="\t")
+    return subprocess.run([sys.executable, script, "--folds-out", str(tmp_path / f"{name}_folds.tsv"),
+                           "--summary-out", str(tmp_path / f"{name}_summary.tsv"),
+                           "--axes", "model,batch_size,learning_rate,augmentation", "--metrics-list", str(listing)],
+                          capture_output=True, text=True)
+
+
+def test_summarize_cli_writes_both_tables_and_names_a_bad_file(tmp_path, metrics_files):
+    listing = write_listing(tmp_path / "jobs.txt", metrics_files)
+    assert summarize(tmp_path, listing).returncode == 0
+    summary = pd.read_csv(tmp_path / "s_summary.tsv", sep="\t")
     assert len(summary) == 3 and summary["folds"].tolist() == [6, 6, 6]
-    assert len(pd.read_csv(folds_out, sep="\t")) == 18
+    assert len(pd.read_csv(tmp_path / "s_folds.tsv", sep="\t")) == 18
     metrics_files[0].write_text("{}")
-    bad = subprocess.run([sys.executable, script, "--folds-out", str(tmp_path / "f2.tsv"), "--summary-out",
-                          str(tmp_path / "s2.tsv"), *axes, *map(str, metrics_files)], capture_output=True, text=True)
+    bad = summarize(tmp_path, listing, "bad")
     assert bad.returncode != 0
     assert str(metrics_files[0]) in bad.stderr
-    assert not (tmp_path / "s2.tsv").exists()
+    assert not (tmp_path / "bad_summary.tsv").exists()
+
+
+def test_the_gather_takes_25000_jobs_reads_only_the_listed_ones_and_names_a_missing_one(tmp_path):
+    # 5,000 grid points x 5 folds: the paths alone (about 3 MB) would not fit on a command line.
+    points = [(m, b, lr, a) for m in ("model_a", "model_b") for b in range(8, 88, 8)
+              for lr in np.round(np.linspace(1e-4, 1e-2, 25), 6) for a in [f"aug{i}" for i in range(10)]]
+    paths = []
+    for n, point in enumerate(points):
+        folder = tmp_path / "train" / f"model~{point[0]}" / f"batch_size~{point[1]}" / f"learning_rate~{point[2]}" / f"augmentation~{point[3]}"
+        for fold in range(5):
+            path = folder / f"fold~{fold}" / "metrics.json"
+            path.parent.mkdir(parents=True)
+            path.write_text(json.dumps(metrics_for(point, 0, fold, (n % 97 + fold) / 200)))
+            paths.append(path)
+    assert len(paths) == 25_000 and sum(len(str(p)) + 1 for p in paths) > 2**21
+    # A stray job of an earlier grid in the same folders is not gathered: only the list is read.
+    stray = tmp_path / "train" / "model~model_c" / "fold~0" / "metrics.json"
+    stray.parent.mkdir(parents=True)
+    stray.write_text(json.dumps(metrics_for(("model_c", 8, 0.1, "none"), 0, 0, 0.5)))
+    listing = write_listing(tmp_path / "jobs.txt", paths)
+
+    assert summarize(tmp_path, listing).returncode == 0
+    folds = pd.read_csv(tmp_path / "s_folds.tsv", sep="\t")
+    summary = pd.read_csv(tmp_path / "s_summary.tsv", sep="\t")
+    assert len(folds) == 25_000 and "model_c" not in set(folds["model"])
+    assert len(summary) == 5_000 and (summary["folds"] == 5).all()
+
+    paths[123].unlink()
+    paths[24_000].unlink()
+    missing = summarize(tmp_path, listing, "missing")
+    assert missing.returncode != 0
+    assert "2 of the 25000 training jobs" in missing.stderr
+    assert str(paths[123]) in missing.stderr and str(paths[24_000]) in missing.stderr
+    assert not (tmp_path / "missing_summary.tsv").exists()
 
 
 def test_complete_points_keeps_the_finished_grid_points_and_names_the_others(metrics_files):

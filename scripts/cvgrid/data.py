@@ -7,6 +7,7 @@ sorted by name and numbered from 0 in that order; files are sorted by name withi
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import urllib.error
@@ -88,14 +89,89 @@ def load_image(path: str | Path, size: int) -> np.ndarray:
         return np.asarray(image, dtype=np.uint8)
 
 
-def prepare_dataset(data_dir: str | Path, size: int, skip_unreadable: bool = False):
-    """Decode every image once. Returns (images (N, size, size, 3) uint8, index, report dict)."""
-    listing = list_images(data_dir)
-    arrays, keep, unreadable = [], [], []
+def array_bytes(images: int, size: int) -> int:
+    """Bytes of the prepared array of `images` images at `size` x `size` x 3."""
+    return images * size * size * 3
+
+
+def _read_int(path: Path) -> int | None:
+    """An integer from a cgroup file; None where it is absent or says "max" (no limit)."""
+    try:
+        text = path.read_text().split()[0]
+    except (OSError, IndexError):
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def memory_limit(cgroup_root: str | Path = "/sys/fs/cgroup", environ=os.environ,
+                 meminfo: str | Path = "/proc/meminfo") -> tuple[int, str]:
+    """The memory left to this process in bytes and what sets it: the least of what the
+    cgroup it runs in has left (v2 memory.max - memory.current, v1 memory.limit_in_bytes -
+    memory.usage_in_bytes; a SLURM job's --mem is enforced this way), SLURM's --mem
+    (SLURM_MEM_PER_NODE, MB) and the host's available memory (MemAvailable)."""
+    root = Path(cgroup_root)
+    found = []
+    own = ""
+    try:  # cgroup v2: "0::/path/of/this/process"
+        own = next(line.split("::", 1)[1].strip() for line in Path("/proc/self/cgroup").read_text().splitlines()
+                   if line.startswith("0::"))
+    except (OSError, StopIteration):
+        pass
+    for folder, limit_name, usage_name in ((root / own.lstrip("/"), "memory.max", "memory.current"),
+                                           (root, "memory.max", "memory.current"),
+                                           (root / "memory", "memory.limit_in_bytes", "memory.usage_in_bytes")):
+        limit = _read_int(folder / limit_name)
+        if limit is not None and limit < 2**60:  # v1 writes a huge number for "no limit"
+            found.append((limit - (_read_int(folder / usage_name) or 0), f"the cgroup limit ({folder / limit_name})"))
+            break
+    if environ.get("SLURM_MEM_PER_NODE", "").isdigit():
+        found.append((int(environ["SLURM_MEM_PER_NODE"]) * 2**20, "the SLURM job's memory (SLURM_MEM_PER_NODE)"))
+    try:
+        kib = next(int(line.split()[1]) for line in Path(meminfo).read_text().splitlines()
+                   if line.startswith("MemAvailable:"))
+        found.append((kib * 1024, "the host's available memory (MemAvailable)"))
+    except (OSError, StopIteration, ValueError):
+        found.append((os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "the host's free memory"))
+    return min(found)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
+
+
+def check_space(images: int, size: int, out: str | Path | None = None) -> None:
+    """Stop before decoding where the array cannot be held: more than the memory left to this
+    job (the array file is memory-mapped here, but every training job and the diagnostics load
+    it whole) or, with `out`, more than the free disk space of its folder."""
+    needed = array_bytes(images, size)
+    what = f"{images} images at image_size {size} make a {_size(needed)} array"
+    memory, source = memory_limit()
+    if needed > memory:
+        raise DataError(
+            f"{what}, more than {source}: {_size(memory)}. Lower image_size in the config, or give the"
+            " data steps more memory (SLURM: they ask for it from the number and size of the images,"
+            " workflow/rules/data.smk; `--set-resources prepare_dataset:mem_mb=...` overrides it)."
+        )
+    if out is not None:
+        folder = Path(out).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(folder).free
+        if needed > free:
+            raise DataError(f"{what}, more than the {_size(free)} free on {folder}. Free disk space there,"
+                            " or lower image_size in the config.")
+
+
+# Rows copied at a time when the array file is shortened (skipped images).
+COPY_ROWS = 4096
+
+
+def _decode_into(images: np.ndarray, listing: ImageListing, data_dir: Path, size: int, skip_unreadable: bool):
+    """Decode the listed images into consecutive rows of `images`; (rows kept, unreadable)."""
+    keep, unreadable = [], []
     for row in listing.index.itertuples():
-        path = Path(data_dir) / row.file
+        path = data_dir / row.file
         try:
-            arrays.append(load_image(path, size))
+            images[len(keep)] = load_image(path, size)
             keep.append(row.Index)
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
             if not skip_unreadable:
@@ -105,10 +181,52 @@ def prepare_dataset(data_dir: str | Path, size: int, skip_unreadable: bool = Fal
                 ) from error
             log.warning("skipping unreadable image %s: %s", path, error)
             unreadable.append({"file": row.file, "error": str(error)})
+    if not keep:
+        raise DataError(f"data_dir {str(data_dir)!r}: no image could be read")
+    return keep, unreadable
+
+
+def prepare_dataset(data_dir: str | Path, size: int, skip_unreadable: bool = False, out: str | Path | None = None):
+    """Decode every image once into an (N, size, size, 3) uint8 array allocated before the
+    first decode (after check_space): in memory, or with `out` straight into that .npy file
+    (np.lib.format.open_memmap, written whole or not at all), so that the array is never held
+    twice. Returns (images, index, report); with `out` the images are the file, memory-mapped."""
+    data_dir = Path(data_dir)
+    listing = list_images(data_dir)
+    shape = (len(listing.index), size, size, 3)
+    check_space(shape[0], size, out)
+    if out is None:
+        images = np.empty(shape, np.uint8)
+        keep, unreadable = _decode_into(images, listing, data_dir, size, skip_unreadable)
+        images = images[: len(keep)]
+    else:
+        with atomic_path(out) as tmp:
+            images = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+            keep, unreadable = _decode_into(images, listing, data_dir, size, skip_unreadable)
+            if len(keep) < shape[0]:  # skipped images: the file keeps only the rows decoded
+                _shorten(images, len(keep), tmp)
+            else:
+                images.flush()
+            del images
+        images = np.load(out, mmap_mode="r")
     index = listing.index.loc[keep].reset_index(drop=True)
     index.insert(0, "sample", np.arange(len(index)))
     report = {"images": len(index), "ignored_files": listing.ignored, "unreadable_files": unreadable}
-    return np.stack(arrays), index, report
+    return images, index, report
+
+
+def _shorten(images: np.memmap, rows: int, path: Path) -> None:
+    """Replace the .npy file `path` (memory-mapped as `images`) by its first `rows` rows."""
+    short = path.with_name(path.name + ".short")
+    try:
+        kept = np.lib.format.open_memmap(short, mode="w+", dtype=np.uint8, shape=(rows, *images.shape[1:]))
+        for start in range(0, rows, COPY_ROWS):
+            kept[start:start + COPY_ROWS] = images[start:min(start + COPY_ROWS, rows)]
+        kept.flush()
+        del kept
+        os.replace(short, path)
+    finally:
+        short.unlink(missing_ok=True)
 
 
 def save_prepared(images: np.ndarray, index: pd.DataFrame, images_path: Path, index_path: Path) -> None:

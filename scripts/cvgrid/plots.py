@@ -50,6 +50,12 @@ def _value(v) -> str:
     return f"{v:g}" if isinstance(v, (float, np.floating)) else str(v)
 
 
+# At most this many panels in one heatmap: past it the figure shows the panels that hold the
+# model's best grid points (by their best cell), in panel order, and says how many it leaves out
+# (cv_summary.tsv has them all). 60 panels are 20 lines of 3, a figure 72 inches tall.
+MAX_HEATMAP_PANELS = 60
+
+
 def heatmap(summary: pd.DataFrame, model: str, path, verdicts: pd.DataFrame | None = None,
             axes: list[str] | None = None) -> None:
     """Two grid axes (heatmap_layout; batch size x learning rate on the reference grid), one
@@ -64,6 +70,12 @@ def heatmap(summary: pd.DataFrame, model: str, path, verdicts: pd.DataFrame | No
         rows = rows.merge(verdicts[keys + ["verdict"]], on=keys, how="left")
     panels = (sorted(rows.groupby(panel_axes).groups) if panel_axes else [()])
     panels = [p if isinstance(p, tuple) else (p,) for p in panels]
+    left_out = max(len(panels) - MAX_HEATMAP_PANELS, 0)
+    if left_out:
+        best = rows.groupby(panel_axes)["mean_accuracy"].max()
+        best.index = [p if isinstance(p, tuple) else (p,) for p in best.index]
+        kept = set(best.sort_values(ascending=False, kind="stable").index[:MAX_HEATMAP_PANELS])
+        panels = [p for p in panels if p in kept]
     vmin, vmax = 100 * rows["mean_accuracy"].min(), 100 * rows["mean_accuracy"].max()
     if vmax - vmin < 1e-9:  # every point equal: one colour, not a degenerate scale
         vmin, vmax = vmin - 0.5, vmax + 0.5
@@ -72,7 +84,12 @@ def heatmap(summary: pd.DataFrame, model: str, path, verdicts: pd.DataFrame | No
     fig, axes_grid = plt.subplots(lines, columns, figsize=(4.2 * columns + 1, 3.6 * lines), squeeze=False)
     for ax in axes_grid.flat[len(panels):]:
         ax.axis("off")
+    # sns.heatmap draws the whole figure each time (to turn overlapping tick labels): with every
+    # other panel hidden meanwhile, that draw costs one panel, and the figure grows linearly.
+    for ax in axes_grid.flat:
+        ax.set_visible(False)
     for ax, panel in zip(axes_grid.flat, panels):
+        ax.set_visible(True)
         part = rows
         for axis, value in zip(panel_axes, panel):
             part = part[part[axis] == value]
@@ -88,6 +105,12 @@ def heatmap(summary: pd.DataFrame, model: str, path, verdicts: pd.DataFrame | No
         ax.set_title(", ".join([model, *(f"{axis.replace('_', ' ')}: {_value(v)}" for axis, v in zip(panel_axes, panel))]))
         ax.set_xlabel(column_axis.replace("_", " "))
         ax.set_ylabel(row_axis.replace("_", " "))
+        ax.set_visible(False)
+    for ax in axes_grid.flat:
+        ax.set_visible(True)
+    if left_out:
+        fig.suptitle(f"{model}: the {len(panels)} panels holding the best grid points; {left_out} more panels"
+                     " are not shown (cv_summary.tsv has every grid point)")
     fig.tight_layout()
     save_figure(fig, path)
     plt.close(fig)
@@ -104,8 +127,16 @@ def point_labels(table: pd.DataFrame) -> pd.Series:
         lambda r: " ".join([str(r["model"]), *(f"{_SHORT.get(a, a)}={_value(r[a])}" for a in axes)]), axis=1)
 
 
+# At most this many grid points (rows) in the fold plot: past it, the best ones, and a title that
+# says how many are left out (cv_folds.tsv has every fold). 100 rows are a figure 33 inches tall.
+MAX_FOLD_PLOT_POINTS = 100
+
+
 def fold_accuracies(folds: pd.DataFrame, summary: pd.DataFrame, path) -> None:
-    """Every fold's accuracy per grid point (dots) and the mean (bar), best grid point on top."""
+    """Every fold's accuracy per grid point (dots) and the mean (bar), best grid point on top;
+    the MAX_FOLD_PLOT_POINTS best grid points of a bigger grid."""
+    left_out = max(len(summary) - MAX_FOLD_PLOT_POINTS, 0)
+    summary = summary.head(MAX_FOLD_PLOT_POINTS)  # cv_summary.tsv is ordered best first
     labels = point_labels(summary)
     order = list(labels)
     data = folds.merge(summary[axes_of(summary)].assign(point=labels))
@@ -117,6 +148,9 @@ def fold_accuracies(folds: pd.DataFrame, summary: pd.DataFrame, path) -> None:
                   size=5, jitter=0.15, ax=ax)
     ax.set_xlabel("test-fold accuracy (%)  —  bar: mean")
     ax.set_ylabel("")
+    if left_out:
+        ax.set_title(f"the {len(summary)} best grid points; {left_out} more are not shown (cv_folds.tsv has every fold)",
+                     fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     save_figure(fig, path)
@@ -146,9 +180,17 @@ def factor_effects(effects: pd.DataFrame, path) -> None:
     plt.close(fig)
 
 
+# Past this many grid points the parallel-coordinates lines are thinner, fainter and written as
+# one raster image inside the SVG (thousands of vector paths make a file of tens of MB that a
+# browser draws slowly); the axes and labels stay vector.
+MAX_VECTOR_LINES = 500
+
+
 def parallel_coordinates(summary: pd.DataFrame, path) -> None:
     """The whole grid: one line per grid point through its settings to its mean accuracy,
     coloured by that accuracy (categorical axes are spaced evenly, numbers in order)."""
+    many = len(summary) > MAX_VECTOR_LINES
+    style = {"alpha": 0.3, "lw": 0.6, "rasterized": True} if many else {"alpha": 0.8, "lw": 1.5}
     axes_names = [*axes_of(summary), "mean_accuracy"]
     positions = {}
     for name in axes_names[:-1]:
@@ -160,7 +202,7 @@ def parallel_coordinates(summary: pd.DataFrame, path) -> None:
     fig, ax = plt.subplots(figsize=(max(9, 1.8 * len(axes_names)), 4.5))
     for row in summary.sort_values("mean_accuracy").itertuples():
         ys = [positions[n][getattr(row, n)] for n in axes_names[:-1]] + [(row.mean_accuracy - low) / span]
-        ax.plot(range(len(axes_names)), ys, color=cmap((row.mean_accuracy - low) / span), alpha=0.8, lw=1.5)
+        ax.plot(range(len(axes_names)), ys, color=cmap((row.mean_accuracy - low) / span), **style)
     for i, name in enumerate(axes_names):
         ax.axvline(i, color="black", lw=0.8)
         ticks = (positions[name].items() if name in positions

@@ -54,6 +54,24 @@ def prediction_metrics(metrics_path: Path, accuracy: float) -> dict[str, float]:
     return values
 
 
+def planned_metrics(listing: str | Path) -> list[Path]:
+    """The metrics.json files a gather step reads: those named in `listing` (one path a line,
+    written by the workflow from the planned jobs), never a walk of the folders, which could
+    hold stray jobs of an earlier grid. A planned file that does not exist is named."""
+    try:
+        paths = [Path(line) for line in Path(listing).read_text().splitlines() if line.strip()]
+    except OSError as error:
+        raise MetricsError(f"cannot read the list of training jobs {listing}: {error}") from error
+    if not paths:
+        raise MetricsError(f"the list of training jobs {listing} names no metrics.json file")
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise MetricsError(f"{len(missing)} of the {len(paths)} training jobs listed in {listing}"
+                           f" have no metrics.json: {shown}")
+    return paths
+
+
 def fold_table(metrics_paths, axes=GRID_KEYS) -> pd.DataFrame:
     """One row per training job: the grid's axes (cvgrid.grid.grid_axes of the config), repeat,
     fold, accuracy, and run facts, then the other metrics of its predictions.tsv

@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import re
 import shlex
@@ -110,6 +111,14 @@ elif config["data_dir"] and not os.path.exists(DATASET_RECORD):
     )
 
 
+def prepare_mem_mb(wildcards, input, attempt):
+    """prepare_dataset's memory in MB: the prepared array (every file of the folder record at
+    image_size x image_size x 3 bytes; the script stops before decoding where its limit is
+    smaller, cvgrid.data.check_space) plus 1 GB for Python and the decoder, times the attempt."""
+    files = json.loads(Path(input[0]).read_text())["files"]
+    return attempt * (1000 + math.ceil(files * config["image_size"] ** 2 * 3 / 1e6))
+
+
 def groups_table(wildcards):
     """The (file, group) table of the CV scheme of this root: [] for plain stratified folds."""
     # Rules without a root wildcard (refit_best) use the primary scheme.
@@ -147,6 +156,12 @@ def train_outputs(name, model=None, root="results"):
         for point in Paramspace(points).instance_patterns
         for r, f in fold_keys(config)
     ]
+
+
+def write_job_list(paths, listing, log):
+    """Rule list_train_jobs: `paths` one a line into `listing`, and their number into `log`."""
+    Path(listing).write_text("".join(f"{path}\n" for path in paths))
+    Path(log).write_text(f"{len(paths)} training jobs listed in {listing}\n")
 
 
 # One training job (rules/train.smk) per fold, per repeat of a grid point or per grid point

@@ -60,7 +60,8 @@ rule prepare_dataset:
     conda:
         "../../envs/cvgrid.yaml"
     resources:
-        mem_mb=8000,
+        # Follows the number of files in the folder and image_size, times the attempt.
+        mem_mb=prepare_mem_mb,
     params:
         script=script_path("prepare_dataset.py"),
         size=config["image_size"],

@@ -1,6 +1,21 @@
-rule summarize_cv:
+rule list_train_jobs:
+    # The planned training jobs of a CV scheme, one metrics.json path a line. The gather steps
+    # read their inputs from this file: a big grid's paths do not fit on a command line
+    # (Snakemake hands the whole command to bash as one argument of at most 128 KiB).
     input:
         lambda w: train_outputs("metrics.json", root=w.root),
+    output:
+        "{root}/train_jobs.txt",
+    log:
+        "logs/{root}/list_train_jobs.log",
+    localrule: True
+    run:
+        write_job_list(input, output[0], log[0])
+
+
+rule summarize_cv:
+    input:
+        jobs="{root}/train_jobs.txt",
     output:
         folds="{root}/cv_folds.tsv",
         summary=report(
@@ -19,7 +34,7 @@ rule summarize_cv:
         axes=",".join(GRID_AXES),
     shell:
         "python {params.script:q} --folds-out {output.folds:q}"
-        " --summary-out {output.summary:q} --axes {params.axes:q} {input:q} > {log:q} 2>&1"
+        " --summary-out {output.summary:q} --axes {params.axes:q} --metrics-list {input.jobs:q} > {log:q} 2>&1"
 
 
 rule plot_heatmap:
@@ -154,7 +169,7 @@ rule plot_diagnostics:
         summary="results/cv_summary.tsv",
         images="results/data/images.npy",
         index="results/data/index.tsv",
-        metrics=lambda w: train_outputs("metrics.json", model=w.model),
+        jobs="results/train_jobs.txt",  # every job's metrics.json; the script keeps this model's
         histories=lambda w: train_outputs("history.tsv", model=w.model),
         predictions=lambda w: train_outputs("predictions.tsv", model=w.model),
     output:
@@ -197,7 +212,7 @@ rule plot_diagnostics:
     shell:
         "python {params.script:q} --model {wildcards.model:q} --summary {input.summary:q}"
         " --images {input.images:q} --index {input.index:q} --out-dir {params.out_dir:q}"
-        " {input.metrics:q} > {log:q} 2>&1"
+        " --metrics-list {input.jobs:q} > {log:q} 2>&1"
 
 
 rule compare_protocols:
