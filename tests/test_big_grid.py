@@ -4,6 +4,7 @@ training jobs' outputs are stubs written by the test; the data steps and the gat
 
 from __future__ import annotations
 
+import functools
 import json
 
 import pandas as pd
@@ -14,6 +15,15 @@ from cvgrid.grid import grid_table
 
 AUGMENTATIONS = {"none": {}, "affine": {"rotation_degrees": 20, "shift_fraction": 0.1, "zoom_fraction": 0.1}}
 
+
+
+@functools.cache
+def stub_predictions(correct: int) -> str:
+    """A predictions.tsv of 12 test images (two classes) with `correct` of them right."""
+    true = [k % 2 for k in range(12)]
+    predicted = [t if k < correct else 1 - t for k, t in enumerate(true)]
+    rows = [f"{k}\tclass_{t}/img_{k:03d}.jpg\t{t}\t{p}\t0.9" for k, (t, p) in enumerate(zip(true, predicted))]
+    return "sample\tfile\ttrue\tpredicted\tprobability\n" + "\n".join(rows) + "\n"
 
 def test_the_workflow_gathers_25000_jobs(tmp_path):
     data = write_image_folder(tmp_path / "images", n_classes=3, per_class=20, size=(16, 16))
@@ -30,7 +40,8 @@ def test_the_workflow_gathers_25000_jobs(tmp_path):
         for fold in range(5):
             folder = work / "results" / "train" / point / "repeat~0" / f"fold~{fold}"
             folder.mkdir(parents=True)
-            accuracy = 0.5 + (jobs % 499) / 1000
+            correct = jobs % 13  # of 12 test images
+            accuracy = correct / 12
             (folder / "metrics.json").write_text(json.dumps({
                 "accuracy": accuracy, "loss": 1 - accuracy, "epochs_run": 1, "best_epoch": 1, "n_train": 43,
                 "n_validation": 5, "n_test": 12, "seconds": 0.0,
@@ -38,7 +49,7 @@ def test_the_workflow_gathers_25000_jobs(tmp_path):
                            "learning_rate": float(settings["learning_rate"]), "augmentation": settings["augmentation"],
                            "repeat": 0, "fold": fold}}))
             (folder / "history.tsv").write_text("epoch\n1\n")
-            (folder / "predictions.tsv").write_text("sample\n0\n")
+            (folder / "predictions.tsv").write_text(stub_predictions(correct))
             jobs += 1
     assert jobs == 25_000
 

@@ -170,19 +170,20 @@ def test_summarize_cli_writes_both_tables_and_names_a_bad_file(tmp_path, metrics
     assert not (tmp_path / "bad_summary.tsv").exists()
 
 
-def test_the_gather_takes_25000_jobs_reads_only_the_listed_ones_and_names_a_missing_one(tmp_path):
-    # 5,000 grid points x 5 folds: the paths alone (about 3 MB) would not fit on a command line.
-    points = [(m, b, lr, a) for m in ("model_a", "model_b") for b in range(8, 88, 8)
-              for lr in np.round(np.linspace(1e-4, 1e-2, 25), 6) for a in [f"aug{i}" for i in range(10)]]
+def test_the_gather_reads_only_the_listed_jobs_and_names_the_missing_ones(tmp_path):
+    # 40 grid points x 5 folds (tests/test_big_grid.py gathers 25,000 through the workflow).
+    points = [(m, b, lr, "none") for m in ("model_a", "model_b") for b in (8, 16, 32, 64)
+              for lr in (0.0001, 0.0004, 0.001, 0.004, 0.01)]
     paths = []
     for n, point in enumerate(points):
-        folder = tmp_path / "train" / f"model~{point[0]}" / f"batch_size~{point[1]}" / f"learning_rate~{point[2]}" / f"augmentation~{point[3]}"
+        folder = tmp_path / "train" / f"model~{point[0]}" / f"batch_size~{point[1]}" / f"learning_rate~{point[2]}" / "augmentation~none"
         for fold in range(5):
             path = folder / f"fold~{fold}" / "metrics.json"
             path.parent.mkdir(parents=True)
-            path.write_text(json.dumps(metrics_for(point, 0, fold, (n % 97 + fold) / 200)))
+            accuracy = (n % 97 + fold) / 100
+            path.write_text(json.dumps(metrics_for(point, 0, fold, accuracy)))
+            predictions_for(accuracy).to_csv(path.with_name("predictions.tsv"), sep="\t", index=False)
             paths.append(path)
-    assert len(paths) == 25_000 and sum(len(str(p)) + 1 for p in paths) > 2**21
     # A stray job of an earlier grid in the same folders is not gathered: only the list is read.
     stray = tmp_path / "train" / "model~model_c" / "fold~0" / "metrics.json"
     stray.parent.mkdir(parents=True)
@@ -192,15 +193,15 @@ def test_the_gather_takes_25000_jobs_reads_only_the_listed_ones_and_names_a_miss
     assert summarize(tmp_path, listing).returncode == 0
     folds = pd.read_csv(tmp_path / "s_folds.tsv", sep="\t")
     summary = pd.read_csv(tmp_path / "s_summary.tsv", sep="\t")
-    assert len(folds) == 25_000 and "model_c" not in set(folds["model"])
-    assert len(summary) == 5_000 and (summary["folds"] == 5).all()
+    assert len(folds) == 200 and "model_c" not in set(folds["model"])
+    assert len(summary) == 40 and (summary["folds"] == 5).all()
 
-    paths[123].unlink()
-    paths[24_000].unlink()
+    paths[12].unlink()
+    paths[190].unlink()
     missing = summarize(tmp_path, listing, "missing")
     assert missing.returncode != 0
-    assert "2 of the 25000 training jobs" in missing.stderr
-    assert str(paths[123]) in missing.stderr and str(paths[24_000]) in missing.stderr
+    assert "2 of the 200 training jobs" in missing.stderr
+    assert str(paths[12]) in missing.stderr and str(paths[190]) in missing.stderr
     assert not (tmp_path / "missing_summary.tsv").exists()
 
 
@@ -257,10 +258,8 @@ def test_cv_summary_has_each_metrics_mean_and_fold_spread_over_all_folds(metrics
 
 
 def test_the_log_of_summarize_cv_names_the_folds_without_log_loss(tmp_path, metrics_files):
-    script = str(REPO / "scripts" / "summarize_cv.py")
-    run = subprocess.run([sys.executable, script, "--folds-out", str(tmp_path / "f.tsv"), "--summary-out",
-                          str(tmp_path / "s.tsv"), "--axes", "model,batch_size,learning_rate,augmentation",
-                          *map(str, metrics_files)], capture_output=True, text=True, check=True)
+    run = summarize(tmp_path, write_listing(tmp_path / "jobs.txt", metrics_files))
+    assert run.returncode == 0, run.stderr
     assert "log-loss is unavailable for 18 of 18 folds" in run.stderr
     assert "only the predicted class's probability" in run.stderr
 

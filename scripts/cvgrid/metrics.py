@@ -15,7 +15,6 @@ holds only the predicted class's probability: its log-loss is unavailable (NaN, 
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -124,7 +123,7 @@ def fold_metrics(predictions: pd.DataFrame) -> dict[str, float]:
     """Every metric of METRICS for one fold's predictions (a predictions.tsv), and the recall
     of each class present in its test part (``recall_<class name>``). Log-loss is NaN where
     the file lacks the per-class probabilities (see the module's docstring)."""
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, log_loss, recall_score
+    from sklearn.metrics import log_loss, precision_recall_fscore_support
 
     missing = [c for c in PREDICTION_COLUMNS if c not in predictions.columns]
     if missing:
@@ -132,26 +131,30 @@ def fold_metrics(predictions: pd.DataFrame) -> dict[str, float]:
     if predictions.empty:
         raise PredictionsError("holds no predictions")
     y_true, y_pred = predictions["true"].to_numpy(), predictions["predicted"].to_numpy()
-    with warnings.catch_warnings():
-        # A model may predict a class that this test fold lacks: balanced accuracy is then, as
-        # defined, the mean recall over the classes the fold has.
-        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
-        values = {
-            "accuracy": float(accuracy_score(y_true, y_pred)),
-            "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
-            # Over the classes in the fold's truth or predictions (scikit-learn's default);
-            # a class never predicted has F1 = 0, which is what macro-F1 is for.
-            "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0.0)),
-            "log_loss": math.nan,
-        }
+    # One scikit-learn call for every class-wise figure (a gather of 25,000 folds pays its input
+    # checks once a fold, not four times), over the classes in the fold's truth or predictions,
+    # as f1_score's macro average takes them. From it, exactly as scikit-learn defines them:
+    # balanced accuracy is the mean recall over the classes the fold's truth has (a predicted
+    # class the fold lacks has no recall); macro-F1 the mean F1, a class never predicted
+    # counting 0, which is what macro-F1 is for.
+    labels = np.union1d(y_true, y_pred)
+    _, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, average=None, zero_division=0.0)
+    present = support > 0
+    values = {
+        "accuracy": float(np.mean(y_true == y_pred)),
+        "balanced_accuracy": float(recall[present].mean()),
+        "macro_f1": float(f1.mean()),
+        "log_loss": math.nan,
+    }
     probabilities = class_probabilities(predictions)
     if probabilities is not None:
         # The file rounds each probability; rows are rescaled to sum to one again.
         probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)
         values["log_loss"] = float(log_loss(y_true, probabilities, labels=range(probabilities.shape[1])))
+    recall_of = dict(zip(labels.tolist(), np.where(present, recall, np.nan)))
     names = class_names(predictions)
-    recalls = recall_score(y_true, y_pred, labels=list(names), average=None, zero_division=np.nan)
-    values.update({f"{RECALL_PREFIX}{names[label]}": float(r) for label, r in zip(names, recalls)})
+    values.update({f"{RECALL_PREFIX}{names[label]}": float(recall_of.get(label, np.nan)) for label in names})
     return values
 
 
