@@ -28,6 +28,7 @@ Run it on a quiet machine; the figures of a shared machine move with its load.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -54,19 +55,23 @@ for name in ("--images", "--index", "--folds", "--settings", "--precision", "--d
     p.add_argument(name)
 p.add_argument("--repeat", type=int)
 p.add_argument("--fold", type=int)
-a = p.parse_args()
+a, _ = p.parse_known_args()  # options it does not need (--gpus-requested, ...) are ignored
 settings = json.loads(a.settings)
 random.seed(f"{a.settings}{a.repeat}{a.fold}")
-accuracy = round(random.uniform(0.8, 0.99), 4)
+correct = random.randint(80, 99)  # of 100 test images
+accuracy = correct / 100
 config = {**settings, "repeat": a.repeat, "fold": a.fold}
 os.makedirs(a.out_dir, exist_ok=True)
 with open(os.path.join(a.out_dir, "history.tsv"), "w") as f:
     f.write("epoch\\ttrain_loss\\ttrain_accuracy\\tval_loss\\tval_accuracy\\n1\\t1.0\\t0.5\\t1.0\\t0.5\\n")
 with open(os.path.join(a.out_dir, "predictions.tsv"), "w") as f:
-    f.write("sample\\tfile\\ttrue\\tpredicted\\tprobability\\n0\\tx.jpg\\t0\\t0\\t0.9\\n")
+    f.write("sample\\tfile\\ttrue\\tpredicted\\tprobability\\n")
+    for k in range(100):
+        t = k % 2
+        f.write(f"{k}\\tc{t}/{k}.jpg\\t{t}\\t{t if k < correct else 1 - t}\\t0.9\\n")
 with open(os.path.join(a.out_dir, "metrics.json"), "w") as f:
     json.dump({"accuracy": accuracy, "loss": 1 - accuracy, "epochs_run": 1, "best_epoch": 1, "n_train": 1,
-               "n_validation": 1, "n_test": 1, "seconds": 0.0, "config": config}, f)
+               "n_validation": 1, "n_test": 100, "seconds": 0.0, "config": config}, f)
 '''
 
 
@@ -125,6 +130,14 @@ def grid_of(jobs: int, folds: int = 5) -> dict:
             "learning_rate": [round(1e-4 * (i + 1), 6) for i in range(rates)], "augmentation": ["none", "affine"]}
 
 
+@functools.cache
+def stub_predictions(correct: int) -> str:
+    """A predictions.tsv of 100 test images (two classes) with `correct` of them right: the
+    gather scores every fold's predictions, so a stub's must agree with its metrics.json."""
+    rows = [f"{k}\tc{k % 2}/{k}.jpg\t{k % 2}\t{k % 2 if k < correct else 1 - k % 2}\t0.9\n" for k in range(100)]
+    return "sample\tfile\ttrue\tpredicted\tprobability\n" + "".join(rows)
+
+
 def write_metrics(root: Path, jobs: int) -> list[Path]:
     grid = grid_of(jobs)
     paths = []
@@ -135,10 +148,12 @@ def write_metrics(root: Path, jobs: int) -> list[Path]:
                     path = (root / "train" / "model~model_a" / f"batch_size~{b}" / f"learning_rate~{lr}"
                             / f"augmentation~{aug}" / "repeat~0" / f"fold~{fold}" / "metrics.json")
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    accuracy = 0.8 + 0.19 * ((b * 7 + int(lr * 1e4) * 3 + fold) % 97) / 97
+                    correct = 80 + (b * 7 + int(lr * 1e4) * 3 + fold) % 20  # of 100 test images
+                    accuracy = correct / 100
+                    path.with_name("predictions.tsv").write_text(stub_predictions(correct))
                     path.write_text(json.dumps({
                         "accuracy": accuracy, "loss": 1 - accuracy, "epochs_run": 10, "best_epoch": 5, "n_train": 1500,
-                        "n_validation": 150, "n_test": 400, "seconds": 60.0,
+                        "n_validation": 150, "n_test": 100, "seconds": 60.0,
                         "config": {"model": "model_a", "batch_size": b, "learning_rate": lr, "augmentation": aug,
                                    "repeat": 0, "fold": fold}}))
                     paths.append(path)
