@@ -155,7 +155,8 @@ def test_page_says_configuration_estimate_files_and_predict(final_run):
 
 def refit_config(augmentations: dict) -> dict:
     """refit_best.py's --config: the config's training, augmentations and models."""
-    training = {"max_epochs": 1, "patience": 1, "seed": 0, "precision": "fp32", "checkpoint_seconds": 0}
+    training = {"max_epochs": 1, "patience": 1, "seed": 0, "precision": "fp32", "checkpoint_seconds": 0,
+                "tensorboard": False}
     return {"training": training, "augmentations": augmentations, "models": {MODEL: {}}}
 
 

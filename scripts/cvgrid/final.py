@@ -215,19 +215,20 @@ def refit(
     policy = {key: values[key] for key in AUGMENTATION_KEYS}
     with training_job(images_path=images_path, index_path=index_path, precision=training["precision"],
                       device=device, threads=threads,
-                      checkpoint_seconds=float(training["checkpoint_seconds"])) as job:
+                      checkpoint_seconds=float(training["checkpoint_seconds"]),
+                      tensorboard=bool(training["tensorboard"])) as job:
         images, index = job.images, job.index
         groups = None
         if groups_path is not None:
             groups = groups_for_index(index, pd.read_csv(groups_path, sep="\t", dtype=str), str(groups_path))
         split = refit_split(index["label"].to_numpy(), split_seed, validation_fraction, groups)
-        result = job.fit(settings, split, checkpoint_path)
+        out_dir = Path(out_dir)
+        result = job.fit(settings, split, checkpoint_path, out_dir)
 
         spec = get_spec(settings.builder)
         normalization = (None if weights_path is None
                          else {"mean": list(spec.pretrained.mean), "std": list(spec.pretrained.std)})
         model = result.model.to("cpu").float().eval()
-        out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         save_weights(model, out_dir / "model.pt")
         onnx_info = export_onnx(model, spec.input_size, out_dir / "model.onnx")
