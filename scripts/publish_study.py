@@ -92,13 +92,14 @@ def publish_protocol(workdir: Path, published: Path, protocol: str, config: dict
              "training_minutes": round(float(all_folds["seconds"].sum()) / 60, 1)}
     if folds.empty:
         return facts
-    summary = cv_summary(folds)
+    summary = cv_summary(folds, metric=config["statistics"]["metric"])
     write_tsv(summary, out / "cv_summary.tsv")
     result = analyse(folds, summary, Thresholds.from_config(config["statistics"]))
     write_tables(result, out / "stats")
     wording.write_summary(wording.summary_text(result), out / "stats", markdown=True)
     for model in sorted(summary["model"].unique()):
-        plots.heatmap(summary, model, out / f"heatmap_{model}.svg", result.tables["compare_to_best"])
+        plots.heatmap(summary, model, out / f"heatmap_{model}.svg", result.tables["compare_to_best"],
+                      metric=result.thresholds.metric)
     plots.factor_effects(result.tables["factor_effects"], out / "stats" / "factor_effects.svg")
     return facts
 

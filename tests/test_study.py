@@ -83,7 +83,7 @@ def test_published_summary_and_statistics_are_recomputed_exactly(experiment, pro
         assert provenance["grid_points_finished"] == 0
         assert not (folder / protocol / "cv_summary.tsv").exists()
         return
-    summary = cv_summary(folds)
+    summary = cv_summary(folds, metric="accuracy")
     same_table(summary, folder / protocol / "cv_summary.tsv")
     result = analyse(folds, summary, Thresholds.from_config(config["statistics"]))
     for name, table in result.tables.items():
