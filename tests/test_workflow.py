@@ -185,10 +185,36 @@ def test_curves_switched_off_retrain_nothing_and_a_fold_trained_then_writes_none
     fold = sorted((work / "results" / "train").rglob("metrics.json"))[0].parent
     for path in fold.iterdir():
         path.unlink()
-    result = run_snakemake(work, configfile, "--cores", "2")
+    # The fold's metrics.json as the target: the gather reads the jobs through a list file.
+    result = run_snakemake(work, configfile, "--cores", "2", str((fold / "metrics.json").relative_to(work)))
     assert job_counts(result.stdout + result.stderr)["train"] == 1
     assert (fold / "history.tsv").stat().st_size > 0
     assert not list(fold.glob("events.*"))
+
+
+def test_another_metric_reruns_the_statistics_not_the_training_and_every_step_uses_it(finished_run, tmp_path):
+    """statistics.metric: balanced_accuracy on a copy of the finished run retrains no CV job; the
+    ranking, the statistics, the written summary and the refit's model.json use and name it."""
+    from conftest import run_snakemake
+
+    work = tmp_path / "work"
+    shutil.copytree(finished_run["work"], work, symlinks=True)
+    settings = json.loads(json.dumps(finished_run["settings"]))
+    settings["statistics"] = {"metric": "balanced_accuracy"}
+    configfile = write_config(tmp_path / "config.yaml", settings)
+    result = run_snakemake(work, configfile, "--cores", "2")
+    counts = job_counts(result.stdout + result.stderr)
+    assert "train" not in counts and counts["summarize_cv"] == 1 and counts["cv_statistics"] == 1
+    summary = pd.read_csv(work / "results" / "cv_summary.tsv", sep="\t")
+    assert summary["mean_balanced_accuracy"].is_monotonic_decreasing
+    selected = pd.read_csv(work / "results" / "stats" / "selected.tsv", sep="\t")
+    assert selected.loc[0, "raw_balanced_accuracy"] == pytest.approx(summary.loc[0, "mean_balanced_accuracy"])
+    assert "mean_balanced_accuracy" in pd.read_csv(work / "results" / "stats" / "compare_to_best.tsv", sep="\t")
+    page = (work / "results" / "stats" / "summary.html").read_text()
+    assert "ranked and compared by <b>balanced accuracy</b>" in page and "mean test balanced accuracy" in page
+    model = json.loads((work / "results" / "final" / "model_a" / "model.json").read_text())
+    assert model["cv_estimate"]["metric"] == "balanced_accuracy"
+    assert model["grid_point"]["learning_rate"] == summary.loc[0, "learning_rate"]
 
 
 def test_a_new_thread_count_checkpoint_interval_device_or_curves_switch_retrains_nothing(finished_run, tmp_path):
