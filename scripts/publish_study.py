@@ -158,7 +158,11 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 
 def publish(workdir: Path, published: Path, config_path: Path) -> None:
+    from snakemake.utils import validate
+
     config = yaml.safe_load(config_path.read_text())
+    # The schema's defaults, as the workflow's run had them (statistics.metric: accuracy).
+    validate(config, schema=str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
     published.mkdir(parents=True, exist_ok=True)
     shutil.copy2(config_path, published / "config.yaml")
     facts = {protocol: publish_protocol(workdir, published, protocol, config) for protocol in PROTOCOLS}
