@@ -169,6 +169,8 @@ def bench_gather(repo: Path, work: Path, sizes, timeout) -> list[dict]:
         paths = write_metrics(root, jobs)
         out = ["--folds-out", str(root / "cv_folds.tsv"), "--summary-out", str(root / "cv_summary.tsv"),
                "--axes", "model,batch_size,learning_rate,augmentation"]
+        if "--metric" in script.read_text():  # statistics.metric (issue 26); older checkouts rank by accuracy
+            out += ["--metric", "accuracy"]
         if takes_list:
             (root / "jobs.txt").write_text("".join(f"{p}\n" for p in paths))
             inputs = ["--metrics-list", str(root / "jobs.txt")]
@@ -195,14 +197,14 @@ rows = [{"model": "model_a", "batch_size": b, "learning_rate": lr, "augmentation
          "repeat": 0, "fold": f, "accuracy": float(rng.uniform(0.8, 0.99)), "epochs_run": 10, "seconds": 60.0}
         for p in range(panels) for b in (32, 64, 128) for lr in (0.0001, 0.0004, 0.001) for f in range(5)]
 folds = pd.DataFrame(rows)
-summary = cv_summary(folds)
+summary = cv_summary(folds, metric="accuracy")
 start = time.monotonic()
 if figure == "heatmap":
-    plots.heatmap(summary, "model_a", out)
+    plots.heatmap(summary, "model_a", out, metric="accuracy")
 elif figure == "fold plot":
     plots.fold_accuracies(folds, summary, out)
 else:
-    plots.parallel_coordinates(summary, out)
+    plots.parallel_coordinates(summary, out, metric="accuracy")
 '''
 
 

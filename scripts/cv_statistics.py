@@ -12,6 +12,7 @@ import pandas as pd
 
 from cvgrid import plots, wording
 from cvgrid.analysis import analyse, write_tables
+from cvgrid.metrics import METRICS
 from cvgrid.stats import Thresholds
 
 
@@ -20,17 +21,19 @@ def main(argv=None):
     p.add_argument("--folds", type=Path, required=True, help="cv_folds.tsv (one row per training job)")
     p.add_argument("--summary", type=Path, required=True, help="cv_summary.tsv")
     p.add_argument("--alpha", type=float, required=True, help="level of the Holm-corrected t-tests")
-    p.add_argument("--rope", type=float, required=True, help="region of practical equivalence (accuracy)")
+    p.add_argument("--rope", type=float, required=True, help="region of practical equivalence, in the metric's units")
     p.add_argument("--probability", type=float, required=True, help="posterior probability a verdict needs")
+    p.add_argument("--metric", choices=sorted(METRICS), required=True,
+                   help="statistics.metric: what ranks the grid points and what the statistics compare")
     p.add_argument("--out-dir", type=Path, required=True)
     a = p.parse_args(argv)
     folds = pd.read_csv(a.folds, sep="\t")
     cv = pd.read_csv(a.summary, sep="\t")
-    result = analyse(folds, cv, Thresholds(rope=a.rope, probability=a.probability, alpha=a.alpha))
+    result = analyse(folds, cv, Thresholds(rope=a.rope, probability=a.probability, alpha=a.alpha, metric=a.metric))
     write_tables(result, a.out_dir)
     wording.write_summary(wording.summary_text(result), a.out_dir, markdown=False)
     plots.factor_effects(result.tables["factor_effects"], a.out_dir / "factor_effects.svg")
-    plots.parallel_coordinates(cv, a.out_dir / "parallel_coordinates.svg")
+    plots.parallel_coordinates(cv, a.out_dir / "parallel_coordinates.svg", metric=a.metric)
 
 
 if __name__ == "__main__":

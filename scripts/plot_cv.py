@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from cvgrid import plots
+from cvgrid.metrics import METRICS
 
 
 def main(argv=None):
@@ -18,13 +19,15 @@ def main(argv=None):
     p.add_argument("--verdicts", type=Path, help="compare_to_best.tsv: each cell's verdict on the heatmap")
     p.add_argument("--heatmap-axes", nargs=2, metavar=("ROWS", "COLUMNS"),
                    help="the heatmap's two grid axes (config plots.heatmap_axes; default: cvgrid.plots.heatmap_layout)")
+    p.add_argument("--metric", choices=sorted(METRICS), required=True,
+                   help="statistics.metric: the heatmap's values (--heatmap; the fold plot shows accuracy, whose folds every metric's rank is beside)")
     p.add_argument("--fold-plot", type=Path, help="every fold's accuracy per grid point to this file")
     a = p.parse_args(argv)
     summary = pd.read_csv(a.summary, sep="\t")
     if a.heatmap:
         verdicts = pd.read_csv(a.verdicts, sep="\t") if a.verdicts else None
         try:
-            plots.heatmap(summary, a.heatmap[0], a.heatmap[1], verdicts, a.heatmap_axes)
+            plots.heatmap(summary, a.heatmap[0], a.heatmap[1], verdicts, a.heatmap_axes, metric=a.metric)
         except ValueError as error:
             sys.exit(f"error: {error}")
     if a.fold_plot:

@@ -92,13 +92,14 @@ def publish_protocol(workdir: Path, published: Path, protocol: str, config: dict
              "training_minutes": round(float(all_folds["seconds"].sum()) / 60, 1)}
     if folds.empty:
         return facts
-    summary = cv_summary(folds)
+    summary = cv_summary(folds, metric=config["statistics"]["metric"])
     write_tsv(summary, out / "cv_summary.tsv")
     result = analyse(folds, summary, Thresholds.from_config(config["statistics"]))
     write_tables(result, out / "stats")
     wording.write_summary(wording.summary_text(result), out / "stats", markdown=True)
     for model in sorted(summary["model"].unique()):
-        plots.heatmap(summary, model, out / f"heatmap_{model}.svg", result.tables["compare_to_best"])
+        plots.heatmap(summary, model, out / f"heatmap_{model}.svg", result.tables["compare_to_best"],
+                      metric=result.thresholds.metric)
     plots.factor_effects(result.tables["factor_effects"], out / "stats" / "factor_effects.svg")
     return facts
 
@@ -157,7 +158,11 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 
 def publish(workdir: Path, published: Path, config_path: Path) -> None:
+    from snakemake.utils import validate
+
     config = yaml.safe_load(config_path.read_text())
+    # The schema's defaults, as the workflow's run had them (statistics.metric: accuracy).
+    validate(config, schema=str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
     published.mkdir(parents=True, exist_ok=True)
     shutil.copy2(config_path, published / "config.yaml")
     facts = {protocol: publish_protocol(workdir, published, protocol, config) for protocol in PROTOCOLS}

@@ -10,7 +10,7 @@ point does not set are filled in as for its CV jobs):
         --images results/data/images.npy --index results/data/index.tsv \\
         --config '{"training": {"max_epochs": 50, "patience": 10, "seed": 0, "precision": "auto",
         "checkpoint_seconds": 60}, "augmentations": {"none": {}}, "models": {"model_a": {}}}' \\
-        --split-seed 42 --validation-fraction 0.1 --threads 2 --out-dir results/final/model_a
+        --split-seed 42 --validation-fraction 0.1 --threads 2 --metric accuracy --out-dir results/final/model_a
 """
 
 import argparse
@@ -20,6 +20,7 @@ from pathlib import Path
 
 from cvgrid import job
 from cvgrid.final import FinalError, refit
+from cvgrid.metrics import METRICS
 
 
 def main(argv=None):
@@ -38,6 +39,8 @@ def main(argv=None):
     p.add_argument("--weights", type=Path, default=None,
                    help="pretrained weights file for the backbone, as train.py --weights (read, never downloaded)")
     p.add_argument("--checkpoint", type=Path, default=None, help="resume from / save to this file")
+    p.add_argument("--metric", choices=sorted(METRICS), required=True,
+                   help="statistics.metric: what ranks the grid points and what the statistics compare")
     p.add_argument("--out-dir", type=Path, required=True)
     a = p.parse_args(argv)
     job.configure_logging()
@@ -45,7 +48,7 @@ def main(argv=None):
         refit(summary_path=a.summary, model_name=a.model, images_path=a.images, index_path=a.index,
               out_dir=a.out_dir, config=a.config, split_seed=a.split_seed,
               validation_fraction=a.validation_fraction, groups_path=a.groups, weights_path=a.weights,
-              checkpoint_path=a.checkpoint, device=a.device, threads=a.threads)
+              checkpoint_path=a.checkpoint, device=a.device, threads=a.threads, metric=a.metric)
     except (FinalError, *job.INPUT_ERRORS) as error:
         sys.exit(f"error: {error}")
 

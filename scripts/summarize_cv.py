@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from cvgrid.io import write_tsv
-from cvgrid.metrics import unavailable_notes
+from cvgrid.metrics import METRICS, unavailable_notes
 from cvgrid.summary import MetricsError, cv_summary, fold_table, planned_metrics
 
 
@@ -18,6 +18,8 @@ def main(argv=None):
     p.add_argument("--summary-out", type=Path, required=True)
     p.add_argument("--axes", type=lambda text: text.split(","), required=True,
                    help="the grid's axes (cvgrid.grid.grid_axes) in folder order, comma-separated: model,batch_size,...")
+    p.add_argument("--metric", choices=sorted(METRICS), required=True,
+                   help="statistics.metric: what ranks the grid points and what the statistics compare")
     # A file, not the command line: a big grid's paths exceed what a command may hold.
     p.add_argument("--metrics-list", type=Path, required=True,
                    help="file naming the training jobs' metrics.json files, one path a line")
@@ -28,8 +30,12 @@ def main(argv=None):
         sys.exit(f"error: {error}")
     for note in unavailable_notes(folds):
         print(f"note: {note}", file=sys.stderr)
+    try:
+        summary = cv_summary(folds, metric=a.metric)
+    except MetricsError as error:
+        sys.exit(f"error: {error}")
     write_tsv(folds, a.folds_out)
-    write_tsv(cv_summary(folds), a.summary_out)
+    write_tsv(summary, a.summary_out)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ the augmentation policy's numbers and the model's options), e.g.:
         --folds results/data/folds.tsv --repeat 0 --fold 0 --settings '{"model": "model_a",
         "batch_size": 32, "learning_rate": 0.0004, "augmentation": "none", "rotation_degrees": 0.0,
         "shift_fraction": 0.0, "zoom_fraction": 0.0, "max_epochs": 50, "patience": 10, "seed": 0}' \
-        --precision auto --threads 2 --out-dir /tmp/fold0
+        --precision auto --threads 2 --tensorboard --out-dir /tmp/fold0
 
 Settings it leaves out take cvgrid.training.TrainSettings' defaults (the reference recipe:
 Adam, constant rate, no weight decay or label smoothing). Several folds: one value per fold for
@@ -42,6 +42,8 @@ def main(argv=None):
     p.add_argument("--checkpoint", type=Path, nargs="+", default=None, help="each fold resumes from / saves to its file")
     p.add_argument("--checkpoint-seconds", type=float, default=0.0,
                    help="at most one checkpoint per fold in this many seconds (always at a fold's end and on SIGTERM)")
+    p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, required=True,
+                   help="also write each fold's per-epoch curves as TensorBoard event files beside its history.tsv")
     p.add_argument("--weights", type=Path, default=None,
                    help="pretrained weights file for the model's backbone (read, never downloaded)")
     a = p.parse_args(argv)
@@ -57,7 +59,7 @@ def main(argv=None):
         ]
         job.run_folds(fold_settings=fold_settings, images_path=a.images, index_path=a.index, folds_path=a.folds,
                       out_dirs=a.out_dir, checkpoint_paths=a.checkpoint, precision=a.precision, device=a.device,
-                      threads=a.threads, checkpoint_seconds=a.checkpoint_seconds)
+                      threads=a.threads, checkpoint_seconds=a.checkpoint_seconds, tensorboard=a.tensorboard)
     except job.INPUT_ERRORS as error:
         sys.exit(f"error: {error}")
 

@@ -75,7 +75,7 @@ def summary_of(accuracies: dict) -> pd.DataFrame:
     rows = [{"model": m, "batch_size": b, "learning_rate": lr, "augmentation": aug, "repeat": 0, "fold": f,
              "accuracy": acc, "epochs_run": 10, "seconds": 1.0}
             for (m, b, lr, aug), accs in accuracies.items() for f, acc in enumerate(accs)]
-    return cv_summary(pd.DataFrame(rows))
+    return cv_summary(pd.DataFrame(rows), metric="accuracy")
 
 
 SUMMARY = summary_of({
@@ -87,7 +87,7 @@ SUMMARY = summary_of({
 
 
 def test_best_point_is_the_models_rank_one_with_its_corrected_estimate():
-    chosen = best_point(SUMMARY, "model_a")
+    chosen = best_point(SUMMARY, "model_a", metric="accuracy")
     assert chosen["grid_point"] == {"model": "model_a", "batch_size": 32, "learning_rate": 0.0004,
                                     "augmentation": "none"}
     estimate = chosen["cv_estimate"]
@@ -99,12 +99,12 @@ def test_best_point_is_the_models_rank_one_with_its_corrected_estimate():
     assert estimate["selection_bias"] == pytest.approx(0.04 / 3)
     assert estimate["corrected_accuracy"] == pytest.approx(0.90 - 0.04 / 3)
     assert "not a confidence interval" in estimate["interval_definition"]
-    assert best_point(SUMMARY, "model_b")["grid_point"]["augmentation"] == "affine"
+    assert best_point(SUMMARY, "model_b", metric="accuracy")["grid_point"]["augmentation"] == "affine"
 
 
 def test_best_point_of_a_model_not_in_the_summary_is_named():
     with pytest.raises(FinalError, match="resnet18"):
-        best_point(SUMMARY, "resnet18")
+        best_point(SUMMARY, "resnet18", metric="accuracy")
 
 
 # --- the workflow run --------------------------------------------------------------------------
@@ -117,7 +117,7 @@ def test_workflow_ends_with_the_final_model_files(final_run):
 def test_weights_load_with_weights_only_and_the_config_names_the_best_point(final_run):
     info = json.loads((final_run.model_dir / "model.json").read_text())
     summary = pd.read_csv(final_run.work / "results" / "cv_summary.tsv", sep="\t")
-    expected = best_point(summary, MODEL)
+    expected = best_point(summary, MODEL, metric="accuracy")
     assert info["grid_point"] == expected["grid_point"]
     # the point refit_best trained is the one the summary and the statistics call best
     assert info["grid_point"] == {k: summary.loc[summary["rank"] == 1, k].iloc[0] for k in info["grid_point"]}
@@ -155,7 +155,8 @@ def test_page_says_configuration_estimate_files_and_predict(final_run):
 
 def refit_config(augmentations: dict) -> dict:
     """refit_best.py's --config: the config's training, augmentations and models."""
-    training = {"max_epochs": 1, "patience": 1, "seed": 0, "precision": "fp32", "checkpoint_seconds": 0}
+    training = {"max_epochs": 1, "patience": 1, "seed": 0, "precision": "fp32", "checkpoint_seconds": 0,
+                "tensorboard": False}
     return {"training": training, "augmentations": augmentations, "models": {MODEL: {}}}
 
 
@@ -166,7 +167,7 @@ def test_a_bad_groups_file_stops_the_refit_with_a_one_line_error(final_run, tmp_
     cmd = [sys.executable, str(REPO / "scripts" / "refit_best.py"), "--summary", str(results / "cv_summary.tsv"),
            "--model", MODEL, "--images", str(results / "data" / "images.npy"),
            "--index", str(results / "data" / "index.tsv"), "--config", json.dumps(refit_config({"none": {}})),
-           "--split-seed", "42", "--validation-fraction", "0.2", "--threads", "1", "--groups", str(groups),
+           "--split-seed", "42", "--validation-fraction", "0.2", "--threads", "1", "--metric", "accuracy", "--groups", str(groups),
            "--out-dir", str(tmp_path / "final")]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1

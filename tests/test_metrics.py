@@ -16,7 +16,7 @@ from conftest import write_image_folder
 from cvgrid import metrics
 from cvgrid.data import prepare_dataset
 from cvgrid.folds import make_folds, split_indices
-from cvgrid.summary import cv_summary, fold_table
+from cvgrid.summary import MetricsError, cv_summary, fold_table
 
 
 def predictions(true, predicted, probabilities=None) -> pd.DataFrame:
@@ -97,9 +97,10 @@ def write_job(folder, point, repeat, fold, table):
     return folder / "metrics.json"
 
 
-def test_on_unequal_classes_accuracy_and_balanced_accuracy_rank_two_configurations_differently(tmp_path):
-    """One configuration never predicts the rare class and wins on accuracy; the other finds it
-    at the price of a common image per class and fold, and wins on balanced accuracy."""
+def unbalanced_jobs(tmp_path):
+    """Two configurations' jobs on unequal classes (real JPEGs, stratified folds): one never
+    predicts the rare class and wins on accuracy; the other finds it at the price of a common
+    image per class and fold, and wins on balanced accuracy. Returns (metrics.json paths, rare)."""
     data = write_image_folder(tmp_path / "data", n_classes=3, per_class=UNBALANCED, size=(24, 24))
     images, index, _ = prepare_dataset(data, 16)  # the real JPEGs, decoded
     assert index["label"].value_counts().sort_index().tolist() == UNBALANCED
@@ -119,7 +120,12 @@ def test_on_unequal_classes_accuracy_and_balanced_accuracy_rank_two_configuratio
             table = pd.DataFrame({"sample": test["sample"], "file": test["file"], "true": true,
                                   "predicted": predicted, "probability": 0.9})
             paths.append(write_job(tmp_path / "train" / point / f"fold~{fold}", (point, 32), 0, fold, table))
-    summary = cv_summary(fold_table(paths)).set_index("model")
+    return paths, rare
+
+
+def test_on_unequal_classes_accuracy_and_balanced_accuracy_rank_two_configurations_differently(tmp_path):
+    paths, rare = unbalanced_jobs(tmp_path)
+    summary = cv_summary(fold_table(paths), metric="accuracy").set_index("model")
 
     def ranking(metric):
         mean, _ = metrics.summary_columns(metric)
@@ -143,14 +149,55 @@ def test_the_config_schema_offers_exactly_the_metrics():
     assert metric["enum"] == list(metrics.METRICS) and metric["default"] == "accuracy"
 
 
-def test_a_metric_the_statistics_do_not_use_yet_stops_the_run_at_its_start(tmp_path):
-    from conftest import run_snakemake, tiny_config, write_config
+@pytest.mark.parametrize("metric", ["balanced_accuracy", "macro_f1"])
+def test_under_another_metric_the_statistics_rank_by_it_and_the_summary_says_why(tmp_path, metric):
+    """statistics.metric reaches cv_summary's rank, the verdicts, the selection correction and
+    the written summary, which names the metric, its direction and the rare class's recall."""
+    from cvgrid import wording
+    from cvgrid.analysis import analyse
+    from cvgrid.stats import Thresholds
 
-    data = write_image_folder(tmp_path / "data", n_classes=2, per_class=4)
-    config = write_config(tmp_path / "config.yaml", tiny_config(data, statistics={"metric": "balanced_accuracy"}))
-    (tmp_path / "work").mkdir()
-    run = run_snakemake(tmp_path / "work", config, "-n", check=False)
-    assert run.returncode != 0
-    assert "statistics.metric is 'balanced_accuracy'" in run.stdout + run.stderr
-    accuracy = write_config(tmp_path / "accuracy.yaml", tiny_config(data, statistics={"metric": "accuracy"}))
-    assert run_snakemake(tmp_path / "work", accuracy, "-n", check=False).returncode == 0
+    paths, rare = unbalanced_jobs(tmp_path)
+    folds = fold_table(paths)
+    summary = cv_summary(folds, metric=metric)
+    assert summary["model"].tolist() == ["finds_rare", "ignores_rare"]
+    assert summary["mean_accuracy"].tolist() == sorted(summary["mean_accuracy"])  # not ranked by it
+    result = analyse(folds, summary, Thresholds(rope=0.01, probability=0.95, alpha=0.05, metric=metric))
+    selected = result.tables["selected"].set_index("scope").loc["all models"]
+    assert selected["model"] == "finds_rare"
+    assert selected[f"raw_{metric}"] == pytest.approx(summary.loc[0, f"mean_{metric}"])
+    assert selected[f"corrected_{metric}"] <= selected[f"raw_{metric}"]
+    # one grid point per model here: compare_models holds the two, finds_rare first, in the metric's units
+    models = result.tables["compare_models"].iloc[0]
+    assert (models["model_a"], models["model_b"]) == ("finds_rare", "ignores_rare")
+    assert models["mean_diff"] == pytest.approx(summary.loc[0, f"mean_{metric}"] - summary.loc[1, f"mean_{metric}"])
+    text = wording.summary_text(result)
+    label = metrics.METRICS[metric].label
+    assert f"ranked and compared by **{label}**" in text and "higher is better" in text
+    assert "ROPE ±1 points" in text
+
+
+def test_the_summary_says_why_the_best_by_the_metric_is_not_the_best_by_accuracy(tmp_path):
+    from cvgrid import wording
+    from cvgrid.analysis import analyse
+    from cvgrid.stats import Thresholds
+
+    paths, rare = unbalanced_jobs(tmp_path)
+    folds = fold_table(paths)
+    # One model with two grid points: its best by balanced accuracy is not its best by accuracy.
+    folds["batch_size"] = folds["model"].map({"ignores_rare": 16, "finds_rare": 32})
+    folds["model"] = "model_a"
+    summary = cv_summary(folds, metric="balanced_accuracy")
+    assert summary["batch_size"].tolist() == [32, 16]  # finds_rare first
+    result = analyse(folds, summary, Thresholds(rope=0.01, probability=0.95, alpha=0.05, metric="balanced_accuracy"))
+    paragraph = wording.metric_paragraph(result)
+    assert "is not the best by accuracy" in paragraph
+    assert f"recall of class class_{rare}" in paragraph and "is 0.0% against 100.0%" in paragraph
+    assert wording.metric_paragraph(analyse(folds, cv_summary(folds, metric="accuracy"), Thresholds(
+        rope=0.01, probability=0.95, alpha=0.05, metric="accuracy"))) is None
+
+
+def test_log_loss_of_files_without_every_classs_probability_stops_the_ranking_naming_why(tmp_path):
+    paths, _ = unbalanced_jobs(tmp_path)  # predictions.tsv with the predicted class's probability only
+    with pytest.raises(MetricsError, match="statistics.metric is log_loss, but log-loss is unavailable for 10 of 10 folds"):
+        cv_summary(fold_table(paths), metric="log_loss")

@@ -19,14 +19,14 @@ def test_heatmap_cells_carry_mean_spread_and_verdict(tmp_path):
     ])
     verdicts = summary.assign(verdict=["best", "worse", "undecided", "practically equivalent"])
     path = tmp_path / "heatmap.svg"
-    plots.heatmap(summary, "model_a", path, verdicts)
+    plots.heatmap(summary, "model_a", path, verdicts, metric="accuracy")
     svg = path.read_text()  # matplotlib writes each text as a comment beside its glyphs
     for text in ("97.6", "±1.2", "best", "worse", "?", "equiv.", "95.1", "±2.1"):
         assert f"<!-- {text} -->" in svg, text
-    plots.heatmap(summary, "model_a", tmp_path / "plain.svg")  # without verdicts: mean and spread only
+    plots.heatmap(summary, "model_a", tmp_path / "plain.svg", metric="accuracy")  # without verdicts: mean and spread only
     assert "worse" not in (tmp_path / "plain.svg").read_text()
     # The same figure twice gives the same bytes: a published SVG changes only when its numbers do.
-    plots.heatmap(summary, "model_a", tmp_path / "again.svg", verdicts)
+    plots.heatmap(summary, "model_a", tmp_path / "again.svg", verdicts, metric="accuracy")
     assert (tmp_path / "again.svg").read_bytes() == path.read_bytes()
     assert "<dc:date>" not in svg
 
@@ -38,13 +38,13 @@ def grid_of_panels(panels: int) -> tuple[pd.DataFrame, pd.DataFrame]:
              "fold": f, "accuracy": 0.5 + p / 1000 + b / 1e5 + lr + f / 1e4, "epochs_run": 3, "seconds": 1.0}
             for p in range(panels) for b in (32, 64) for lr in (0.001, 0.0001) for f in range(3)]
     folds = pd.DataFrame(rows)
-    return folds, cv_summary(folds)
+    return folds, cv_summary(folds, metric="accuracy")
 
 
 def test_a_heatmap_past_its_panel_limit_shows_the_best_panels_and_says_how_many_are_left_out(tmp_path, monkeypatch):
     monkeypatch.setattr(plots, "MAX_HEATMAP_PANELS", 4)
     _, summary = grid_of_panels(10)
-    plots.heatmap(summary, "model_a", tmp_path / "heatmap.svg")
+    plots.heatmap(summary, "model_a", tmp_path / "heatmap.svg", metric="accuracy")
     svg = (tmp_path / "heatmap.svg").read_text()
     shown = sorted(p for p in range(10) if f"augmentation: policy{p:03d} -->" in svg)
     assert shown == [6, 7, 8, 9]  # the panels holding the best points, in panel order
@@ -53,7 +53,7 @@ def test_a_heatmap_past_its_panel_limit_shows_the_best_panels_and_says_how_many_
 
 def test_a_heatmap_within_its_limit_draws_every_panel_without_a_note(tmp_path):
     _, summary = grid_of_panels(5)
-    plots.heatmap(summary, "model_a", tmp_path / "heatmap.svg")
+    plots.heatmap(summary, "model_a", tmp_path / "heatmap.svg", metric="accuracy")
     svg = (tmp_path / "heatmap.svg").read_text()
     assert all(f"augmentation: policy{p:03d} -->" in svg for p in range(5))
     assert "not shown" not in svg
@@ -71,10 +71,10 @@ def test_the_fold_plot_of_a_big_grid_shows_its_best_points_and_says_how_many_are
 
 def test_parallel_coordinates_of_many_points_are_one_raster_image_inside_the_svg(tmp_path, monkeypatch):
     _, summary = grid_of_panels(3)  # 12 lines: vector paths
-    plots.parallel_coordinates(summary, tmp_path / "few.svg")
+    plots.parallel_coordinates(summary, tmp_path / "few.svg", metric="accuracy")
     few = (tmp_path / "few.svg").read_text()
     monkeypatch.setattr(plots, "MAX_VECTOR_LINES", 10)
-    plots.parallel_coordinates(summary, tmp_path / "many.svg")
+    plots.parallel_coordinates(summary, tmp_path / "many.svg", metric="accuracy")
     many = (tmp_path / "many.svg").read_text()
     # The colour bar is an image in both; the lines add one more, and their vector paths are gone.
     assert many.count("<image") == few.count("<image") + 1

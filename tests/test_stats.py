@@ -23,7 +23,7 @@ from cvgrid.analysis import analyse
 from cvgrid.summary import cv_summary, point_summary, selected_points, selection_corrected
 
 # The statistics section's schema defaults, as one Thresholds for every test.
-T = stats.Thresholds(rope=0.005, probability=0.95, alpha=0.05)
+T = stats.Thresholds(rope=0.005, probability=0.95, alpha=0.05, metric="accuracy")
 
 
 def design(sd, k, ratio):
@@ -222,7 +222,7 @@ def grid_folds() -> pd.DataFrame:
 
 
 def test_point_summary_is_the_one_definition_of_best():
-    s = point_summary(grid_folds())
+    s = point_summary(grid_folds(), metric="accuracy")
     row = s[(s["model"] == "A") & (s["batch_size"] == 16) & (s["learning_rate"] == 0.001)
             & (s["augmentation"] == "none")].iloc[0]
     assert row["mean_accuracy"] == pytest.approx(0.90)
@@ -300,7 +300,7 @@ def test_compare_to_best_over_whole_grid():
 
 
 def test_compare_to_best_records_the_thresholds_of_its_verdicts():
-    strict = stats.Thresholds(rope=0.001, probability=0.99, alpha=0.05)
+    strict = stats.Thresholds(rope=0.001, probability=0.99, alpha=0.05, metric="accuracy")
     cmp = stats.compare_to_best(grid_folds(), strict)
     assert set(cmp["rope"]) == {0.001} and set(cmp["probability"]) == {0.99}
     # C3 equals C1 on every fold: a point mass at 0, inside any ROPE
@@ -328,8 +328,8 @@ def test_one_posterior_gives_the_test_the_verdict_and_the_repeats():
 
 
 def test_thresholds_come_from_the_config_section():
-    t = stats.Thresholds.from_config({"alpha": 0.01, "rope": 0.002, "probability": 0.9})
-    assert (t.rope, t.probability, t.alpha) == (0.002, 0.9, 0.01)
+    t = stats.Thresholds.from_config({"alpha": 0.01, "rope": 0.002, "probability": 0.9, "metric": "log_loss"})
+    assert (t.rope, t.probability, t.alpha, t.metric) == (0.002, 0.9, 0.01, "log_loss")
     with pytest.raises(dataclasses.FrozenInstanceError):
         t.rope = 0.1
 
@@ -476,8 +476,8 @@ def test_selection_correction_removes_the_winners_optimism(true_accuracy):
 
 
 def test_selected_points_from_the_cv_summary():
-    summary = cv_summary(grid_folds().assign(epochs_run=10, seconds=1.0))
-    sel = selected_points(summary)
+    summary = cv_summary(grid_folds().assign(epochs_run=10, seconds=1.0), metric="accuracy")
+    sel = selected_points(summary, metric="accuracy")
     assert list(sel["scope"]) == ["A", "B", "all models"]
     a = sel.iloc[0]
     assert (a["batch_size"], a["learning_rate"], a["augmentation"], a["candidates"]) == (16, 0.001, "none", 4)
@@ -507,7 +507,7 @@ def test_repeat_noise_by_hand():
         C2: [0.80, 0.80, 0.83, 0.85],  # repeat means 0.80, 0.84
         CB: [0.70, 0.70, 0.70, 0.70],  # no noise
     }, repeats=2)
-    noise = stats.repeat_noise(folds)
+    noise = stats.repeat_noise(folds, metric="accuracy")
     by_cfg = {tuple(r[k] for k in stats.CONFIG_KEYS): r for _, r in noise.iterrows()}
     r1 = by_cfg[C1]
     assert r1["n_repeats"] == 2
@@ -530,7 +530,7 @@ def test_repeat_noise_by_hand():
 
 
 def test_repeat_noise_single_repeat_is_empty():
-    noise = stats.repeat_noise(grid_folds())
+    noise = stats.repeat_noise(grid_folds(), metric="accuracy")
     assert noise.empty
     assert {"repeat_range", "repeat_std", "model"} <= set(noise.columns)
     assert stats.repeat_noise_by_model(noise).empty
@@ -557,7 +557,7 @@ def factor_grid() -> pd.DataFrame:
 
 
 def test_factor_effects_on_constructed_grid():
-    eff = stats.factor_effects(factor_grid(), alpha=0.05)
+    eff = stats.factor_effects(factor_grid(), alpha=0.05, metric="accuracy")
     assert list(eff["factor"]) == ["augmentation", "batch_size", "learning_rate", "model"]
     rows = {r["factor"]: r for _, r in eff.iterrows()}
 
@@ -597,13 +597,13 @@ def test_factor_effects_on_constructed_grid():
 def test_factor_effects_skip_single_level_and_accept_reference():
     folds = factor_grid()
     folds = folds[folds["augmentation"] == "none"]
-    eff = stats.factor_effects(folds, alpha=0.05, reference={"model": "B"})
+    eff = stats.factor_effects(folds, alpha=0.05, reference={"model": "B"}, metric="accuracy")
     assert "augmentation" not in set(eff["factor"])
     model = eff[eff["factor"] == "model"].iloc[0]
     assert (model["level"], model["reference"]) == ("A", "B")
     assert model["mean_diff"] == pytest.approx(-np.mean(MODEL_EFFECT))
     with pytest.raises(ValueError):
-        stats.factor_effects(folds, alpha=0.05, reference={"model": "C"})
+        stats.factor_effects(folds, alpha=0.05, reference={"model": "C"}, metric="accuracy")
 
 
 def test_factor_effects_three_levels_holm_within_factor():
@@ -612,7 +612,7 @@ def test_factor_effects_three_levels_holm_within_factor():
     jitter = [0.01, -0.01, 0.0, 0.005, -0.005, 0.0]
     for lr, eff in lr_effect.items():
         acc[("A", 16, lr, "none")] = [BASE[i] + eff + (jitter[i] if lr != 0.001 else 0) for i in range(6)]
-    eff = stats.factor_effects(make_folds(acc, repeats=2), alpha=0.05)
+    eff = stats.factor_effects(make_folds(acc, repeats=2), alpha=0.05, metric="accuracy")
     lr = eff[eff["factor"] == "learning_rate"].reset_index(drop=True)
     assert list(lr["level"]) == [0.01, 0.1] and set(lr["reference"]) == {0.001}
     np.testing.assert_allclose(lr["mean_diff"], [-0.02, -0.20])
@@ -629,7 +629,7 @@ def test_factor_effects_pair_the_other_factors_on_an_incomplete_grid():
         ("A", 16, 0.01, "none"): [b + 0.01 for b in BASE],
         ("B", 16, 0.001, "none"): [b - 0.10 for b in BASE],
     }
-    eff = stats.factor_effects(make_folds(acc, repeats=2), alpha=0.05)
+    eff = stats.factor_effects(make_folds(acc, repeats=2), alpha=0.05, metric="accuracy")
     rows = {r["factor"]: r for _, r in eff.iterrows()}
     assert rows["learning_rate"]["mean_diff"] == pytest.approx(0.01)
     assert rows["learning_rate"]["n_matched"] == 1
@@ -643,7 +643,7 @@ def test_factor_effects_pair_the_other_factors_on_an_incomplete_grid():
 
 def summary_of(folds):
     """The written summary of the whole analysis of `folds`, as the workflow writes it."""
-    summary = cv_summary(folds.assign(epochs_run=10, seconds=1.0))
+    summary = cv_summary(folds.assign(epochs_run=10, seconds=1.0), metric="accuracy")
     return wording.summary_text(analyse(folds, summary, T))
 
 
@@ -674,8 +674,8 @@ def test_summary_text_reports_the_numbers():
 
 def test_summary_text_words_the_thresholds_it_was_given():
     folds = grid_folds()
-    summary = cv_summary(folds.assign(epochs_run=10, seconds=1.0))
-    text = wording.summary_text(analyse(folds, summary, stats.Thresholds(rope=0.01, probability=0.9, alpha=0.1)))
+    summary = cv_summary(folds.assign(epochs_run=10, seconds=1.0), metric="accuracy")
+    text = wording.summary_text(analyse(folds, summary, stats.Thresholds(rope=0.01, probability=0.9, alpha=0.1, metric="accuracy")))
     assert "posterior probability ≥ 0.9: *worse* by more than 1 points" in text
     assert "Holm's correction at α = 0.1" in text
 
@@ -713,7 +713,7 @@ def test_factor_effect_carried_by_one_fold_is_flagged():
     acc = {("A", 16, 0.001, "none"): BASE,
            ("A", 16, 0.01, "none"): [b + d for b, d in zip(BASE, [0.0, 0.0, 0.0, 0.0, 0.0, 0.12])],
            ("A", 32, 0.001, "none"): [b + d for b, d in zip(BASE, [0.01, 0.012, 0.009, 0.011, 0.01, 0.008])]}
-    eff = stats.factor_effects(make_folds(acc, repeats=2), alpha=0.05)
+    eff = stats.factor_effects(make_folds(acc, repeats=2), alpha=0.05, metric="accuracy")
     rows = {r["factor"]: r for _, r in eff.iterrows()}
     lr = rows["learning_rate"]
     assert lr["mean_diff"] == pytest.approx(0.02) and lr["median_diff"] == pytest.approx(0.0)

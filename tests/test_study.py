@@ -74,7 +74,10 @@ def test_published_folds_are_the_published_jobs(experiment, protocol):
 @pytest.mark.parametrize(("experiment", "protocol"), PUBLISHED)
 def test_published_summary_and_statistics_are_recomputed_exactly(experiment, protocol):
     folder, config_path = EXPERIMENTS[experiment]
+    from snakemake.utils import validate
+
     config = yaml.safe_load(config_path.read_text())
+    validate(config, schema=str(REPO / "workflow" / "schemas" / "config.schema.yaml"))  # its defaults, as the run's
     pairs = config["cv"]["folds"] * config["cv"]["repeats"]
     folds, unfinished = complete_points(read(folder / protocol / "cv_folds.tsv"), pairs)
     provenance = json.loads((folder / "provenance.json").read_text())["protocols"][protocol]
@@ -83,7 +86,7 @@ def test_published_summary_and_statistics_are_recomputed_exactly(experiment, pro
         assert provenance["grid_points_finished"] == 0
         assert not (folder / protocol / "cv_summary.tsv").exists()
         return
-    summary = cv_summary(folds)
+    summary = cv_summary(folds, metric=config["statistics"]["metric"])
     same_table(summary, folder / protocol / "cv_summary.tsv")
     result = analyse(folds, summary, Thresholds.from_config(config["statistics"]))
     for name, table in result.tables.items():

@@ -109,7 +109,7 @@ def test_fold_table_has_one_row_per_job(metrics_files):
 
 
 def test_cv_summary_columns_order_and_spread(metrics_files):
-    summary = cv_summary(fold_table(metrics_files))
+    summary = cv_summary(fold_table(metrics_files), metric="accuracy")
     for column in ("model", "batch_size", "learning_rate", "augmentation", "mean_accuracy", "acc_std_x2", "folds",
                    "rank"):
         assert column in summary.columns, column
@@ -140,7 +140,7 @@ def test_ties_in_mean_accuracy_are_broken_by_the_grid_keys(tmp_path):
             rows.append({"model": point[0], "batch_size": point[1], "learning_rate": point[2],
                          "augmentation": point[3], "repeat": 0, "fold": fold, "accuracy": acc,
                          "epochs_run": 3, "seconds": 1.0})
-    summary = cv_summary(pd.DataFrame(rows))
+    summary = cv_summary(pd.DataFrame(rows), metric="accuracy")
     assert list(zip(summary["model"], summary["batch_size"])) == [("model_a", 32), ("model_a", 64), ("model_b", 32)]
 
 
@@ -153,7 +153,8 @@ def summarize(tmp_path, listing, name="s"):
     script = str(REPO / "scripts" / "summarize_cv.py")
     return subprocess.run([sys.executable, script, "--folds-out", str(tmp_path / f"{name}_folds.tsv"),
                            "--summary-out", str(tmp_path / f"{name}_summary.tsv"),
-                           "--axes", "model,batch_size,learning_rate,augmentation", "--metrics-list", str(listing)],
+                           "--axes", "model,batch_size,learning_rate,augmentation", "--metric", "accuracy",
+                           "--metrics-list", str(listing)],
                           capture_output=True, text=True)
 
 
@@ -239,7 +240,7 @@ def test_fold_table_scores_each_folds_predictions_with_scikit_learn(metrics_file
 
 def test_cv_summary_has_each_metrics_mean_and_fold_spread_over_all_folds(metrics_files):
     folds = fold_table(metrics_files)
-    summary = cv_summary(folds)
+    summary = cv_summary(folds, metric="accuracy")
     published = ["model", "batch_size", "learning_rate", "augmentation", "mean_accuracy", "acc_std_x2", "folds",
                  "rank", "mean_epochs", "minutes", *[f"acc_r{r}_f{f}" for r in range(2) for f in range(3)]]
     assert list(summary.columns[:len(published)]) == published
@@ -253,7 +254,7 @@ def test_cv_summary_has_each_metrics_mean_and_fold_spread_over_all_folds(metrics
     # One fold without a recall of a class: the point's mean of it is left empty, not taken over fewer folds.
     gap = folds.copy()
     gap.loc[gap.index[0], "recall_dog"] = np.nan
-    row = cv_summary(gap).set_index(["model", "batch_size"]).loc[tuple(gap.loc[gap.index[0], ["model", "batch_size"]])]
+    row = cv_summary(gap, metric="accuracy").set_index(["model", "batch_size"]).loc[tuple(gap.loc[gap.index[0], ["model", "batch_size"]])]
     assert np.isnan(row["mean_recall_dog"]) and not np.isnan(row["mean_recall_cat"])
 
 

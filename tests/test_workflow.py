@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shutil
 
 import pandas as pd
 import pytest
@@ -80,7 +81,7 @@ def test_tiny_grid_runs_end_to_end(finished_run):
     for row in summary.itertuples():
         assert row.mean_accuracy == pytest.approx(sum(by_point[row.learning_rate]) / 2)
     # The other metrics, from each fold's predictions.tsv, in the same tables.
-    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.metrics import balanced_accuracy_score, log_loss
 
     folds = pd.read_csv(work / "results" / "cv_folds.tsv", sep="\t")
     assert {"balanced_accuracy", "macro_f1", "log_loss", "recall_class_0", "recall_class_2"} <= set(folds.columns)
@@ -89,6 +90,11 @@ def test_tiny_grid_runs_end_to_end(finished_run):
                         == row.learning_rate and p.parent.name == f"fold~{row.fold}")
         predictions = pd.read_csv(fold_dir / "predictions.tsv", sep="\t")
         assert row.balanced_accuracy == pytest.approx(balanced_accuracy_score(predictions["true"], predictions["predicted"]))
+        # Every class's probability is recorded, so log-loss is available for a new run.
+        probabilities = predictions[[f"probability_{k}" for k in range(3)]].to_numpy()
+        assert probabilities.sum(axis=1) == pytest.approx(1.0, abs=1e-5)
+        assert (probabilities.argmax(axis=1) == predictions["predicted"]).all()
+        assert row.log_loss == pytest.approx(log_loss(predictions["true"], probabilities, labels=[0, 1, 2]), rel=1e-4)
     assert {"mean_balanced_accuracy", "balanced_accuracy_std_x2", "mean_recall_class_1"} <= set(summary.columns)
     # The two folds' test sets together are every image once (per grid point).
     n_test = [json.loads(p.read_text())["n_test"] for p in metrics_files]
@@ -149,7 +155,69 @@ def test_a_second_run_has_nothing_to_do(finished_run):
     assert {p: p.stat().st_mtime_ns for p in (work / "results").rglob("*") if p.is_file()} == before
 
 
-def test_a_new_thread_count_checkpoint_interval_or_device_retrains_nothing(finished_run, tmp_path):
+def test_each_fold_writes_its_curves_for_tensorboard_beside_its_history(finished_run):
+    """training.tensorboard (default on): `tensorboard --logdir results/train` shows every fold's
+    history.tsv, epoch by epoch."""
+    from cvgrid.curves import read_curves
+
+    histories = sorted((finished_run["work"] / "results" / "train").rglob("history.tsv"))
+    assert len(histories) == 4
+    for path in histories:
+        assert [p.name.startswith("events.out.tfevents.") for p in path.parent.glob("events.*")] == [True], path
+        history = pd.read_csv(path, sep="\t")
+        curves = read_curves(path.parent)
+        assert [step for step, _ in curves["val_accuracy"]] == history["epoch"].tolist()
+        assert [v for _, v in curves["train_loss"]] == pytest.approx(history["train_loss"].tolist())
+
+
+def test_curves_switched_off_retrain_nothing_and_a_fold_trained_then_writes_none(finished_run, tmp_path):
+    from conftest import run_snakemake
+
+    settings = json.loads(json.dumps(finished_run["settings"]))
+    settings["training"]["tensorboard"] = False
+    configfile = write_config(tmp_path / "config.yaml", settings)
+    plan = run_snakemake(finished_run["work"], configfile, "-n")
+    output = plan.stdout + plan.stderr
+    assert "Nothing to be done" in output or "train" not in job_counts(output), output
+    # A copy of the run that lost one fold's results: only that fold trains, and writes no curves.
+    work = tmp_path / "work"
+    shutil.copytree(finished_run["work"], work, symlinks=True)
+    fold = sorted((work / "results" / "train").rglob("metrics.json"))[0].parent
+    for path in fold.iterdir():
+        path.unlink()
+    # The fold's metrics.json as the target: the gather reads the jobs through a list file.
+    result = run_snakemake(work, configfile, "--cores", "2", str((fold / "metrics.json").relative_to(work)))
+    assert job_counts(result.stdout + result.stderr)["train"] == 1
+    assert (fold / "history.tsv").stat().st_size > 0
+    assert not list(fold.glob("events.*"))
+
+
+def test_another_metric_reruns_the_statistics_not_the_training_and_every_step_uses_it(finished_run, tmp_path):
+    """statistics.metric: balanced_accuracy on a copy of the finished run retrains no CV job; the
+    ranking, the statistics, the written summary and the refit's model.json use and name it."""
+    from conftest import run_snakemake
+
+    work = tmp_path / "work"
+    shutil.copytree(finished_run["work"], work, symlinks=True)
+    settings = json.loads(json.dumps(finished_run["settings"]))
+    settings["statistics"] = {"metric": "balanced_accuracy"}
+    configfile = write_config(tmp_path / "config.yaml", settings)
+    result = run_snakemake(work, configfile, "--cores", "2")
+    counts = job_counts(result.stdout + result.stderr)
+    assert "train" not in counts and counts["summarize_cv"] == 1 and counts["cv_statistics"] == 1
+    summary = pd.read_csv(work / "results" / "cv_summary.tsv", sep="\t")
+    assert summary["mean_balanced_accuracy"].is_monotonic_decreasing
+    selected = pd.read_csv(work / "results" / "stats" / "selected.tsv", sep="\t")
+    assert selected.loc[0, "raw_balanced_accuracy"] == pytest.approx(summary.loc[0, "mean_balanced_accuracy"])
+    assert "mean_balanced_accuracy" in pd.read_csv(work / "results" / "stats" / "compare_to_best.tsv", sep="\t")
+    page = (work / "results" / "stats" / "summary.html").read_text()
+    assert "ranked and compared by <b>balanced accuracy</b>" in page and "mean test balanced accuracy" in page
+    model = json.loads((work / "results" / "final" / "model_a" / "model.json").read_text())
+    assert model["cv_estimate"]["metric"] == "balanced_accuracy"
+    assert model["grid_point"]["learning_rate"] == summary.loc[0, "learning_rate"]
+
+
+def test_a_new_thread_count_checkpoint_interval_device_or_curves_switch_retrains_nothing(finished_run, tmp_path):
     """The training rule's params hold only what changes a result (the point's settings, the
     precision): the finished run, planned again with other settings that do not, trains nothing
     (Snakemake reruns a job whose params text changed)."""
@@ -157,7 +225,7 @@ def test_a_new_thread_count_checkpoint_interval_or_device_retrains_nothing(finis
 
     settings = json.loads(json.dumps(finished_run["settings"]))
     training = settings.setdefault("training", {})
-    training.update(threads=int(training.get("threads", 1)) + 1, checkpoint_seconds=7, device="cpu")
+    training.update(threads=int(training.get("threads", 1)) + 1, checkpoint_seconds=7, device="cpu", tensorboard=False)
     configfile = write_config(tmp_path / "config.yaml", settings)
     result = run_snakemake(finished_run["work"], configfile, "-n")
     output = result.stdout + result.stderr

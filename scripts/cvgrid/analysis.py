@@ -48,9 +48,9 @@ def analyse(folds: pd.DataFrame, cv_summary: pd.DataFrame, thresholds: Threshold
         "compare_to_best": to_best,
         "compare_models": compare_models(folds, thresholds),
         "resolution": resolution(to_best, folds, thresholds),
-        "selected": selected_points(cv_summary),
-        "factor_effects": factor_effects(folds, alpha=thresholds.alpha),
-        "repeat_noise": repeat_noise(folds),
+        "selected": selected_points(cv_summary, metric=thresholds.metric),
+        "factor_effects": factor_effects(folds, alpha=thresholds.alpha, metric=thresholds.metric),
+        "repeat_noise": repeat_noise(folds, metric=thresholds.metric),
     }
     diverged = folds[folds["diverged"]] if "diverged" in folds else folds.iloc[0:0]
     return Analysis(thresholds=thresholds, cv_summary=cv_summary, tables=tables,

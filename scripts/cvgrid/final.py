@@ -34,6 +34,7 @@ from cvgrid.job import training_job
 from cvgrid.model_folder import FILES, FORMAT_VERSION, ONNX_INPUT, ONNX_OUTPUT
 from cvgrid.models import get_spec
 from cvgrid.predict import OnnxBackend, TorchBackend, preprocess_array, softmax
+from cvgrid.metrics import better_word, get_metric, summary_columns
 from cvgrid.summary import best_points, fold_columns, selected_points
 from cvgrid.training import settings_from_json
 
@@ -52,36 +53,46 @@ class FinalError(ValueError):
     """The CV summary or the refit's inputs cannot give a final model; the message says why."""
 
 
-def best_point(summary: pd.DataFrame, model: str) -> dict:
-    """`model`'s best grid point (rank 1 in cv_summary.tsv, the point the summary and the
-    statistics call best) and its CV estimate: the raw mean, which is optimistic because the
-    point was chosen as the best of the model's grid on the same folds, the accuracy corrected
-    for that choice (Tibshirani & Tibshirani 2009; the one to expect), and the fold spread
-    (mean +- 2 x std over the folds, ddof=0, clipped to [0, 1]; not a confidence interval).
+def best_point(summary: pd.DataFrame, model: str, *, metric: str) -> dict:
+    """`model`'s best grid point by `metric` (statistics.metric: rank 1 in cv_summary.tsv, the
+    point the summary and the statistics call best) and its CV estimate: the raw mean, which is
+    optimistic because the point was chosen as the best of the model's grid on the same folds,
+    the value corrected for that choice (Tibshirani & Tibshirani 2009; the one to expect), and
+    the fold spread (mean +- 2 x std over the folds, ddof=0, clipped to the metric's range;
+    not a confidence interval). With accuracy the published keys (mean_accuracy,
+    corrected_accuracy, acc_std_x2, fold_accuracies); another metric gives its own
+    (mean_<metric>, ...) and the point's mean accuracy beside them. ``metric`` names it.
     """
     best = best_points(summary)
     rows = best[best["model"] == model]
     if rows.empty:
         raise FinalError(f"the CV summary has no grid point of model {model!r} (models: {sorted(best['model'])})")
     row = rows.iloc[0]
-    mean, spread = float(row["mean_accuracy"]), float(row["acc_std_x2"])
-    selected = selected_points(summary[summary["model"] == model]).iloc[0]
+    label = get_metric(metric).label
+    mean_column, spread_column = summary_columns(metric)
+    mean, spread = float(row[mean_column]), float(row[spread_column])
+    selected = selected_points(summary[summary["model"] == model], metric=metric).iloc[0]
     # Every axis of the grid (cvgrid.grid.AXES), as the Python type of its values.
     point = {axis: row[axis].item() if hasattr(row[axis], "item") else row[axis] for axis in axes_of(summary)}
+    high = 1.0 if get_metric(metric).percent else math.inf
     estimate = {
-        "corrected_accuracy": float(selected["corrected_accuracy"]),
-        "corrected_definition": (f"mean CV accuracy minus the optimism of choosing the best of "
+        "metric": metric,
+        f"corrected_{metric}": float(selected[f"corrected_{metric}"]),
+        "corrected_definition": (f"mean CV {label} minus the optimism of choosing the best of "
                                  f"{int(selected['candidates'])} grid points on the same folds "
-                                 "(Tibshirani & Tibshirani 2009): the accuracy to expect"),
-        "mean_accuracy": mean,
+                                 f"(Tibshirani & Tibshirani 2009): the {label} to expect"),
+        mean_column: mean,
         "selection_bias": float(selected["selection_bias"]),
-        "acc_std_x2": spread,
-        "interval": [max(0.0, mean - spread), min(1.0, mean + spread)],
-        "interval_definition": "fold spread: mean accuracy +- 2 x std over the CV test folds (ddof=0), "
-                               "clipped to [0, 1]; not a confidence interval",
+        spread_column: spread,
+        "interval": [max(0.0, mean - spread), min(high, mean + spread)],
+        "interval_definition": (f"fold spread: mean {label} +- 2 x std over the CV test folds (ddof=0), "
+                                f"clipped to [0, {'1' if high == 1.0 else 'inf'}]; not a confidence interval"),
         "folds": int(row["folds"]),
-        "fold_accuracies": {k: float(row[k]) for k in fold_columns(summary) if pd.notna(row[k])},
+        ("fold_accuracies" if metric == "accuracy" else f"fold_{metric}"):
+            {k: float(row[k]) for k in fold_columns(summary, metric) if pd.notna(row[k])},
     }
+    if metric != "accuracy":
+        estimate["mean_accuracy"] = float(row["mean_accuracy"])
     return {"grid_point": point, "cv_estimate": estimate}
 
 
@@ -148,6 +159,7 @@ def write_page(info: dict, model_dir: str, path: Path) -> None:
     """The report's "final model" page: configuration, CV estimate, files, how to predict."""
     e = html.escape
     point, est, refit = info["grid_point"], info["cv_estimate"], info["refit"]
+    metric = est["metric"]
     lo, hi = est["interval"]
     rows = "".join(f"<tr><th>{e(str(k))}</th><td>{e(str(v))}</td></tr>" for k, v in point.items())
     policy = ", ".join(f"{k}={v}" for k, v in info["augmentation_policy"].items()) or "no augmentation"
@@ -169,9 +181,10 @@ def write_page(info: dict, model_dir: str, path: Path) -> None:
         "epochs_run": refit["epochs_run"], "best_val_accuracy": f"{refit['best_val_accuracy']:.3f}",
         "policy": policy, "max_epochs": refit["max_epochs"], "patience": refit["patience"],
         "seed": refit["seed"], "precision": refit["precision"],
-        "corrected_accuracy": f"{est['corrected_accuracy']:.4f}",
+        "metric_label": get_metric(metric).label, "direction": better_word(metric),
+        "corrected_accuracy": f"{est[f'corrected_{metric}']:.4f}",
         "corrected_definition": est["corrected_definition"], "folds": est["folds"],
-        "mean_accuracy": f"{est['mean_accuracy']:.4f}", "selection_bias": f"{est['selection_bias']:.4f}",
+        "mean_accuracy": f"{est[summary_columns(metric)[0]]:.4f}", "selection_bias": f"{est['selection_bias']:.4f}",
         "low": f"{lo:.4f}", "high": f"{hi:.4f}", "interval_definition": est["interval_definition"],
         "n_classes": len(info["class_names"]), "class_names": ", ".join(info["class_names"]),
         "input_size": info["input_size"], "preprocessing": info["preprocessing"],
@@ -198,11 +211,12 @@ def refit(
     checkpoint_path: Path | None,
     device: str,
     threads: int,
+    metric: str,
 ) -> dict:
-    """Read the best grid point, refit it on all images, write the final model's files.
+    """Read the best grid point (by `metric`, statistics.metric), refit it on all images, write the final model's files.
     `config`: the config's `training`, `augmentations` and `models` (cvgrid.grid.point_settings
     fills in what the grid point does not set, as it did for the point's CV jobs)."""
-    chosen = best_point(pd.read_csv(summary_path, sep="\t"), model_name)
+    chosen = best_point(pd.read_csv(summary_path, sep="\t"), model_name, metric=metric)
     point = chosen["grid_point"]
     training = config["training"]
     try:
@@ -215,19 +229,20 @@ def refit(
     policy = {key: values[key] for key in AUGMENTATION_KEYS}
     with training_job(images_path=images_path, index_path=index_path, precision=training["precision"],
                       device=device, threads=threads,
-                      checkpoint_seconds=float(training["checkpoint_seconds"])) as job:
+                      checkpoint_seconds=float(training["checkpoint_seconds"]),
+                      tensorboard=bool(training["tensorboard"])) as job:
         images, index = job.images, job.index
         groups = None
         if groups_path is not None:
             groups = groups_for_index(index, pd.read_csv(groups_path, sep="\t", dtype=str), str(groups_path))
         split = refit_split(index["label"].to_numpy(), split_seed, validation_fraction, groups)
-        result = job.fit(settings, split, checkpoint_path)
+        out_dir = Path(out_dir)
+        result = job.fit(settings, split, checkpoint_path, out_dir)
 
         spec = get_spec(settings.builder)
         normalization = (None if weights_path is None
                          else {"mean": list(spec.pretrained.mean), "std": list(spec.pretrained.std)})
         model = result.model.to("cpu").float().eval()
-        out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         save_weights(model, out_dir / "model.pt")
         onnx_info = export_onnx(model, spec.input_size, out_dir / "model.onnx")

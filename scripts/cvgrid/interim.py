@@ -145,7 +145,7 @@ def interim_protocol(workdir: Path, config: dict, root: str, out: Path, written_
         lines += [f"Note: {note}." for note in unavailable_notes(folds)]
         finished, _ = complete_points(folds, pairs, axes)
         if not finished.empty:
-            summary = cv_summary(finished)
+            summary = cv_summary(finished, metric=config["statistics"]["metric"])
             write_tsv(summary, out / "cv_summary.interim.tsv")
             result = analysis.analyse(finished, summary, Thresholds.from_config(config["statistics"]))
             for name, table in result.tables.items():

@@ -29,6 +29,7 @@ from cvgrid import hardware
 from cvgrid.data import DataError, class_names, load_prepared
 from cvgrid.folds import FoldError, split_indices
 from cvgrid.io import write_json, write_tsv
+from cvgrid.metrics import CLASS_PROBABILITY_PREFIX
 from cvgrid.training import CheckpointError, FoldResult, SettingsError, TrainSettings, fit
 from cvgrid.weights import WeightsError
 
@@ -58,21 +59,23 @@ class TrainingJob:
     index: pd.DataFrame
     class_names: list[str]
     checkpoint_seconds: float  # at most one checkpoint per fit in this many seconds (and at its end)
+    tensorboard: bool  # training.tensorboard: each fit's curves as event files beside its history.tsv
     checkpoints: list[Path] = field(default_factory=list)  # of the fits so far, deleted at the job's end
 
-    def fit(self, settings: TrainSettings, split: dict[str, np.ndarray], checkpoint_path: Path | None) -> FoldResult:
+    def fit(self, settings: TrainSettings, split: dict[str, np.ndarray], checkpoint_path: Path | None,
+            out_dir: Path) -> FoldResult:
         log.info("%s on %s (%s); %s", settings.label(), self.device, self.precision,
                  {role: len(ix) for role, ix in split.items()})
         if checkpoint_path is not None:
             self.checkpoints.append(Path(checkpoint_path))
         return fit(self.images, self.index["label"].to_numpy(), split, len(self.class_names), settings,
                    device=self.device, precision=self.precision, checkpoint_path=checkpoint_path,
-                   checkpoint_seconds=self.checkpoint_seconds)
+                   checkpoint_seconds=self.checkpoint_seconds, curves_dir=out_dir if self.tensorboard else None)
 
 
 @contextmanager
 def training_job(*, images_path: Path, index_path: Path, precision: str, device: str, threads: int,
-                 checkpoint_seconds: float):
+                 checkpoint_seconds: float, tensorboard: bool):
     """Set up a training job and yield it; once the block has written its results, delete the
     checkpoints of its fits. SIGTERM exits with 143 and keeps them (the running fit first
     writes its last finished epoch)."""
@@ -91,6 +94,7 @@ def training_job(*, images_path: Path, index_path: Path, precision: str, device:
         index=index,
         class_names=class_names(index),
         checkpoint_seconds=checkpoint_seconds,
+        tensorboard=tensorboard,
     )
     yield job
     for path in job.checkpoints:
@@ -109,12 +113,13 @@ def run_folds(
     device: str,
     threads: int,
     checkpoint_seconds: float,
+    tensorboard: bool,
 ) -> list[dict]:
     """Train CV folds one after the other in one job (one setting, output folder and checkpoint
     each); write each folder's history.tsv, predictions.tsv and metrics.json (metrics last)."""
     checkpoint_paths = checkpoint_paths or [None] * len(fold_settings)
     with training_job(images_path=images_path, index_path=index_path, precision=precision, device=device,
-                      threads=threads, checkpoint_seconds=checkpoint_seconds) as job:
+                      threads=threads, checkpoint_seconds=checkpoint_seconds, tensorboard=tensorboard) as job:
         fold_table = pd.read_csv(folds_path, sep="\t")
         return [_train_fold(job, settings, fold_table=fold_table, folds_path=folds_path, out_dir=Path(out_dir),
                             checkpoint_path=checkpoint)
@@ -124,7 +129,7 @@ def run_folds(
 def _train_fold(job: TrainingJob, settings: TrainSettings, *, fold_table: pd.DataFrame, folds_path: Path,
                 out_dir: Path, checkpoint_path: Path | None) -> dict:
     split = split_indices(fold_table, settings.repeat, settings.fold)
-    result = job.fit(settings, split, checkpoint_path)
+    result = job.fit(settings, split, checkpoint_path, out_dir)
 
     test = job.index.iloc[split["test"]]
     probs = result.test_probabilities
@@ -134,6 +139,9 @@ def _train_fold(job: TrainingJob, settings: TrainSettings, *, fold_table: pd.Dat
         "true": test["label"].to_numpy(),
         "predicted": probs.argmax(1),
         "probability": probs.max(1).round(6),
+        # Every class's probability (log-loss needs them: cvgrid.metrics), 6 significant digits
+        # so that a rare class's small probability keeps its size.
+        **{f"{CLASS_PROBABILITY_PREFIX}{k}": [f"{p:.6g}" for p in probs[:, k]] for k in range(probs.shape[1])},
     })
     history = result.history
     metrics = {

@@ -96,6 +96,12 @@ def summary_columns(metric: str) -> tuple[str, str]:
     return f"mean_{metric}", f"{metric}_std_x2"
 
 
+def fold_prefix(metric: str) -> str:
+    """The prefix of cv_summary.tsv's per-fold columns of a metric (``acc_r0_f0`` for
+    accuracy, as published; ``balanced_accuracy_r0_f0`` for another statistics.metric)."""
+    return "acc" if metric == "accuracy" else metric
+
+
 def class_probabilities(predictions: pd.DataFrame) -> np.ndarray | None:
     """The N x K matrix of every class's probability, from the ``probability_0..K-1`` columns,
     or None where the file has only the predicted class's probability."""

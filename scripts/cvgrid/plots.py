@@ -14,6 +14,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from cvgrid.grid import axes_of  # noqa: E402
+from cvgrid.metrics import get_metric, summary_columns, to_score  # noqa: E402
 
 
 def save_figure(fig, path, **kwargs) -> None:
@@ -57,13 +58,18 @@ MAX_HEATMAP_PANELS = 60
 
 
 def heatmap(summary: pd.DataFrame, model: str, path, verdicts: pd.DataFrame | None = None,
-            axes: list[str] | None = None) -> None:
+            axes: list[str] | None = None, *, metric: str) -> None:
     """Two grid axes (heatmap_layout; batch size x learning rate on the reference grid), one
     panel per combination of the other axes that vary (augmentation); each cell the mean
     accuracy (%), below it the fold spread (± 2 x std) and, with `verdicts`
     (compare_to_best.tsv), the grid point's verdict against the model's best (VERDICT_MARKS).
-    One colour scale for all panels."""
+    One colour scale for all panels. The values are `metric`'s (statistics.metric: its mean
+    and fold spread columns of cv_summary.tsv), the better end of the scale always yellow."""
     keys = axes_of(summary)
+    mean_column, spread_column = summary_columns(metric)
+    scale = 100 if get_metric(metric).percent else 1
+    unit = "%" if get_metric(metric).percent else "nats"
+    cmap = "viridis" if get_metric(metric).higher_is_better else "viridis_r"
     row_axis, column_axis, panel_axes = heatmap_layout(summary, model, axes)
     rows = summary[summary["model"] == model]
     if verdicts is not None:
@@ -72,11 +78,11 @@ def heatmap(summary: pd.DataFrame, model: str, path, verdicts: pd.DataFrame | No
     panels = [p if isinstance(p, tuple) else (p,) for p in panels]
     left_out = max(len(panels) - MAX_HEATMAP_PANELS, 0)
     if left_out:
-        best = rows.groupby(panel_axes)["mean_accuracy"].max()
+        best = to_score(metric, rows[mean_column]).groupby([rows[a] for a in panel_axes]).max()
         best.index = [p if isinstance(p, tuple) else (p,) for p in best.index]
         kept = set(best.sort_values(ascending=False, kind="stable").index[:MAX_HEATMAP_PANELS])
         panels = [p for p in panels if p in kept]
-    vmin, vmax = 100 * rows["mean_accuracy"].min(), 100 * rows["mean_accuracy"].max()
+    vmin, vmax = scale * rows[mean_column].min(), scale * rows[mean_column].max()
     if vmax - vmin < 1e-9:  # every point equal: one colour, not a degenerate scale
         vmin, vmax = vmin - 0.5, vmax + 0.5
     columns = min(len(panels), 3)
@@ -93,14 +99,16 @@ def heatmap(summary: pd.DataFrame, model: str, path, verdicts: pd.DataFrame | No
         part = rows
         for axis, value in zip(panel_axes, panel):
             part = part[part[axis] == value]
-        mean = part.pivot(index=row_axis, columns=column_axis, values="mean_accuracy") * 100
-        spread = part.pivot(index=row_axis, columns=column_axis, values="acc_std_x2") * 100
-        labels = mean.map(lambda v: f"{v:.1f}") + "\n±" + spread.map(lambda v: f"{v:.1f}")
+        mean = part.pivot(index=row_axis, columns=column_axis, values=mean_column) * scale
+        spread = part.pivot(index=row_axis, columns=column_axis, values=spread_column) * scale
+        digits = 1 if scale == 100 else 3
+        labels = mean.map(lambda v: f"{v:.{digits}f}") + "\n±" + spread.map(lambda v: f"{v:.{digits}f}")
         if verdicts is not None:
             marks = part.pivot(index=row_axis, columns=column_axis, values="verdict")
             labels = labels + "\n" + marks.map(lambda v: VERDICT_MARKS.get(v, ""))
-        sns.heatmap(mean, annot=labels.to_numpy(), fmt="", cmap="viridis", vmin=vmin, vmax=vmax,
-                    cbar=ax is axes_grid.flat[len(panels) - 1], cbar_kws={"label": "mean accuracy (%)"}, ax=ax,
+        sns.heatmap(mean, annot=labels.to_numpy(), fmt="", cmap=cmap, vmin=vmin, vmax=vmax,
+                    cbar=ax is axes_grid.flat[len(panels) - 1],
+                    cbar_kws={"label": f"mean {get_metric(metric).label} ({unit})"}, ax=ax,
                     annot_kws={"fontsize": 8})
         ax.set_title(", ".join([model, *(f"{axis.replace('_', ' ')}: {_value(v)}" for axis, v in zip(panel_axes, panel))]))
         ax.set_xlabel(column_axis.replace("_", " "))
@@ -186,9 +194,14 @@ def factor_effects(effects: pd.DataFrame, path) -> None:
 MAX_VECTOR_LINES = 500
 
 
-def parallel_coordinates(summary: pd.DataFrame, path) -> None:
-    """The whole grid: one line per grid point through its settings to its mean accuracy,
-    coloured by that accuracy (categorical axes are spaced evenly, numbers in order)."""
+def parallel_coordinates(summary: pd.DataFrame, path, *, metric: str) -> None:
+    """The whole grid: one line per grid point through its settings to its mean of `metric`
+    (statistics.metric), coloured by its score (categorical axes are spaced evenly, numbers in
+    order; for log-loss the better, lower values are at the top)."""
+    summary = summary.assign(mean_accuracy=to_score(metric, summary[summary_columns(metric)[0]]))
+    sign = 1 if get_metric(metric).higher_is_better else -1
+    scale = 100 if get_metric(metric).percent else 1
+    unit = "%" if get_metric(metric).percent else " nats"
     many = len(summary) > MAX_VECTOR_LINES
     style = {"alpha": 0.3, "lw": 0.6, "rasterized": True} if many else {"alpha": 0.8, "lw": 1.5}
     axes_names = [*axes_of(summary), "mean_accuracy"]
@@ -206,14 +219,16 @@ def parallel_coordinates(summary: pd.DataFrame, path) -> None:
     for i, name in enumerate(axes_names):
         ax.axvline(i, color="black", lw=0.8)
         ticks = (positions[name].items() if name in positions
-                 else [(f"{100 * (low + f * span):.1f}%", f) for f in (0, 0.5, 1)])
+                 else [(f"{sign * scale * (low + f * span):.{1 if scale == 100 else 3}f}{unit}", f) for f in (0, 0.5, 1)])
         for label, y in ticks:
             ax.text(i + 0.03, y, f"{label:g}" if isinstance(label, float) else str(label), fontsize=8, va="center")
-    ax.set_xticks(range(len(axes_names)), [name.replace("_", " ") for name in axes_names])
+    ax.set_xticks(range(len(axes_names)), [name.replace("_", " ") for name in axes_names[:-1]]
+                  + [f"mean {get_metric(metric).label}"])
     ax.set_yticks([])
     ax.set_ylim(-0.05, 1.05)
-    fig.colorbar(plt.cm.ScalarMappable(norm=plt.Normalize(100 * low, 100 * high), cmap=cmap), ax=ax,
-                 label="mean accuracy (%)")
+    values = sorted((sign * scale * low, sign * scale * high))
+    fig.colorbar(plt.cm.ScalarMappable(norm=plt.Normalize(*values), cmap=cmap if sign > 0 else cmap.reversed()),
+                 ax=ax, label=f"mean {get_metric(metric).label} ({unit.strip()})")
     fig.tight_layout()
     save_figure(fig, path)
     plt.close(fig)

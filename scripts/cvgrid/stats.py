@@ -53,6 +53,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from cvgrid.grid import GRID_KEYS, axes_of
+from cvgrid.metrics import from_score, summary_columns, to_score
 from cvgrid.summary import point_summary
 
 __all__ = [
@@ -91,17 +92,21 @@ class Thresholds:
     """The levels every verdict and test of one analysis uses, built once from the config's
     ``statistics`` section (whose JSON schema holds their defaults): ``rope``, the half-width
     of the region of practical equivalence (accuracy); ``probability``, the posterior
-    probability a verdict needs; ``alpha``, the level of the Holm-corrected t-tests."""
+    probability a verdict needs; ``alpha``, the level of the Holm-corrected t-tests;
+    ``metric``, statistics.metric: what every comparison compares (cvgrid.metrics), as a score
+    where higher is better (cvgrid.metrics.to_score), so that the ROPE and every difference are
+    in the metric's own units and a negative difference is always worse."""
 
     rope: float
     probability: float
     alpha: float
+    metric: str
 
     @classmethod
     def from_config(cls, statistics: Mapping) -> "Thresholds":
-        """From the validated config's ``statistics`` mapping (keys rope, probability, alpha)."""
+        """From the validated config's ``statistics`` mapping (keys rope, probability, alpha, metric)."""
         return cls(rope=float(statistics["rope"]), probability=float(statistics["probability"]),
-                   alpha=float(statistics["alpha"]))
+                   alpha=float(statistics["alpha"]), metric=str(statistics["metric"]))
 
 
 # ---------------------------------------------------------------------------
@@ -329,20 +334,21 @@ def _check_columns(frame: pd.DataFrame, columns: Sequence[str], name: str) -> No
         raise ValueError(f"{name} lacks columns {missing}")
 
 
-def _wide(folds: pd.DataFrame, keys: Sequence[str] | None = None) -> pd.DataFrame:
-    """Accuracy as (repeat, fold) rows x configuration columns.
+def _wide(folds: pd.DataFrame, keys: Sequence[str] | None = None, *, metric: str) -> pd.DataFrame:
+    """The score of `metric` (cvgrid.metrics.to_score: accuracy itself) as (repeat, fold) rows x
+    configuration columns.
 
     Raises if a configuration has a (repeat, fold) twice or misses one that
     another configuration has: comparisons must be paired on the same folds.
     """
     keys = _axes(folds, keys)
-    _check_columns(folds, keys + list(PAIR_KEYS) + ["accuracy"], "folds")
+    _check_columns(folds, keys + list(PAIR_KEYS) + [metric], "folds")
     if folds.empty:
         raise ValueError("folds is empty")
     dup = folds.duplicated(keys + list(PAIR_KEYS))
     if dup.any():
         raise ValueError(f"folds has {int(dup.sum())} duplicated (configuration, repeat, fold) rows")
-    wide = folds.set_index(list(PAIR_KEYS) + keys)["accuracy"].unstack(keys).sort_index()
+    wide = to_score(metric, folds.set_index(list(PAIR_KEYS) + keys)[metric]).unstack(keys).sort_index()
     wide = wide.sort_index(axis=1)
     if wide.isna().to_numpy().any():
         raise ValueError("not every configuration has every (repeat, fold): comparisons need the same folds")
@@ -473,7 +479,10 @@ def compare_to_best(folds: pd.DataFrame, thresholds: Thresholds, *, by_model: bo
     ``p_holm < thresholds.alpha``). ``repeats_needed`` says how many repeats of the k-fold CV would decide an
     undecided comparison if its mean difference and SD stayed as observed (NaN: none would).
 
-    Returns one row per configuration with columns: the keys, ``mean_accuracy``,
+    The comparison is of ``thresholds.metric``'s score (higher is better, cvgrid.metrics), so
+    ``mean_diff`` and the ROPE are in the metric's units and negative is worse, also for
+    log-loss. Returns one row per configuration with columns: the keys, ``mean_accuracy``
+    (``mean_<metric>`` for another metric: its mean values),
     ``best_<key>`` for each key except ``model`` (when ``by_model``; ``best_model`` too
     otherwise), ``best_mean_accuracy``, ``is_best``, ``verdict``, ``mean_diff``, ``sd_diff``
     (ddof=1 SD of the paired differences), ``ci_low``, ``ci_high``, ``t``, ``p``,
@@ -482,10 +491,12 @@ def compare_to_best(folds: pd.DataFrame, thresholds: Thresholds, *, by_model: bo
     sorted by model (if ``by_model``), best first.
     """
     keys = _axes(folds, keys)
-    wide = _wide(folds, keys)
+    metric = thresholds.metric
+    mean = summary_columns(metric)[0]
+    wide = _wide(folds, keys, metric=metric)
     n_train, n_test = _sizes(folds)
     n_folds, _ = _fold_design(folds)
-    summary = point_summary(folds, keys)
+    summary = point_summary(folds, keys, metric=metric)
     if not by_model:
         summary["rank"] = np.arange(1, len(summary) + 1)
         summary["model_group"] = "all"
@@ -501,10 +512,10 @@ def compare_to_best(folds: pd.DataFrame, thresholds: Thresholds, *, by_model: bo
         for _, cfg in group.iterrows():
             col = tuple(cfg[k] for k in keys)
             row = {k: cfg[k] for k in keys}
-            row["mean_accuracy"] = cfg["mean_accuracy"]
+            row[mean] = cfg[mean]
             for k in best_keys:
                 row[f"best_{k}"] = best[k]
-            row["best_mean_accuracy"] = best["mean_accuracy"]
+            row[f"best_{mean}"] = best[mean]
             row["is_best"] = col == best_col
             if row["is_best"]:
                 row.update(verdict=BEST, mean_diff=0.0, sd_diff=np.nan, ci_low=0.0, ci_high=0.0, t=np.nan,
@@ -523,16 +534,16 @@ def compare_to_best(folds: pd.DataFrame, thresholds: Thresholds, *, by_model: bo
             r["k"] = len(wide)
             r["rope"], r["probability"] = thresholds.rope, thresholds.probability
         rows.extend(group_rows)
-    columns = (keys + ["mean_accuracy"] + [f"best_{k}" for k in best_keys]
-               + ["best_mean_accuracy", "is_best", "verdict", "mean_diff", "sd_diff", "ci_low", "ci_high",
+    columns = (keys + [mean] + [f"best_{k}" for k in best_keys]
+               + [f"best_{mean}", "is_best", "verdict", "mean_diff", "sd_diff", "ci_low", "ci_high",
                   "t", "p", "p_holm", "significantly_worse", "prob_worse", "prob_rope", "prob_better",
                   "repeats_needed", "k", "rope", "probability"])
     return pd.DataFrame(rows, columns=columns)
 
 
-def _best_pairs(folds: pd.DataFrame, keys: Sequence[str]) -> list[tuple[pd.Series, pd.Series]]:
+def _best_pairs(folds: pd.DataFrame, keys: Sequence[str], metric: str) -> list[tuple[pd.Series, pd.Series]]:
     """Every pair of the models' best configurations, the better model first."""
-    best = point_summary(folds, keys)
+    best = point_summary(folds, keys, metric=metric)
     best = best[best["rank"] == 1]  # already best first: the better model first
     rows = [row for _, row in best.iterrows()]
     return list(itertools.combinations(rows, 2))
@@ -542,7 +553,8 @@ def compare_models(folds: pd.DataFrame, thresholds: Thresholds, *,
                    keys: Sequence[str] | None = None) -> pd.DataFrame:
     """The best configuration of each model against the best of every other model.
 
-    Models are ranked by the mean accuracy of their best configuration; for each pair with
+    Models are ranked by the mean of ``thresholds.metric`` (its score: lower log-loss is
+    better) of their best configuration, and compared on that score, as in :func:`compare_to_best`; for each pair with
     ``model_a`` ranked above ``model_b`` the differences are ``acc_a - acc_b`` (so
     ``mean_diff >= 0``). ``verdict`` is a's: *better*, *practically equivalent* or
     *undecided* (:func:`verdict`); the corrected resampled t-test's p-values form one Holm
@@ -557,20 +569,22 @@ def compare_models(folds: pd.DataFrame, thresholds: Thresholds, *,
     b), ``k``, ``rope`` and ``probability``. Empty (same columns) with fewer than two models.
     """
     keys = _axes(folds, keys)
-    wide = _wide(folds, keys)
+    metric = thresholds.metric
+    mean = summary_columns(metric)[0]
+    wide = _wide(folds, keys, metric=metric)
     n_train, n_test = _sizes(folds)
     settings = [f"{k}_{side}" for k in keys if k != "model" for side in ("a", "b")]
     rows = []
-    for a, b in _best_pairs(folds, keys):
+    for a, b in _best_pairs(folds, keys, metric):
         col_a = tuple(a[k] for k in keys)
         col_b = tuple(b[k] for k in keys)
         diffs = wide[col_a].to_numpy() - wide[col_b].to_numpy()
         row = {"model_a": a["model"], "model_b": b["model"],
                **{f"{k}_{side}": point[k] for k in keys if k != "model" for side, point in (("a", a), ("b", b))},
-               "mean_accuracy_a": a["mean_accuracy"], "mean_accuracy_b": b["mean_accuracy"]}
+               f"{mean}_a": a[mean], f"{mean}_b": b[mean]}
         row.update(_pair_row(diffs, n_train, n_test, thresholds))
         rows.append(row)
-    columns = ["model_a", "model_b", *settings, "mean_accuracy_a", "mean_accuracy_b",
+    columns = ["model_a", "model_b", *settings, f"{mean}_a", f"{mean}_b",
                "verdict", "mean_diff", "sd_diff", "ci_low", "ci_high", "t", "p", "p_holm", "significant",
                "prob_worse", "prob_rope", "prob_better", "k", "rope", "probability"]
     out = pd.DataFrame(rows, columns=columns)
@@ -589,7 +603,7 @@ _NOISE_COLUMNS = ["n_repeats", "mean_accuracy", "repeat_mean_min", "repeat_mean_
                   "repeat_range", "repeat_std"]
 
 
-def repeat_noise(folds: pd.DataFrame, keys: Sequence[str] | None = None) -> pd.DataFrame:
+def repeat_noise(folds: pd.DataFrame, keys: Sequence[str] | None = None, *, metric: str) -> pd.DataFrame:
     """Spread of each configuration's mean accuracy across repeats (the noise floor).
 
     For each configuration the mean accuracy over the folds of each repeat
@@ -600,23 +614,25 @@ def repeat_noise(folds: pd.DataFrame, keys: Sequence[str] | None = None) -> pd.D
     its estimate.
 
     With a single repeat there is nothing to measure: an empty frame with
-    the same columns (the keys plus the above) is returned.
+    the same columns (the keys plus the above) is returned. Of `metric` (statistics.metric):
+    ``mean_<metric>`` instead of ``mean_accuracy`` for another one, in its own values.
     """
     keys = _axes(folds, keys)
-    wide = _wide(folds, keys)
-    columns = keys + _NOISE_COLUMNS
+    mean = summary_columns(metric)[0]
+    wide = from_score(metric, _wide(folds, keys, metric=metric))
+    columns = keys + [mean if c == "mean_accuracy" else c for c in _NOISE_COLUMNS]
     n_repeats = wide.index.get_level_values("repeat").nunique()
     if n_repeats < 2:
         return pd.DataFrame(columns=columns)
     per_repeat = wide.groupby(level="repeat").mean()
     out = _config_frame(wide.columns, keys)
     out["n_repeats"] = n_repeats
-    out["mean_accuracy"] = wide.mean().to_numpy()
+    out[mean] = wide.mean().to_numpy()
     out["repeat_mean_min"] = per_repeat.min().to_numpy()
     out["repeat_mean_max"] = per_repeat.max().to_numpy()
     out["repeat_range"] = out["repeat_mean_max"] - out["repeat_mean_min"]
     out["repeat_std"] = per_repeat.std(ddof=1).to_numpy()
-    order = point_summary(folds, keys)[keys]  # best first, as everywhere
+    order = point_summary(folds, keys, metric=metric)[keys]  # best first, as everywhere
     return order.merge(out, on=keys, how="left")[columns]
 
 
@@ -635,6 +651,7 @@ def repeat_noise_by_model(noise: pd.DataFrame) -> pd.DataFrame:
                "repeat_std_pooled", "config_range", "config_std"]
     if noise.empty:
         return pd.DataFrame(columns=columns)
+    mean = next(c for c in noise.columns if str(c).startswith("mean_"))  # of statistics.metric
     rows = []
     for model, g in noise.groupby("model", sort=True):
         rows.append({
@@ -644,8 +661,8 @@ def repeat_noise_by_model(noise: pd.DataFrame) -> pd.DataFrame:
             "repeat_range_median": float(g["repeat_range"].median()),
             "repeat_range_max": float(g["repeat_range"].max()),
             "repeat_std_pooled": float(np.sqrt(np.mean(np.square(g["repeat_std"])))),
-            "config_range": float(g["mean_accuracy"].max() - g["mean_accuracy"].min()),
-            "config_std": float(g["mean_accuracy"].std(ddof=1)) if len(g) > 1 else math.nan,
+            "config_range": float(g[mean].max() - g[mean].min()),
+            "config_std": float(g[mean].std(ddof=1)) if len(g) > 1 else math.nan,
         })
     return pd.DataFrame(rows, columns=columns)
 
@@ -667,7 +684,7 @@ def _default_reference(levels: list) -> object:
     return next((name for name in ("none", "reference") if name in levels), levels[0])
 
 
-def factor_effects(folds: pd.DataFrame, *, alpha: float, factors: Sequence[str] | None = None,
+def factor_effects(folds: pd.DataFrame, *, alpha: float, metric: str, factors: Sequence[str] | None = None,
                    reference: dict | None = None, keys: Sequence[str] | None = None) -> pd.DataFrame:
     """Effect of each factor level on accuracy, averaged over the other factors, paired by fold.
 
@@ -700,11 +717,15 @@ def factor_effects(folds: pd.DataFrame, *, alpha: float, factors: Sequence[str] 
     ``median_diff``, ``ci_low``, ``ci_high``, ``t``, ``p``, ``p_holm``,
     ``significant``, ``one_fold_dominates``, ``k``.
     ``level`` and ``reference`` keep their original types (object column).
+
+    Of `metric` (statistics.metric): ``mean_level`` and ``mean_reference`` in its values, the
+    differences of its score (cvgrid.metrics.to_score: positive = the level is better, also
+    for log-loss), in its units.
     """
     keys = _axes(folds, keys)
     factors = sorted(keys) if factors is None else factors
     reference = dict(reference or {})
-    wide = _wide(folds, keys)
+    wide = _wide(folds, keys, metric=metric)
     n_train, n_test = _sizes(folds)
     configs = _config_frame(wide.columns, keys)
     columns = ["factor", "level", "reference", "n_matched", "mean_level", "mean_reference",
@@ -741,7 +762,8 @@ def factor_effects(folds: pd.DataFrame, *, alpha: float, factors: Sequence[str] 
             t = corrected_resampled_ttest(diffs, n_train, n_test)
             factor_rows.append({
                 "factor": factor, "level": level, "reference": ref, "n_matched": len(matched),
-                "mean_level": float(acc_l.mean()), "mean_reference": float(acc_r.mean()),
+                "mean_level": float(from_score(metric, acc_l.mean())),
+                "mean_reference": float(from_score(metric, acc_r.mean())),
                 "mean_diff": t["mean_diff"], "median_diff": float(np.median(diffs)),
                 "ci_low": t["ci_low"], "ci_high": t["ci_high"], "t": t["t"], "p": t["p"], "k": t["k"],
                 "one_fold_dominates": one_fold_dominates(diffs),

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 
 from cvgrid.grid import GRID_KEYS, axes_of
-from cvgrid.metrics import (RECALL_PREFIX, PredictionsError, fold_metrics, metric_columns,
-                            read_predictions, summary_columns)
+from cvgrid.metrics import (RECALL_PREFIX, PredictionsError, fold_metrics, fold_prefix, metric_columns,
+                            read_predictions, summary_columns, to_score, from_score, get_metric, unavailable, unavailable_notes)
 
 # Each metrics.json must have these, or the gather step names the file and stops.
 REQUIRED_METRICS = ("accuracy", "loss", "epochs_run", "best_epoch", "n_train", "n_validation", "n_test", "config")
@@ -112,36 +112,53 @@ def fold_table(metrics_paths, axes=GRID_KEYS) -> pd.DataFrame:
 STD_DDOF = 0
 
 
-def point_summary(folds: pd.DataFrame, keys=None) -> pd.DataFrame:
+def point_summary(folds: pd.DataFrame, keys=None, *, metric: str) -> pd.DataFrame:
     """THE summary of each grid point, used by cv_summary.tsv, the statistics, the written
     summary and refit_best: ``mean_accuracy`` over all (repeat, fold) pairs, ``acc_std_x2``
     (2 x std, ddof=STD_DDOF), ``folds`` (number of pairs) and ``rank`` within its model (1 =
-    the model's best). Rows best first; equal means are ordered by the grid keys (smallest
-    batch size, learning rate, ... first), so a model's best is always one and the same point.
-    `keys`: the grid's axes, by default those among the table's columns."""
+    the model's best by `metric`, statistics.metric). Another metric than accuracy adds its
+    mean and fold spread (cvgrid.metrics.summary_columns). Rows best first by the metric's
+    score (cvgrid.metrics.to_score: lower log-loss is better); equal means are ordered by the
+    grid keys (smallest batch size, learning rate, ... first), so a model's best is always one
+    and the same point. `keys`: the grid's axes, by default those among the table's columns."""
     keys = axes_of(folds) if keys is None else list(keys)
-    grouped = folds.groupby(keys, sort=False)["accuracy"]
-    summary = grouped.agg(mean_accuracy="mean", acc_std_x2=lambda a: 2 * a.std(ddof=STD_DDOF),
-                          folds="size").reset_index()
-    summary = summary.sort_values(["mean_accuracy", *keys], ascending=[False] + [True] * len(keys),
-                                  ignore_index=True)
+    grouped = folds.groupby(keys, sort=False)
+    summary = grouped["accuracy"].agg(mean_accuracy="mean", acc_std_x2=lambda a: 2 * a.std(ddof=STD_DDOF),
+                                      folds="size")
+    mean = summary_columns(metric)[0]
+    if metric != "accuracy":
+        missing = unavailable(folds, metric)
+        if len(missing):
+            notes = [note for note in unavailable_notes(missing) if note.startswith(get_metric(metric).label)]
+            raise MetricsError(f"statistics.metric is {metric}, but {notes[0]}: choose another metric "
+                               "or retrain those folds")
+        summary[mean] = grouped[metric].mean()
+        summary[summary_columns(metric)[1]] = grouped[metric].agg(lambda a: 2 * a.std(ddof=STD_DDOF))
+    summary = summary.reset_index()
+    summary = summary.assign(_score=to_score(metric, summary[mean]))
+    summary = summary.sort_values(["_score", *keys], ascending=[False] + [True] * len(keys),
+                                  ignore_index=True).drop(columns="_score")
     summary["rank"] = summary.groupby("model", sort=False).cumcount() + 1
     return summary
 
 
-def cv_summary(folds: pd.DataFrame) -> pd.DataFrame:
-    """cv_summary.tsv: :func:`point_summary`, then mean epochs, training minutes and each
+def cv_summary(folds: pd.DataFrame, *, metric: str) -> pd.DataFrame:
+    """cv_summary.tsv: :func:`point_summary` (ranked by `metric`), then mean epochs, training minutes and each
     fold's accuracy (``acc_r<repeat>_f<fold>``), then the mean and fold spread (2 x std,
     ddof=STD_DDOF) of every other metric among the table's columns (cvgrid.metrics; NaN
     where a fold lacks it, so that a figure is always over all the point's folds)."""
     keys = axes_of(folds)
-    summary = point_summary(folds, keys).set_index(keys)
+    summary = point_summary(folds, keys, metric=metric).set_index(keys)
     grouped = folds.groupby(keys, sort=False)
     summary["mean_epochs"] = grouped["epochs_run"].mean()
     summary["minutes"] = grouped["seconds"].sum() / 60
     per_fold = folds.pivot_table(index=keys, columns=["repeat", "fold"], values="accuracy", sort=False)
     per_fold.columns = [f"acc_r{r}_f{f}" for r, f in per_fold.columns]
     summary = summary.join(per_fold)
+    if metric != "accuracy":  # the selection correction needs the metric's folds too
+        per_fold = folds.pivot_table(index=keys, columns=["repeat", "fold"], values=metric, sort=False)
+        per_fold.columns = [f"{fold_prefix(metric)}_r{r}_f{f}" for r, f in per_fold.columns]
+        summary = summary.join(per_fold)
     for metric in metric_columns(folds):
         if metric == "accuracy":
             continue
@@ -151,9 +168,11 @@ def cv_summary(folds: pd.DataFrame) -> pd.DataFrame:
     return summary.reset_index()
 
 
-def fold_columns(summary: pd.DataFrame) -> list[str]:
-    """The per-fold accuracy columns of cv_summary.tsv, repeat by repeat, fold by fold."""
-    return [c for c in summary.columns if str(c).startswith("acc_r")]
+def fold_columns(summary: pd.DataFrame, metric: str) -> list[str]:
+    """The per-fold columns of `metric` in cv_summary.tsv, repeat by repeat, fold by fold
+    (accuracy's always; another statistics.metric's beside them)."""
+    prefix = f"{fold_prefix(metric)}_r"
+    return [c for c in summary.columns if str(c).startswith(prefix) and str(c)[len(prefix):len(prefix) + 1].isdigit()]
 
 
 def complete_points(folds: pd.DataFrame, pairs: int, keys=None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -172,18 +191,20 @@ def complete_points(folds: pd.DataFrame, pairs: int, keys=None) -> tuple[pd.Data
 # the refit (cvgrid.final) reads it without the statistics.
 
 
-def selection_corrected(accuracy: np.ndarray) -> dict:
-    """Tibshirani & Tibshirani (2009) estimate of the winner's accuracy, corrected for
-    choosing it as the best of several on the same folds.
+def selection_corrected(scores: np.ndarray) -> dict:
+    """Tibshirani & Tibshirani (2009) estimate of the winner's score, corrected for choosing it
+    as the best of several on the same folds.
 
-    `accuracy` is configurations x (repeat, fold) pairs. The winner is the configuration with
-    the highest mean (first of equal ones). On each pair, the best accuracy of any
+    `scores` is configurations x (repeat, fold) pairs of a score where higher is better (an
+    accuracy, or cvgrid.metrics.to_score of another metric). The winner is the configuration
+    with the highest mean (first of equal ones). On each pair, the best score of any
     configuration exceeds the winner's by some amount; the mean of those amounts estimates
     the optimism of choosing by the maximum, and is subtracted from the winner's mean.
     Returns ``winner`` (row index), ``raw_accuracy``, ``selection_bias`` and
-    ``corrected_accuracy``. With one configuration there is no selection: bias 0.
+    ``corrected_accuracy`` (in the score's units). With one configuration there is no
+    selection: bias 0.
     """
-    acc = np.asarray(accuracy, dtype=float)
+    acc = np.asarray(scores, dtype=float)
     if acc.ndim != 2 or acc.size == 0:
         raise ValueError("accuracy must be a non-empty configurations x folds matrix")
     winner = int(np.argmax(acc.mean(axis=1)))
@@ -192,31 +213,36 @@ def selection_corrected(accuracy: np.ndarray) -> dict:
     return {"winner": winner, "raw_accuracy": raw, "selection_bias": bias, "corrected_accuracy": raw - bias}
 
 
-def selected_points(summary: pd.DataFrame, keys=None) -> pd.DataFrame:
-    """Each model's best grid point, and the best of the whole grid, with its raw mean CV
-    accuracy and that accuracy corrected for the selection (:func:`selection_corrected`),
-    from cv_summary.tsv (:func:`cv_summary`: best first, per-fold columns).
+def selected_points(summary: pd.DataFrame, keys=None, *, metric: str) -> pd.DataFrame:
+    """Each model's best grid point by `metric` (statistics.metric), and the best of the whole
+    grid, with its raw mean CV value of the metric and that value corrected for the selection
+    (:func:`selection_corrected`), from cv_summary.tsv (:func:`cv_summary`: best first,
+    per-fold columns).
 
     Columns: ``scope`` (a model's name, or ``all models``), ``candidates`` (grid points
-    chosen among), the keys, ``raw_accuracy``, ``selection_bias``, ``corrected_accuracy``,
-    ``fold_spread_x2`` (2 x std of the winner's fold accuracies) and ``folds``.
+    chosen among), the keys, ``raw_<metric>``, ``selection_bias`` (how much better than the
+    truth the raw value looks: the metric's units, >= 0), ``corrected_<metric>``,
+    ``fold_spread_x2`` (2 x std of the winner's fold values) and ``folds``. For accuracy:
+    ``raw_accuracy`` and ``corrected_accuracy``, as published.
     """
     keys = axes_of(summary) if keys is None else list(keys)
-    acc_columns = fold_columns(summary)
-    if summary[acc_columns].isna().to_numpy().any():
+    metric_columns_ = fold_columns(summary, metric)
+    if summary[metric_columns_].isna().to_numpy().any():
         raise ValueError("not every grid point has every (repeat, fold): the selection needs the same folds")
+    spread = summary_columns(metric)[1]
     scopes = [(model, summary[summary["model"] == model]) for model in sorted(summary["model"].unique())]
     if len(scopes) > 1:
         scopes.append(("all models", summary))
     rows = []
     for scope, part in scopes:
         part = part.reset_index(drop=True)
-        est = selection_corrected(part[acc_columns].to_numpy())
+        est = selection_corrected(to_score(metric, part[metric_columns_].to_numpy()))
         winner = part.iloc[est["winner"]]
         rows.append({"scope": scope, "candidates": len(part), **{k: winner[k] for k in keys},
-                     "raw_accuracy": est["raw_accuracy"], "selection_bias": est["selection_bias"],
-                     "corrected_accuracy": est["corrected_accuracy"],
-                     "fold_spread_x2": float(winner["acc_std_x2"]), "folds": len(acc_columns)})
+                     f"raw_{metric}": float(from_score(metric, est["raw_accuracy"])),
+                     "selection_bias": est["selection_bias"],
+                     f"corrected_{metric}": float(from_score(metric, est["corrected_accuracy"])),
+                     "fold_spread_x2": float(winner[spread]), "folds": len(metric_columns_)})
     return pd.DataFrame(rows)
 
 

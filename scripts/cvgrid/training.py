@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from cvgrid.curves import open_curves
 from cvgrid.hardware import AUTOCAST_DTYPES
 from cvgrid.io import atomic_path
 from cvgrid.models import build_model, get_spec
@@ -452,6 +453,7 @@ def fit(
     precision: str,
     checkpoint_path: Path | None = None,
     checkpoint_seconds: float = 0.0,
+    curves_dir: Path | None = None,
 ) -> FoldResult:
     """Train on split["train"], stop early on split["validation"], score split["test"] once
     (if it is not empty: a refit on all data has none).
@@ -464,7 +466,10 @@ def fit(
     Divergence: when the training loss of an epoch becomes NaN or inf, training stops there
     and the fold is scored with the best weights before it (by validation accuracy, as early
     stopping restores them; the initial weights if the first epoch diverged).
-    `diverged_epoch` of the result names the epoch."""
+    `diverged_epoch` of the result names the epoch.
+
+    Curves (with `curves_dir`, training.tensorboard): each finished epoch's history row also
+    goes to TensorBoard event files there (cvgrid.curves), closed when the fit ends."""
     if settings.tta not in TTA_MODES:
         raise SettingsError(f"tta {settings.tta!r} is not one of {TTA_MODES}")
     started = time.perf_counter()
@@ -491,6 +496,7 @@ def fit(
         # What a fit that diverges in its first epoch is scored with.
         progress.best_state = _cpu_copy(model.state_dict())
     resumed_from_epoch, seconds_before = progress.epoch, progress.seconds
+    curves = open_curves(curves_dir, enabled=curves_dir is not None)
 
     try:
         for epoch in range(progress.epoch + 1, settings.max_epochs + 1):
@@ -513,10 +519,10 @@ def fit(
                 model, data=data, labels=labels_t, indices=val_idx, transform=transform, device=device,
                 precision=precision, batch_size=settings.eval_batch_size,
             )
-            improved = progress.record(
-                model, {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
-                        "val_loss": val_loss, "val_accuracy": val_accuracy, "seconds": seconds}, len(order),
-            )
+            row = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
+                   "val_loss": val_loss, "val_accuracy": val_accuracy, "seconds": seconds}
+            improved = progress.record(model, row, len(order))
+            curves.epoch(epoch, {name: value for name, value in row.items() if name != "epoch"})
             progress.seconds = seconds_before + time.perf_counter() - started
             saver.after_epoch()
             log.info(
@@ -526,8 +532,11 @@ def fit(
             )
     finally:
         # The end of the fit, or an exception (SIGTERM, an error) in the middle of an epoch: the
-        # last finished epoch goes to disk.
-        saver.flush()
+        # last finished epoch goes to disk, and the curves written so far.
+        try:
+            saver.flush()
+        finally:
+            curves.close()
 
     model.load_state_dict(progress.best_state)
     best_epoch, best_accuracy = progress.best_epoch, progress.best_accuracy

@@ -1,6 +1,8 @@
 """The written summary of one run's statistics (summary.md, summary.html): one function per
 paragraph, each reading only the tables of :class:`cvgrid.analysis.Analysis`; deterministic.
-Accuracies are in percent, differences in percentage points, with one decimal; the only markup
+The figures are of statistics.metric (the analysis' thresholds name it): accuracies (and the
+other metrics in 0..1) in percent, their differences in percentage points, with one decimal;
+log-loss in nats with three; the only markup
 is ``**bold**`` and ``*italics*``. The numbers are :mod:`cvgrid.stats`'s, which never imports
 this module."""
 
@@ -17,6 +19,7 @@ import pandas as pd
 from cvgrid.analysis import Analysis
 from cvgrid.grid import axes_of
 from cvgrid.io import atomic_path
+from cvgrid.metrics import RECALL_PREFIX, better_word, format_value, get_metric, summary_columns
 from cvgrid.stats import BETTER, EQUIVALENT, UNDECIDED, WORSE
 
 # At most this many configurations are named per verdict and model.
@@ -50,44 +53,66 @@ def _fmt_p(p: float) -> str:
     return f"p = {p:.3f}"
 
 
-def _pts(x: float) -> str:
-    """A difference in accuracy (fraction) as signed percentage points."""
-    v = 100.0 * x
-    if abs(v) < 0.05:
+def _scale(metric: str) -> tuple[float, int, str]:
+    """How a difference of `metric` is written: (factor, decimals, unit): percentage points
+    for a metric in 0..1, nats for log-loss."""
+    return (100.0, 1, "points") if get_metric(metric).percent else (1.0, 3, "nats")
+
+
+def _pts(x: float, metric: str) -> str:
+    """A difference of the metric (a fraction: signed percentage points; log-loss: nats)."""
+    factor, digits, _ = _scale(metric)
+    v = factor * x
+    if abs(v) < 0.5 * 10 ** -digits:
         v = 0.0
-    return f"{v:+.1f}"
+    return f"{v:+.{digits}f}"
 
 
-def _names(rows: pd.DataFrame, keys: Sequence[str], max_listed: int, with_diff: bool = True) -> str:
-    names = [_describe(r, keys) + (f" ({_pts(r['mean_diff'])})" if with_diff else "")
+def _num(x: float, metric: str, digits: int | None = None) -> str:
+    """A size (a gap, an SD, a range) of the metric in its units, without the unit."""
+    factor, default, _ = _scale(metric)
+    return f"{factor * x:.{default if digits is None else digits}f}"
+
+
+def _unit(metric: str) -> str:
+    return _scale(metric)[2]
+
+
+def _names(rows: pd.DataFrame, keys: Sequence[str], max_listed: int, metric: str, with_diff: bool = True) -> str:
+    names = [_describe(r, keys) + (f" ({_pts(r['mean_diff'], metric)})" if with_diff else "")
              for _, r in rows.head(max_listed).iterrows()]
     more = len(rows) - len(names)
     return "; ".join(names) + (f"; and {more} more" if more > 0 else "")
 
 
 def _rope_pts(analysis: Analysis) -> str:
-    return f"{100 * analysis.thresholds.rope:g} points"
+    metric = analysis.thresholds.metric
+    factor, _, unit = _scale(metric)
+    return f"{factor * analysis.thresholds.rope:g} {unit}"
 
 
 def best_paragraph(analysis: Analysis) -> str:
     """Best configuration of each model, with the estimate corrected for choosing it."""
     cv_summary = analysis.cv_summary
+    metric = analysis.thresholds.metric
+    label = get_metric(metric).label
+    mean, spread = summary_columns(metric)
     keys = axes_of(cv_summary)
     best = cv_summary[cv_summary["rank"] == 1]
     corrected = {r["scope"]: r for _, r in analysis.tables["selected"].iterrows()}
     parts = []
     for _, b in best.iterrows():
-        s = (f"{_model(b['model'])} with {_describe(b, keys)}: {100 * b['mean_accuracy']:.1f}% "
-             f"± {100 * b['acc_std_x2']:.1f}%")
+        s = (f"{_model(b['model'])} with {_describe(b, keys)}: {format_value(metric, b[mean])} "
+             f"± {format_value(metric, b[spread])}")
         sel = corrected.get(b["model"])
         if sel is not None and sel["candidates"] > 1:
             s += (f", the best of {int(sel['candidates'])} on these folds, so optimistic: "
-                  f"**{100 * sel['corrected_accuracy']:.1f}%** corrected for that choice")
+                  f"**{format_value(metric, sel[f'corrected_{metric}'])}** corrected for that choice")
         parts.append(s)
     k = int(best["folds"].iloc[0]) if len(best) else 0
-    return (f"**Best configurations** (mean test accuracy over {k} folds ± the fold spread, "
+    return (f"**Best configurations** (mean test {label} over {k} folds ± the fold spread, "
             "2 × std, which is not a confidence interval; the corrected figure, after "
-            "Tibshirani & Tibshirani 2009, is the accuracy to expect): " + "; ".join(parts) + ".")
+            f"Tibshirani & Tibshirani 2009, is the {label} to expect): " + "; ".join(parts) + ".")
 
 
 def models_paragraph(analysis: Analysis) -> str | None:
@@ -96,9 +121,11 @@ def models_paragraph(analysis: Analysis) -> str | None:
     if not len(model_comparisons):
         return None
     rope_pts = _rope_pts(analysis)
+    metric = analysis.thresholds.metric
     sentences = []
     for _, r in model_comparisons.iterrows():
-        facts = (f"{_pts(r['mean_diff'])} points, 95% CI {_pts(r['ci_low'])} to {_pts(r['ci_high'])}, "
+        facts = (f"{_pts(r['mean_diff'], metric)} {_unit(metric)}, 95% CI {_pts(r['ci_low'], metric)} to "
+                 f"{_pts(r['ci_high'], metric)}, "
                  f"P(better by more than {rope_pts}) = {r['prob_better']:.2f}, "
                  f"P(within ±{rope_pts}) = {r['prob_rope']:.2f}")
         if r["verdict"] == BETTER:
@@ -130,7 +157,7 @@ def verdicts_paragraph(analysis: Analysis, max_listed: int = MAX_LISTED) -> str:
         s = (f"{_model(model)}, {len(others)} other configuration{'s' if len(others) > 1 else ''}: "
              f"{len(counts[WORSE])} worse, "
              f"{len(counts[EQUIVALENT])} practically equivalent, {len(counts[UNDECIDED])} undecided")
-        named = [f"{verdict_name} — {_names(rows, keys, max_listed)}"
+        named = [f"{verdict_name} — {_names(rows, keys, max_listed, thresholds.metric)}"
                  for verdict_name, rows in counts.items() if len(rows)]
         holm_worse = int(others["significantly_worse"].sum())
         parts.append(s + " (" + "; ".join(named) + f"); {holm_worse} significantly worse by the "
@@ -150,6 +177,8 @@ def resolution_paragraph(analysis: Analysis) -> str | None:
     comparisons = analysis.tables["compare_to_best"]
     probability = analysis.thresholds.probability
     rope_pts = _rope_pts(analysis)
+    metric = analysis.thresholds.metric
+    unit = _unit(metric)
     parts = []
     for _, r in resolution_table.iterrows():
         g = comparisons[(comparisons["model"] == r["model"]) & ~comparisons["is_best"]]
@@ -157,11 +186,12 @@ def resolution_paragraph(analysis: Analysis) -> str | None:
         never = int(undecided["repeats_needed"].isna().sum())
         more = undecided["repeats_needed"].dropna()
         s = (f"{_model(r['model'])} ({int(r['folds'])} folds × {int(r['repeats'])} repeat(s); median SD of "
-             f"the paired differences {100 * r['sd_diff_median']:.2f} points): a configuration must be "
-             f"about **{100 * r['worse_gap_now']:.1f} points** below the best to be called worse "
-             f"(with 3 repeats {100 * r['worse_gap_3_repeats']:.1f}, with 10 "
-             f"{100 * r['worse_gap_10_repeats']:.1f}, with any number never less than "
-             f"{100 * r['worse_gap_limit']:.1f}). ")
+             f"the paired differences {_num(r['sd_diff_median'], metric, _scale(metric)[1] + 1)} {unit}): a "
+             f"configuration must be about **{_num(r['worse_gap_now'], metric)} {unit}** "
+             f"{'below' if get_metric(metric).higher_is_better else 'above'} the best to be called worse "
+             f"(with 3 repeats {_num(r['worse_gap_3_repeats'], metric)}, with 10 "
+             f"{_num(r['worse_gap_10_repeats'], metric)}, with any number never less than "
+             f"{_num(r['worse_gap_limit'], metric)}). ")
         if r["prob_rope_max_now"] < probability:
             s += (f"Practical equivalence within ±{rope_pts} cannot be shown with these folds (at a zero "
                   f"difference P(within) would be {r['prob_rope_max_now']:.2f}")
@@ -169,8 +199,8 @@ def resolution_paragraph(analysis: Analysis) -> str | None:
                 s += (f"; {r['prob_rope_max_limit']:.2f} with unlimited repeats, so no number of "
                       "repeats can show it")
             s += (f"); the narrowest ROPE in which it could be shown is ±"
-                  f"{100 * r['equivalence_rope_now']:.1f} points now and ±"
-                  f"{100 * r['equivalence_rope_limit']:.1f} with unlimited repeats. ")
+                  f"{_num(r['equivalence_rope_now'], metric)} {unit} now and ±"
+                  f"{_num(r['equivalence_rope_limit'], metric)} with unlimited repeats. ")
         if len(undecided):
             s += f"Of the {len(undecided)} undecided, "
             if len(more):
@@ -188,6 +218,8 @@ def resolution_paragraph(analysis: Analysis) -> str | None:
 def factors_paragraph(analysis: Analysis) -> str | None:
     """Factor effects (factor_effects.tsv), significant ones first (in table order)."""
     effects = analysis.tables["factor_effects"]
+    metric = analysis.thresholds.metric
+    unit = _unit(metric)
     matter, not_matter = [], []
     for factor in (dict.fromkeys(effects["factor"]) if len(effects) else []):
         g = effects.loc[effects["factor"] == factor]
@@ -195,9 +227,9 @@ def factors_paragraph(analysis: Analysis) -> str | None:
         name = name[0].upper() + name[1:]
         ref = _fmt_value(g["reference"].iloc[0])
         levels = ", ".join(
-            f"{_fmt_value(r['level'])} vs {ref} {_pts(r['mean_diff'])} points "
-            f"(95% CI {_pts(r['ci_low'])} to {_pts(r['ci_high'])}, {_fmt_p(r['p_holm'])}"
-            + (f"; one fold carries it, median {_pts(r['median_diff'])}"
+            f"{_fmt_value(r['level'])} vs {ref} {_pts(r['mean_diff'], metric)} {unit} "
+            f"(95% CI {_pts(r['ci_low'], metric)} to {_pts(r['ci_high'], metric)}, {_fmt_p(r['p_holm'])}"
+            + (f"; one fold carries it, median {_pts(r['median_diff'], metric)}"
                if r["one_fold_dominates"] and r["significant"] else "")
             + ")"
             for _, r in g.iterrows())
@@ -207,7 +239,9 @@ def factors_paragraph(analysis: Analysis) -> str | None:
             not_matter.append(f"{name}: no significant effect, which does not show there is none: {levels}.")
     if not (matter or not_matter):
         return None
-    return ("**Factors** (accuracy difference averaged over this grid's levels of the other "
+    label = get_metric(metric).label
+    what = f"{label} difference" if get_metric(metric).higher_is_better else f"negated {label} difference (positive is better)"
+    return (f"**Factors** ({what} averaged over this grid's levels of the other "
             "factors, paired by fold; p Holm-adjusted within each factor): " + " ".join(matter + not_matter))
 
 
@@ -216,12 +250,14 @@ def noise_paragraph(analysis: Analysis) -> str | None:
     noise_by_model = analysis.noise_by_model
     if not len(noise_by_model):
         return None
-    parts = [f"up to {100 * r['repeat_range_max']:.1f} points for {_model(r['model'])} "
-             f"(median {100 * r['repeat_range_median']:.1f}; its configurations span "
-             f"{100 * r['config_range']:.1f} points)"
+    metric = analysis.thresholds.metric
+    unit = _unit(metric)
+    parts = [f"up to {_num(r['repeat_range_max'], metric)} {unit} for {_model(r['model'])} "
+             f"(median {_num(r['repeat_range_median'], metric)}; its configurations span "
+             f"{_num(r['config_range'], metric)} {unit})"
              for _, r in noise_by_model.iterrows()]
     return ("**Noise floor**: rerunning the same configuration changed its mean "
-            "accuracy by " + "; ".join(parts) + ".")
+            f"{get_metric(metric).label} by " + "; ".join(parts) + ".")
 
 
 def diverged_paragraph(analysis: Analysis) -> str | None:
@@ -236,10 +272,49 @@ def diverged_paragraph(analysis: Analysis) -> str | None:
                         f"fold {int(r['fold'])}" for _, r in diverged.iterrows()) + ".")
 
 
+def metric_paragraph(analysis: Analysis) -> str | None:
+    """Which metric ranks and compares (statistics.metric), its direction and the ROPE in its
+    units, and for each model whose best by it differs from its best by accuracy, why: the
+    class whose recall differs most between the two. None for accuracy (the default)."""
+    metric = analysis.thresholds.metric
+    if metric == "accuracy":
+        return None
+    spec = get_metric(metric)
+    cv_summary = analysis.cv_summary
+    keys = axes_of(cv_summary)
+    mean = summary_columns(metric)[0]
+    recalls = [c for c in cv_summary.columns if str(c).startswith(f"mean_{RECALL_PREFIX}")]
+    text = (f"**Metric**: the grid points are ranked and compared by **{spec.label}** "
+            f"(statistics.metric; {better_word(metric)} is better; {spec.units}); every ROPE and "
+            f"difference below is in its units (ROPE ±{_rope_pts(analysis)})"
+            + ("" if spec.higher_is_better else f", a difference of the negated {spec.label}: positive is better")
+            + ".")
+    for model, part in cv_summary.groupby("model", sort=True):
+        by_metric = part.sort_values("rank").iloc[0]
+        # The best by accuracy: first of the highest mean accuracy (ties by the grid keys).
+        by_accuracy = part.sort_values(["mean_accuracy", *keys], ascending=[False] + [True] * len(keys)).iloc[0]
+        if all(by_metric[k] == by_accuracy[k] for k in keys):
+            continue
+        text += (f" For {_model(model)} the best by {spec.label}, {_describe(by_metric, keys)} "
+                 f"({format_value(metric, by_metric[mean])}; accuracy {format_value('accuracy', by_metric['mean_accuracy'])}), "
+                 f"is not the best by accuracy, {_describe(by_accuracy, keys)} "
+                 f"({format_value('accuracy', by_accuracy['mean_accuracy'])}; {spec.label} "
+                 f"{format_value(metric, by_accuracy[mean])})")
+        if recalls:
+            gaps = (by_metric[recalls] - by_accuracy[recalls]).astype(float)
+            c = gaps.idxmax()
+            name = c[len(f"mean_{RECALL_PREFIX}"):]
+            text += (f": the higher accuracy comes from the larger classes, while the recall of class "
+                     f"{name} (the share of its test images found) is {format_value('accuracy', by_accuracy[c])} "
+                     f"against {format_value('accuracy', by_metric[c])}")
+        text += "."
+    return text
+
+
 def summary_text(analysis: Analysis, max_listed: int = MAX_LISTED) -> str:
     """The answer in words: the paragraphs above that have something to say, separated by
     blank lines (summary.md)."""
-    paragraphs = [best_paragraph(analysis), models_paragraph(analysis),
+    paragraphs = [metric_paragraph(analysis), best_paragraph(analysis), models_paragraph(analysis),
                   verdicts_paragraph(analysis, max_listed), resolution_paragraph(analysis),
                   factors_paragraph(analysis), noise_paragraph(analysis), diverged_paragraph(analysis)]
     return "\n\n".join(p for p in paragraphs if p is not None) + "\n"

@@ -45,15 +45,6 @@ if COMPARE and config["cv"]["compare_groups"] == config["cv"]["groups"]:
         " it would train the same grid twice (set it to none, or to another scheme)"
     )
 
-# Every fold's metrics are in cv_folds.tsv and cv_summary.tsv (cvgrid.metrics); the statistics
-# compare accuracy until they are wired to statistics.metric (issue 26, phase 2): another metric
-# stops here rather than being silently ignored.
-if config["statistics"]["metric"] != "accuracy":
-    raise WorkflowError(
-        f"config: statistics.metric is {config['statistics']['metric']!r}; this version's statistics"
-        " compare accuracy only (every fold's other metrics are in cv_folds.tsv and cv_summary.tsv)"
-    )
-
 HP = GRID.wildcard_pattern  # model~{model}/batch_size~{batch_size}/... one folder per axis
 FOLD = "repeat~{repeat}/fold~{fold}"
 GRID_AXES = grid_axes(config)  # the axes of this grid, in folder order

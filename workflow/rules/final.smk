@@ -36,6 +36,7 @@ rule refit_best:
     params:
         script=script_path("refit_best.py"),
         training=config["training"],
+        metric=config["statistics"]["metric"],  # named in model.json; cv_summary.tsv's rank 1 is its best
         cv=config["cv"],
         config=refit_config_json(),
         groups=groups_option,
@@ -49,5 +50,5 @@ rule refit_best:
         " --config {params.config:q} --device {params.training[device]}"
         " --split-seed {params.cv[seed]} --validation-fraction {params.cv[validation_fraction]}"
         " {params.groups} {params.weights} --threads {threads}"
-        " --checkpoint {params.checkpoint:q}"
+        " --checkpoint {params.checkpoint:q} --metric {params.metric:q}"
         " --out-dir {params.out_dir:q} > {log:q} 2>&1"

@@ -32,9 +32,11 @@ rule summarize_cv:
     params:
         script=script_path("summarize_cv.py"),
         axes=",".join(GRID_AXES),
+        metric=config["statistics"]["metric"],  # what ranks the grid points
     shell:
         "python {params.script:q} --folds-out {output.folds:q}"
-        " --summary-out {output.summary:q} --axes {params.axes:q} --metrics-list {input.jobs:q} > {log:q} 2>&1"
+        " --summary-out {output.summary:q} --axes {params.axes:q} --metric {params.metric:q}"
+        " --metrics-list {input.jobs:q} > {log:q} 2>&1"
 
 
 rule plot_heatmap:
@@ -56,6 +58,7 @@ rule plot_heatmap:
         "../../envs/cvgrid.yaml"
     params:
         script=script_path("plot_cv.py"),
+        metric=config["statistics"]["metric"],
         axes=(
             "--heatmap-axes " + " ".join(shlex.quote(a) for a in config["plots"]["heatmap_axes"])
             if config["plots"].get("heatmap_axes")
@@ -63,7 +66,7 @@ rule plot_heatmap:
         ),
     shell:
         "python {params.script:q} --summary {input.summary:q} --verdicts {input.verdicts:q}"
-        " --heatmap {wildcards.model:q} {output:q} {params.axes} > {log:q} 2>&1"
+        " --heatmap {wildcards.model:q} {output:q} {params.axes} --metric {params.metric:q} > {log:q} 2>&1"
 
 
 rule plot_fold_accuracies:
@@ -84,9 +87,10 @@ rule plot_fold_accuracies:
         "../../envs/cvgrid.yaml"
     params:
         script=script_path("plot_cv.py"),
+        metric=config["statistics"]["metric"],
     shell:
         "python {params.script:q} --summary {input.summary:q} --folds {input.folds:q}"
-        " --fold-plot {output:q} > {log:q} 2>&1"
+        " --fold-plot {output:q} --metric {params.metric:q} > {log:q} 2>&1"
 
 
 rule cv_statistics:
@@ -160,7 +164,7 @@ rule cv_statistics:
     shell:
         "python {params.script:q} --folds {input.folds:q} --summary {input.summary:q}"
         " --alpha {params.statistics[alpha]} --rope {params.statistics[rope]}"
-        " --probability {params.statistics[probability]}"
+        " --probability {params.statistics[probability]} --metric {params.statistics[metric]:q}"
         " --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 

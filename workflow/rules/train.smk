@@ -5,7 +5,7 @@
 #
 # Params hold only what changes a result, in canonical form: the point's settings as sorted
 # JSON and the precision (Snakemake reruns a job whose params text changed). The thread count,
-# checkpoint interval, device and script path are threads and resources (not compared), so
+# checkpoint interval, TensorBoard switch, device and script path are threads and resources (not compared), so
 # that changing them retrains nothing; the output folders and checkpoint files follow from the
 # wildcards.
 
@@ -41,6 +41,8 @@ rule train:
         # Not results (strings: no local limit applies to them).
         device=str(config["training"]["device"]),
         checkpoint_seconds=str(config["training"]["checkpoint_seconds"]),
+        # Curves change no result: switching them retrains nothing.
+        tensorboard="tensorboard" if config["training"]["tensorboard"] else "no-tensorboard",
         script=script_path("train.py"),
     params:
         settings=point_settings_json,
@@ -60,5 +62,5 @@ rule train:
         " --folds {input.folds:q} --repeat {params.repeats} --fold {params.fold_numbers}"
         " --settings {params.settings:q} --precision {params.precision:q}"
         " --device {resources.device:q} --threads {threads} {params.weights}"
-        " --checkpoint-seconds {resources.checkpoint_seconds:q}"
+        " --checkpoint-seconds {resources.checkpoint_seconds:q} --{resources.tensorboard}"
         " --out-dir {params.out_dirs:q} --checkpoint {params.checkpoints:q} > {log:q} 2>&1"
