@@ -13,9 +13,10 @@ from cvgrid import decision, stats
 from cvgrid.costs import training_costs
 from cvgrid.grid import GRID_KEYS
 from cvgrid.simulated_grids import SCENARIOS, expectation_errors, simulate
-from cvgrid.summary import fold_table, point_summary
+from cvgrid.summary import fold_table, point_summary, selection_corrected
 
 ROPE, PROBABILITY = 0.005, 0.95
+THRESHOLDS = stats.Thresholds(rope=ROPE, probability=PROBABILITY, alpha=0.05)
 N_TRAIN, N_TEST = 1600.0, 400.0  # a 5-fold design on 2000 images
 STUDY = REPO / "docs" / "study" / "jobs" / "stratified"
 
@@ -74,7 +75,7 @@ def test_a_model_whose_best_is_its_only_contender_gets_its_best_under_both_rules
 def test_the_comparisons_table_and_the_scores_matrix_give_the_same_contenders(study_folds):
     # The workflow's path (compare_to_best's verdicts and posteriors) and the bootstrap's path
     # (a scores matrix) are one rule.
-    comparisons = decision.mark_contenders(stats.compare_to_best(study_folds, rope=ROPE, probability=PROBABILITY))
+    comparisons = decision.mark_contenders(stats.compare_to_best(study_folds, THRESHOLDS))
     wide = study_folds.pivot_table(index=GRID_KEYS, columns=["repeat", "fold"], values="accuracy").sort_index()
     n_train, n_test = decision.design_sizes(study_folds)
     table = decision.contenders(wide.to_numpy(), n_train, n_test, ROPE, PROBABILITY)
@@ -95,8 +96,8 @@ def test_contenders_over_the_whole_grid_are_measured_against_the_grids_best():
                              "repeat": 0, "fold": fold, "accuracy": base + shift + noise * (1 + (batch == 64)),
                              "n_train": N_TRAIN, "n_test": N_TEST})
     folds = pd.DataFrame(rows)
-    per_model = decision.mark_contenders(stats.compare_to_best(folds, rope=ROPE))
-    whole = decision.mark_contenders(stats.compare_to_best(folds, by_model=False, rope=ROPE))
+    per_model = decision.mark_contenders(stats.compare_to_best(folds, THRESHOLDS))
+    whole = decision.mark_contenders(stats.compare_to_best(folds, THRESHOLDS, by_model=False))
     assert per_model.groupby("model")["contender"].sum().to_dict() == {"model_a": 2, "model_b": 2}
     assert whole.loc[whole["contender"], "model"].unique().tolist() == ["model_a"]
 
@@ -141,7 +142,7 @@ def test_the_rule_on_a_scores_matrix_chooses_what_the_contenders_table_chooses()
 def test_the_bound_of_the_best_is_tibshirani_tibshirani():
     scores = np.random.default_rng(2).uniform(0.9, 1.0, (6, 5))
     best = int(np.argmax(scores.mean(axis=1)))
-    tt = stats.selection_corrected(scores)
+    tt = selection_corrected(scores)
     assert decision.gap_corrected(scores, best)["bound"] == pytest.approx(tt["corrected_accuracy"])
 
 
@@ -235,7 +236,7 @@ def test_the_study_expectation_of_both_rules(study_paths, study_folds):
 
 
 def test_the_study_contenders_table_lists_the_contenders_with_their_costs(study_folds):
-    comparisons = stats.compare_to_best(study_folds, rope=ROPE, probability=PROBABILITY)
+    comparisons = stats.compare_to_best(study_folds, THRESHOLDS)
     table = decision.contender_table(comparisons, training_costs(study_folds))
     assert table["gap"].iloc[0] == 0 and table["verdict"].iloc[0] == stats.BEST
     assert table["gap"].is_monotonic_decreasing and (table["prob_worse"].fillna(0) <= 0.5).all()
