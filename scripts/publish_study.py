@@ -31,6 +31,8 @@ import yaml
 
 from cvgrid import plots, wording
 from cvgrid.analysis import analyse, write_tables
+from cvgrid.costs import model_sizes
+from cvgrid.decision import CONTENDER_PROBABILITY
 from cvgrid.grid import grid_axes
 from cvgrid.io import write_json, write_tsv
 from cvgrid.stats import Thresholds
@@ -94,13 +96,27 @@ def publish_protocol(workdir: Path, published: Path, protocol: str, config: dict
         return facts
     summary = cv_summary(folds)
     write_tsv(summary, out / "cv_summary.tsv")
-    result = analyse(folds, summary, Thresholds.from_config(config["statistics"]))
-    write_tables(result, out / "stats")
-    wording.write_summary(wording.summary_text(result), out / "stats", markdown=True)
+    result = publish_statistics(folds, summary, config, out / "stats")
     for model in sorted(summary["model"].unique()):
         plots.heatmap(summary, model, out / f"heatmap_{model}.svg", result.tables["compare_to_best"])
     plots.factor_effects(result.tables["factor_effects"], out / "stats" / "factor_effects.svg")
     return facts
+
+
+def publish_statistics(folds: pd.DataFrame, summary: pd.DataFrame, config: dict, out: Path):
+    """The statistics step's tables and summary in `out` (docs/study/<protocol>/stats), as the
+    workflow's model_costs and cv_statistics rules write them; returns the analysis."""
+    # fold_table writes one recall_<label> column per class of the data.
+    num_classes = sum(column.startswith("recall_") for column in folds.columns)
+    sizes = model_sizes(config, sorted(folds["model"].unique()), num_classes)
+    write_tsv(sizes, out / "model_costs.tsv")
+    result = analyse(folds, summary, Thresholds.from_config(config["statistics"]), model_sizes=sizes,
+                     contender_probability=config["statistics"].get("contender_probability", CONTENDER_PROBABILITY),
+                     choose=config.get("final", {}).get("choose", "best"),
+                     cost=config.get("final", {}).get("cost", "work"))
+    write_tables(result, out)
+    wording.write_summary(wording.summary_text(result), out, markdown=True)
+    return result
 
 
 def beside_original(published: Path) -> None:

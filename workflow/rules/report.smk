@@ -89,10 +89,32 @@ rule plot_fold_accuracies:
         " --fold-plot {output:q} > {log:q} 2>&1"
 
 
+rule model_costs:
+    # Parameters and multiply-accumulates per image of each model (torch's flop counter): the
+    # one statistics table that needs torch, so that cv_statistics and planning stay without it.
+    input:
+        index="results/data/index.tsv",
+    output:
+        "results/stats/model_costs.tsv",
+    log:
+        "logs/model_costs.log",
+    localrule: True
+    conda:
+        "../../envs/cvgrid.yaml"
+    params:
+        script=script_path("model_costs.py"),
+        config=json.dumps({"models": config["models"]}, sort_keys=True),
+        models=config["grid"]["model"],
+    shell:
+        "python {params.script:q} --index {input.index:q} --config {params.config:q}"
+        " --models {params.models:q} --out {output:q} > {log:q} 2>&1"
+
+
 rule cv_statistics:
     input:
         folds="results/cv_folds.tsv",
         summary="results/cv_summary.tsv",
+        model_costs="results/stats/model_costs.tsv",
     output:
         summary=report(
             "results/stats/summary.html",
@@ -105,6 +127,18 @@ rule cv_statistics:
             caption="../report/selected.rst",
             category="1. Summary",
             labels={"item": "the winner, corrected for its selection"},
+        ),
+        decision=report(
+            "results/stats/decision.tsv",
+            caption="../report/decision.rst",
+            category="1. Summary",
+            labels={"item": "the decision: what final.choose picks"},
+        ),
+        contenders=report(
+            "results/stats/contenders.tsv",
+            caption="../report/contenders.rst",
+            category="1. Summary",
+            labels={"item": "the contenders and their costs"},
         ),
         to_best=report(
             "results/stats/compare_to_best.tsv",
@@ -157,10 +191,14 @@ rule cv_statistics:
         script=script_path("cv_statistics.py"),
         out_dir=lambda w, output: os.path.dirname(output.summary),
         statistics=config["statistics"],
+        final=config["final"],
     shell:
         "python {params.script:q} --folds {input.folds:q} --summary {input.summary:q}"
         " --alpha {params.statistics[alpha]} --rope {params.statistics[rope]}"
         " --probability {params.statistics[probability]}"
+        " --contender-probability {params.statistics[contender_probability]}"
+        " --model-costs {input.model_costs:q}"
+        " --choose {params.final[choose]:q} --cost {params.final[cost]:q}"
         " --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
