@@ -38,6 +38,7 @@ def main(argv=None):
                      choose=a.choose, cost=a.cost)
     write_tables(result, a.out_dir)
     wording.write_summary(wording.summary_text(result), a.out_dir, markdown=False)
+    wording.write_decision(result, a.out_dir)
     plots.factor_effects(result.tables["factor_effects"], a.out_dir / "factor_effects.svg")
     plots.parallel_coordinates(cv, a.out_dir / "parallel_coordinates.svg")
 

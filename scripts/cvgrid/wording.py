@@ -339,25 +339,41 @@ def summary_text(analysis: Analysis, max_listed: int = MAX_LISTED) -> str:
     return "\n\n".join(p for p in paragraphs if p is not None) + "\n"
 
 
+def _inline(paragraph: str) -> str:
+    escaped = html.escape(paragraph)
+    escaped = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", escaped)
+    return re.sub(r"\*(.+?)\*", r"<i>\1</i>", escaped)
+
+
+def paragraph_html(paragraph: str) -> str:
+    """One paragraph of :func:`summary_text` as HTML: a heading line and "- " items
+    (:func:`decision_block`) as a list, anything else as <p>."""
+    lines = paragraph.strip().split("\n")
+    if len(lines) > 1 and all(line.startswith("- ") for line in lines[1:]):
+        items = "".join(f"<li>{_inline(line[2:])}</li>" for line in lines[1:])
+        return f"<div class='decision'><p>{_inline(lines[0])}</p><ul>{items}</ul></div>"
+    return f"<p>{_inline(paragraph)}</p>"
+
+
 def summary_html(text: str, title: str = "Which configuration to choose") -> str:
     """:func:`summary_text` (paragraphs, **bold**, *italics*) as a small self-contained HTML page."""
-    def inline(paragraph):
-        escaped = html.escape(paragraph)
-        escaped = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", escaped)
-        return re.sub(r"\*(.+?)\*", r"<i>\1</i>", escaped)
-
-    def block(paragraph):
-        # A heading line and "- " items (decision_block) is a list; anything else a paragraph.
-        lines = paragraph.strip().split("\n")
-        if len(lines) > 1 and all(line.startswith("- ") for line in lines[1:]):
-            items = "".join(f"<li>{inline(line[2:])}</li>" for line in lines[1:])
-            return f"<div class='decision'><p>{inline(lines[0])}</p><ul>{items}</ul></div>"
-        return f"<p>{inline(paragraph)}</p>"
-
-    body = "\n".join(block(paragraph) for paragraph in text.split("\n\n") if paragraph.strip())
+    body = "\n".join(paragraph_html(paragraph) for paragraph in text.split("\n\n") if paragraph.strip())
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             "<style>body{font-family:sans-serif;max-width:60em;line-height:1.5}</style></head>"
             f"<body><h2>{html.escape(title)}</h2>\n{body}\n</body></html>\n")
+
+
+def decision_html(analysis: Analysis) -> str:
+    """decision.html: :func:`decision_block` as an HTML fragment (one line), which the report's
+    landing page (workflow/report/workflow.rst) shows first."""
+    block = decision_block(analysis)
+    return (paragraph_html(block) if block is not None else "<p>No decision: the grid has no finished point.</p>") + "\n"
+
+
+def write_decision(analysis: Analysis, out_dir: str | Path) -> None:
+    """out_dir/decision.html (:func:`decision_html`)."""
+    with atomic_path(Path(out_dir) / "decision.html") as tmp:
+        tmp.write_text(decision_html(analysis))
 
 
 def write_summary(text: str, out_dir: str | Path, *, markdown: bool) -> None:

@@ -128,6 +128,13 @@ rule cv_statistics:
             category="1. Summary",
             labels={"item": "the winner, corrected for its selection"},
         ),
+        # The landing page of report.html shows this file first (workflow/report/workflow.rst).
+        decision_html=report(
+            "results/stats/decision.html",
+            caption="../report/decision.rst",
+            category="1. Summary",
+            labels={"item": "the decision (the summary's first lines)"},
+        ),
         decision=report(
             "results/stats/decision.tsv",
             caption="../report/decision.rst",
