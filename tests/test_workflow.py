@@ -149,6 +149,20 @@ def test_a_second_run_has_nothing_to_do(finished_run):
     assert {p: p.stat().st_mtime_ns for p in (work / "results").rglob("*") if p.is_file()} == before
 
 
+def test_choosing_the_cheapest_contender_refits_from_the_decision_and_retrains_no_cv_job(finished_run, tmp_path):
+    from conftest import run_snakemake
+
+    settings = dict(finished_run["settings"], final={"choose": "cheapest_contender", "cost": "work"})
+    configfile = write_config(tmp_path / "cheapest.yaml", settings)
+    plan = run_snakemake(finished_run["work"], configfile, "-n", "-p")
+    output = plan.stdout + plan.stderr
+    counts = job_counts(output)
+    assert "train" not in counts and "model_costs" not in counts, counts  # nothing of the CV is redone
+    assert counts["cv_statistics"] == 1 and counts["refit_best"] == 1, counts
+    assert "--choose cheapest_contender --cost work" in output
+    assert "--decision results/stats/decision.tsv" in output
+
+
 def test_a_new_thread_count_checkpoint_interval_or_device_retrains_nothing(finished_run, tmp_path):
     """The training rule's params hold only what changes a result (the point's settings, the
     precision): the finished run, planned again with other settings that do not, trains nothing
