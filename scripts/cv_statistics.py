@@ -6,6 +6,7 @@ its selection, factor effects, the noise floor across repeats, a written summary
 plots that go with them. All outputs go to --out-dir."""
 
 import argparse
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -27,6 +28,8 @@ def main(argv=None):
     p.add_argument("--contender-probability", type=float, required=True,
                    help="a contender is not worse and at most this likely worse than the best by more than the ROPE")
     p.add_argument("--model-costs", type=Path, required=True, help="model_costs.tsv (parameters, macs per model)")
+    p.add_argument("--expectations", type=Path, nargs="+", required=True,
+                   help="each model's expectation JSON (scripts/expect_choice.py: BBC-CV of final.choose)")
     p.add_argument("--choose", choices=RULES, required=True, help="final.choose: the rule that picks the final point")
     p.add_argument("--cost", choices=COSTS, required=True, help="final.cost: the cost of cheapest_contender")
     p.add_argument("--out-dir", type=Path, required=True)
@@ -35,7 +38,8 @@ def main(argv=None):
     cv = pd.read_csv(a.summary, sep="\t")
     result = analyse(folds, cv, Thresholds(rope=a.rope, probability=a.probability, alpha=a.alpha),
                      model_sizes=pd.read_csv(a.model_costs, sep="\t"), contender_probability=a.contender_probability,
-                     choose=a.choose, cost=a.cost)
+                     choose=a.choose, cost=a.cost,
+                     expectations=[json.loads(path.read_text()) for path in a.expectations])
     write_tables(result, a.out_dir)
     wording.write_summary(wording.summary_text(result), a.out_dir, markdown=False)
     wording.write_decision(result, a.out_dir)

@@ -357,7 +357,7 @@ def test_the_summary_starts_with_the_decision_block():
     block = text.split("\n\n")[0]
     assert ("- **Choose** (model A): batch size 32, learning rate 0.001, augmentation none: "
             "the contender of least training work") in block
-    assert "- **Expect** (model A): at least **90.0%** (a conservative bound" in block
+    assert "- **Expect** (model A): at least 90.0% (a conservative bound" in block
     assert "- **Contenders** (model A, 2 of 3" in block and "1.0 M parameters" in block
     assert "- **Drop** (model A): 1 point(s) *worse* than the best by more than 0.5 points" in block
     assert "- **Choose** (over all models): model A, batch size 32" in block
@@ -370,3 +370,21 @@ def test_a_cost_that_a_point_did_not_record_is_refused():
     folds = step_folds({("A", 16): 10, ("A", 32): 6, ("A", 64): 1, ("B", 16): 20}).assign(seconds=np.nan)
     with pytest.raises(decision.DecisionError, match="seconds"):
         step_analysis(folds, choose="cheapest_contender", cost="seconds")
+
+
+def test_the_procedures_estimate_leads_the_expectation_and_must_be_of_the_chosen_point():
+    folds = step_folds({("A", 16): 10, ("A", 32): 6, ("A", 64): 1, ("B", 16): 20})
+    point = {"model": "A", "batch_size": 32, "learning_rate": 0.001, "augmentation": "none"}
+    given = {"model": "A", "rule": "cheapest_contender", "point": point, "estimate": 0.87, "low": 0.85,
+             "high": 0.89, "bags": 1000}
+    result = step_analysis(folds, choose="cheapest_contender", cost="work", expectations=[given])
+    row = result.tables["decision"].set_index("among").loc["A"]
+    assert (row["bbc_estimate"], row["bbc_low"], row["bbc_high"]) == (0.87, 0.85, 0.89)
+    assert np.isnan(result.tables["decision"].set_index("among").loc["B", "bbc_estimate"])  # none given
+    from cvgrid import wording
+
+    assert "- **Expect** (model A): **87.0%** (95% bootstrap interval 85.0 to 89.0%; BBC-CV" in \
+        wording.decision_block(result)
+    with pytest.raises(ValueError, match="run expect_choice again"):
+        step_analysis(folds, choose="cheapest_contender", cost="work",
+                      expectations=[dict(given, point=dict(point, batch_size=16))])

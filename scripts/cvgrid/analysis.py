@@ -71,7 +71,7 @@ def contenders(folds: pd.DataFrame, to_best: pd.DataFrame, thresholds: Threshold
 
 
 def decisions(folds: pd.DataFrame, contender_rows: pd.DataFrame, choose: str = "best",
-              cost: str = "work") -> pd.DataFrame:
+              cost: str = "work", expectations=None) -> pd.DataFrame:
     """decision.tsv: what the rule `choose` (final.choose; `cost`, final.cost, for
     cheapest_contender) picks among each ``among`` group of :func:`contenders` (each model, and
     the whole grid): its keys, ``rule``, ``cost`` (the cost it was chosen by, or empty),
@@ -79,7 +79,10 @@ def decisions(folds: pd.DataFrame, contender_rows: pd.DataFrame, choose: str = "
     ``gap`` (to the best's mean) and ``bound`` (:func:`cvgrid.decision.gap_corrected`: raw minus
     the mean over the folds of the best accuracy on that fold minus the chosen point's; for the
     best Tibshirani & Tibshirani's correction, for any other choice a conservative, low bound).
-    The procedure's estimate (BBC-CV) needs the out-of-fold predictions: cvgrid.decision.decide."""
+    The procedure's estimate (BBC-CV) needs the out-of-fold predictions: `expectations`, one
+    dict of cvgrid.decision.decide per model (scripts/expect_choice.py), adds ``bbc_estimate``,
+    ``bbc_low``, ``bbc_high`` (its percentile interval) and ``bbc_bags`` to the model's row
+    (NaN over the whole grid, and where none is given)."""
     keys = axes_of(folds)
     rows = []
     for among, group in contender_rows.groupby("among", sort=False):
@@ -95,16 +98,28 @@ def decisions(folds: pd.DataFrame, contender_rows: pd.DataFrame, choose: str = "
                      "cost": cost if choose == "cheapest_contender" else "", "contenders": len(group),
                      "candidates": len(wide), "mean_accuracy": chosen["mean_accuracy"], "gap": chosen["gap"],
                      "bound": corrected["bound"]})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    by_model = {e["model"]: e for e in (expectations or [])}
+    for column in ("bbc_estimate", "bbc_low", "bbc_high", "bbc_bags"):
+        table[column] = float("nan")
+    for i, row in table.iterrows():
+        e = by_model.get(row["among"])
+        if e is None:
+            continue
+        if e["rule"] != choose or any(e["point"][k] != row[k] for k in keys):
+            raise ValueError(f"the expectation of {row['among']!r} (rule {e['rule']}, point {e['point']}) is not "
+                             f"of the point that {choose} chooses here: run expect_choice again")
+        table.loc[i, ["bbc_estimate", "bbc_low", "bbc_high", "bbc_bags"]] = [e["estimate"], e["low"], e["high"], e["bags"]]
+    return table
 
 
 def analyse(folds: pd.DataFrame, cv_summary: pd.DataFrame, thresholds: Thresholds, *,
             model_sizes: pd.DataFrame | None = None,
             contender_probability: float = CONTENDER_PROBABILITY, choose: str = "best",
-            cost: str = "work") -> Analysis:
+            cost: str = "work", expectations=None) -> Analysis:
     """Every table of the statistics step from cv_folds.tsv (`folds`) and cv_summary.tsv;
     `model_sizes` (model_costs.tsv) and `contender_probability` for :func:`contenders`,
-    `choose` and `cost` (final.choose, final.cost) for :func:`decisions`."""
+    `choose`, `cost` (final.choose, final.cost) and `expectations` for :func:`decisions`."""
     to_best = compare_to_best(folds, thresholds, by_model=True)
     tables = {
         "compare_to_best": to_best,
@@ -115,7 +130,7 @@ def analyse(folds: pd.DataFrame, cv_summary: pd.DataFrame, thresholds: Threshold
         "repeat_noise": repeat_noise(folds),
         "contenders": contenders(folds, to_best, thresholds, model_sizes, contender_probability),
     }
-    tables["decision"] = decisions(folds, tables["contenders"], choose, cost)
+    tables["decision"] = decisions(folds, tables["contenders"], choose, cost, expectations)
     diverged = folds[folds["diverged"]] if "diverged" in folds else folds.iloc[0:0]
     return Analysis(thresholds=thresholds, cv_summary=cv_summary, tables=tables,
                     noise_by_model=repeat_noise_by_model(tables["repeat_noise"]), diverged=diverged,

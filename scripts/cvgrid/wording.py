@@ -282,17 +282,25 @@ def decision_block(analysis: Analysis, max_listed: int = MAX_LISTED) -> str | No
             continue
         scope = "over all models" if d["among"] == WHOLE_GRID else _model(d["among"])
         name = (f"{_model(d['model'])}, " if d["among"] == WHOLE_GRID else "") + _describe(d, keys)
+        bbc = np.isfinite(d.get("bbc_estimate", np.nan))
         if d["rule"] == "best":
             why = "the highest mean CV accuracy"
-            expect = (f"**{100 * d['bound']:.1f}%** (the best of {int(d['candidates'])} corrected for that choice, "
+            expect = (f"{'' if bbc else '**'}{100 * d['bound']:.1f}%{'' if bbc else '**'} (the best of {int(d['candidates'])} corrected for that choice, "
                       f"Tibshirani & Tibshirani 2009; raw mean {100 * d['mean_accuracy']:.1f}%, optimistic)")
         else:
             why = (f"the contender of least {_COST_WORDS[d['cost']]}, {_pts(d['gap'])} points from the best's "
                    "mean")
-            expect = (f"at least **{100 * d['bound']:.1f}%** (a conservative bound: the whole gap to each fold's "
-                      f"best counted as optimism; raw mean {100 * d['mean_accuracy']:.1f}%, optimistic; the "
-                      "procedure's own estimate, BBC-CV, needs the out-of-fold predictions and is not computed "
-                      "in this step)")
+            expect = (f"at least {100 * d['bound']:.1f}% (a conservative bound: the whole gap to each fold's "
+                      f"best counted as optimism; raw mean {100 * d['mean_accuracy']:.1f}%, optimistic"
+                      + ("" if bbc or d["among"] != WHOLE_GRID else "; BBC-CV is estimated per model only")
+                      + ("" if bbc or d["among"] == WHOLE_GRID else
+                         "; the procedure's own estimate, BBC-CV, was not given to this step") + ")")
+        if bbc:
+            # The procedure's own estimate (BBC-CV) first; the figures above beside it.
+            expect = (f"**{100 * d['bbc_estimate']:.1f}%** (95% bootstrap interval {100 * d['bbc_low']:.1f} to "
+                      f"{100 * d['bbc_high']:.1f}%; BBC-CV, Tsamardinos et al. 2018: the rule applied to "
+                      f"{int(d['bbc_bags'])} bootstrap samples of the out-of-fold predictions, its choice scored "
+                      f"on the samples left out); beside it: " + expect)
         lines.append(f"- **Choose** ({scope}): {name}: {why}.")
         lines.append(f"- **Expect** ({scope}): {expect}.")
         rows = contenders[contenders["among"] == d["among"]]

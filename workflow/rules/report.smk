@@ -110,11 +110,40 @@ rule model_costs:
         " --models {params.models:q} --out {output:q} > {log:q} 2>&1"
 
 
+rule expect_choice:
+    # The accuracy to expect from the procedure that chooses this model's final point
+    # (final.choose): BBC-CV on the pooled out-of-fold predictions (cvgrid.decision.decide).
+    input:
+        folds="results/cv_folds.tsv",
+        jobs="results/train_jobs.txt",  # every job's metrics.json; the script keeps this model's
+        predictions=lambda w: train_outputs("predictions.tsv", model=w.model),
+        model_costs="results/stats/model_costs.tsv",
+    output:
+        "results/stats/expectation/{model}.json",
+    log:
+        "logs/expect_choice/{model}.log",
+    localrule: True
+    conda:
+        "../../envs/cvgrid.yaml"
+    params:
+        script=script_path("expect_choice.py"),
+        statistics=config["statistics"],
+        final=config["final"],
+    shell:
+        "python {params.script:q} --model {wildcards.model:q} --folds {input.folds:q}"
+        " --metrics-list {input.jobs:q} --model-costs {input.model_costs:q}"
+        " --choose {params.final[choose]:q} --cost {params.final[cost]:q}"
+        " --rope {params.statistics[rope]} --probability {params.statistics[probability]}"
+        " --contender-probability {params.statistics[contender_probability]}"
+        " --out {output:q} > {log:q} 2>&1"
+
+
 rule cv_statistics:
     input:
         folds="results/cv_folds.tsv",
         summary="results/cv_summary.tsv",
         model_costs="results/stats/model_costs.tsv",
+        expectations=expand("results/stats/expectation/{model}.json", model=config["grid"]["model"]),
     output:
         summary=report(
             "results/stats/summary.html",
@@ -204,7 +233,7 @@ rule cv_statistics:
         " --alpha {params.statistics[alpha]} --rope {params.statistics[rope]}"
         " --probability {params.statistics[probability]}"
         " --contender-probability {params.statistics[contender_probability]}"
-        " --model-costs {input.model_costs:q}"
+        " --model-costs {input.model_costs:q} --expectations {input.expectations:q}"
         " --choose {params.final[choose]:q} --cost {params.final[cost]:q}"
         " --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
