@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from cvgrid.costs import COSTS, join_costs, training_costs
-from cvgrid.decision import RULES, DecisionError, decide, prediction_table
+from cvgrid.decision import RULES, DecisionError, decide, expectation_record, prediction_table
 from cvgrid.grid import axes_of
 from cvgrid.io import write_json
 from cvgrid.summary import MetricsError, planned_metrics, read_metrics
@@ -41,9 +41,7 @@ def main(argv=None):
                         contender_probability=a.contender_probability, model=a.model, bags=a.bags, seed=a.seed)
     except (DecisionError, MetricsError) as error:
         sys.exit(f"error: {error}")
-    result["choices"] = [int(c) for c in result["choices"]]
-    result["point"] = {k: (v.item() if hasattr(v, "item") else v) for k, v in result["point"].items()}
-    write_json({"model": a.model, **{k: (v.item() if hasattr(v, "item") else v) for k, v in result.items()}}, a.out)
+    write_json(expectation_record(a.model, result), a.out)
 
 
 if __name__ == "__main__":

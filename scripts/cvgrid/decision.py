@@ -294,6 +294,16 @@ def decide(folds: pd.DataFrame, predictions: pd.DataFrame, point_costs: pd.DataF
             "cost": cost if rule == "cheapest_contender" else None}
 
 
+def expectation_record(model: str, result: dict) -> dict:
+    """:func:`decide`'s result for `model` as plain JSON values (expectation/<model>.json)."""
+    def plain(value):
+        return value.item() if isinstance(value, np.generic) else value
+
+    record = {key: plain(value) for key, value in result.items() if key not in ("choices", "point")}
+    return {"model": model, **record, "choices": [int(c) for c in result["choices"]],
+            "point": {key: plain(value) for key, value in result["point"].items()}}
+
+
 # ---------------------------------------------------------------------------
 # The out-of-fold predictions
 # ---------------------------------------------------------------------------
