@@ -151,6 +151,9 @@ def test_the_cheapest_contender_is_refit_with_its_rule_gap_and_bound(tmp_path):
     assert estimate["mean_accuracy"] == pytest.approx(ACC.mean())
     assert estimate["corrected_accuracy"] == pytest.approx(ACC.mean())  # equal on every fold: no gap to count
     assert "conservative (low) bound, not an estimate" in estimate["corrected_definition"]
+    assert "expected_accuracy" not in chosen["choice"]  # no BBC-CV given to this statistics step
+    with_bbc = decision.assign(bbc_estimate=0.89, bbc_low=0.87, bbc_high=0.91, bbc_bags=1000)
+    assert chosen_point(summary, "model_a", with_bbc)["choice"]["expected_accuracy"]["interval"] == [0.87, 0.91]
     # a model whose best is its only contender (one grid point): its best, under either rule
     single = chosen_point(summary, "model_b", decision)
     assert single["grid_point"]["batch_size"] == 32 and single["choice"]["contenders"] == 1
@@ -250,3 +253,9 @@ def test_report_has_a_final_model_section(final_run):
         text = "\n".join(report.read(n).decode("utf-8", "replace") for n in names if n.endswith((".html", ".js")))
     assert any(n.endswith("final_model.html") for n in names), names
     assert "4. Final model" in text
+
+
+def test_model_json_says_the_rule_that_chose_the_point(final_run):
+    info = json.loads((final_run.model_dir / "model.json").read_text())
+    assert info["choice"]["rule"] == "best" and info["choice"]["gap_to_best"] == 0  # final.choose's default
+    assert "The best grid point of" in (final_run.model_dir / "final_model.html").read_text()

@@ -115,14 +115,22 @@ def chosen_point(summary: pd.DataFrame, model: str, decision: pd.DataFrame | Non
         "corrected_definition": ("a conservative (low) bound, not an estimate: the mean CV accuracy minus the mean over "
                                  "the folds of the best accuracy any of the model's "
                                  f"{int(d['candidates'])} grid points reached on that fold minus this point's (the "
-                                 "whole gap to the best counted as optimism; the procedure's own estimate, BBC-CV, "
-                                 "is not computed yet)"),
+                                 "whole gap to the best counted as optimism; the procedure's own estimate is "
+                                 "choice.expected_accuracy, BBC-CV)"),
         "selection_bias": mean - float(d["bound"]),
     })
     chosen["choice"] = {"rule": str(d["rule"]), "cost": str(d["cost"]), "gap_to_best": float(d["gap"]),
                         "contenders": int(d["contenders"]), "candidates": int(d["candidates"]),
                         "definition": f"the contender of the lowest {d['cost']} (statistics.contender_probability; "
                                       "equal costs: the higher mean, then grid order)"}
+    if pd.notna(d.get("bbc_estimate")):
+        chosen["choice"]["expected_accuracy"] = {
+            "estimate": float(d["bbc_estimate"]), "interval": [float(d["bbc_low"]), float(d["bbc_high"])],
+            "bags": int(d["bbc_bags"]),
+            "definition": ("BBC-CV (Tsamardinos et al. 2018): the rule applied to bootstrap samples of the pooled "
+                           "out-of-fold predictions, its choice scored on the samples left out; 95% percentile "
+                           "interval"),
+        }
     return chosen
 
 
@@ -196,7 +204,11 @@ def write_page(info: dict, model_dir: str, path: Path) -> None:
     else:
         chosen = (f"The grid point chosen by the rule {choice['rule']} ({choice['definition']}; "
                   f"{100 * choice['gap_to_best']:+.2f} points from the best's mean, one of {choice['contenders']} "
-                  f"contenders among {choice['candidates']} grid points)")
+                  f"contenders among {choice['candidates']} grid points"
+                  + (f"; the accuracy to expect from this procedure: {choice['expected_accuracy']['estimate']:.4f}, "
+                     f"95% interval {choice['expected_accuracy']['interval'][0]:.4f} to "
+                     f"{choice['expected_accuracy']['interval'][1]:.4f}, BBC-CV"
+                     if "expected_accuracy" in choice else "") + ")")
         why = "the bound counts the whole gap to each fold's best as optimism"
     lo, hi = est["interval"]
     rows = "".join(f"<tr><th>{e(str(k))}</th><td>{e(str(v))}</td></tr>" for k, v in point.items())
