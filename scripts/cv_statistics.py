@@ -1,11 +1,12 @@
 #!/usr/bin/env python
 """Paired statistics of the CV results and what they allow one to say: every grid point
 against its model's best with a verdict (worse, practically equivalent, undecided), the
-models' bests against each other, what this design can resolve, the winner corrected for
+models' bests against each other, the contenders with their costs, what this design can resolve, the winner corrected for
 its selection, factor effects, the noise floor across repeats, a written summary and the
 plots that go with them. All outputs go to --out-dir."""
 
 import argparse
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +14,8 @@ import pandas as pd
 from cvgrid import plots, wording
 from cvgrid.analysis import analyse, write_tables
 from cvgrid.metrics import METRICS
+from cvgrid.costs import COSTS
+from cvgrid.decision import RULES
 from cvgrid.stats import Thresholds
 
 
@@ -25,13 +28,24 @@ def main(argv=None):
     p.add_argument("--probability", type=float, required=True, help="posterior probability a verdict needs")
     p.add_argument("--metric", choices=sorted(METRICS), required=True,
                    help="statistics.metric: what ranks the grid points and what the statistics compare")
+    p.add_argument("--contender-probability", type=float, required=True,
+                   help="a contender is not worse and at most this likely worse than the best by more than the ROPE")
+    p.add_argument("--model-costs", type=Path, required=True, help="model_costs.tsv (parameters, macs per model)")
+    p.add_argument("--expectations", type=Path, nargs="+", required=True,
+                   help="each model's expectation JSON (scripts/expect_choice.py: BBC-CV of final.choose)")
+    p.add_argument("--choose", choices=RULES, required=True, help="final.choose: the rule that picks the final point")
+    p.add_argument("--cost", choices=COSTS, required=True, help="final.cost: the cost of cheapest_contender")
     p.add_argument("--out-dir", type=Path, required=True)
     a = p.parse_args(argv)
     folds = pd.read_csv(a.folds, sep="\t")
     cv = pd.read_csv(a.summary, sep="\t")
-    result = analyse(folds, cv, Thresholds(rope=a.rope, probability=a.probability, alpha=a.alpha, metric=a.metric))
+    result = analyse(folds, cv, Thresholds(rope=a.rope, probability=a.probability, alpha=a.alpha, metric=a.metric),
+                     model_sizes=pd.read_csv(a.model_costs, sep="\t"), contender_probability=a.contender_probability,
+                     choose=a.choose, cost=a.cost,
+                     expectations=[json.loads(path.read_text()) for path in a.expectations])
     write_tables(result, a.out_dir)
     wording.write_summary(wording.summary_text(result), a.out_dir, markdown=False)
+    wording.write_decision(result, a.out_dir)
     plots.factor_effects(result.tables["factor_effects"], a.out_dir / "factor_effects.svg")
     plots.parallel_coordinates(cv, a.out_dir / "parallel_coordinates.svg", metric=a.metric)
 

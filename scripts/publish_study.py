@@ -31,7 +31,9 @@ import yaml
 
 from cvgrid import plots, wording
 from cvgrid.analysis import analyse, write_tables
-from cvgrid.grid import grid_axes
+from cvgrid.costs import join_costs, model_sizes, training_costs
+from cvgrid.decision import CONTENDER_PROBABILITY, decide, expectation_record, prediction_table
+from cvgrid.grid import axes_of, grid_axes
 from cvgrid.io import write_json, write_tsv
 from cvgrid.stats import Thresholds
 from cvgrid.summary import compare_protocols, complete_points, cv_summary, fold_table
@@ -94,14 +96,40 @@ def publish_protocol(workdir: Path, published: Path, protocol: str, config: dict
         return facts
     summary = cv_summary(folds, metric=config["statistics"]["metric"])
     write_tsv(summary, out / "cv_summary.tsv")
-    result = analyse(folds, summary, Thresholds.from_config(config["statistics"]))
-    write_tables(result, out / "stats")
-    wording.write_summary(wording.summary_text(result), out / "stats", markdown=True)
+    result = publish_statistics(folds, summary, config, out / "stats", metrics)
     for model in sorted(summary["model"].unique()):
         plots.heatmap(summary, model, out / f"heatmap_{model}.svg", result.tables["compare_to_best"],
                       metric=result.thresholds.metric)
     plots.factor_effects(result.tables["factor_effects"], out / "stats" / "factor_effects.svg")
     return facts
+
+
+def publish_statistics(folds: pd.DataFrame, summary: pd.DataFrame, config: dict, out: Path, metrics: list[Path]):
+    """The statistics step's tables and summary in `out` (docs/study/<protocol>/stats), as the
+    workflow's model_costs, expect_choice and cv_statistics rules write them, from the fold
+    table and the jobs' `metrics` (predictions.tsv beside); returns the analysis."""
+    # fold_table writes one recall_<label> column per class of the data.
+    num_classes = sum(column.startswith("recall_") for column in folds.columns)
+    sizes = model_sizes(config, sorted(folds["model"].unique()), num_classes)
+    write_tsv(sizes, out / "model_costs.tsv")
+    final = {"choose": "best", "cost": "work", **config.get("final", {})}
+    statistics = {"contender_probability": CONTENDER_PROBABILITY, **config["statistics"]}
+    finished = folds[axes_of(folds)].drop_duplicates()
+    predictions = prediction_table(metrics, axes_of(folds)).merge(finished, on=axes_of(folds))
+    expectations = []
+    for model in sorted(folds["model"].unique()):
+        result = decide(folds, predictions, join_costs(training_costs(folds), sizes), final["choose"], final["cost"],
+                        rope=statistics["rope"], probability=statistics["probability"],
+                        contender_probability=statistics["contender_probability"], model=model)
+        record = expectation_record(model, result)
+        write_json(record, out / "expectation" / f"{model}.json")
+        expectations.append(record)
+    result = analyse(folds, summary, Thresholds.from_config(config["statistics"]), model_sizes=sizes,
+                     contender_probability=config["statistics"].get("contender_probability", CONTENDER_PROBABILITY),
+                     choose=final["choose"], cost=final["cost"], expectations=expectations)
+    write_tables(result, out)
+    wording.write_summary(wording.summary_text(result), out, markdown=True)
+    return result
 
 
 def beside_original(published: Path) -> None:

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Refit one model's best grid point (from cv_summary.tsv, read now, not when the workflow
-was planned) on ALL images with the CV protocol (seeded stratified early-stopping split,
+"""Refit one model's chosen grid point (its best from cv_summary.tsv, or with --decision the
+point that final.choose picked, read now, not when the workflow was planned) on ALL images with the CV protocol (seeded stratified early-stopping split,
 best weights restored) and write OUT_DIR/{model.pt, model.onnx, model.json, history.tsv,
 final_model.html}. Every value comes from the config (the rule `refit_best` passes them all;
 --config is the config's training, augmentations and models, from which the settings the grid
@@ -26,6 +26,8 @@ from cvgrid.metrics import METRICS
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--summary", type=Path, required=True, help="cv_summary.tsv (best grid point first per model)")
+    p.add_argument("--decision", type=Path, default=None,
+                   help="decision.tsv of the statistics step (final.choose other than best): the point to refit")
     p.add_argument("--model", required=True, help="which model's best grid point to refit")
     p.add_argument("--images", type=Path, required=True, help="images.npy from prepare_dataset.py")
     p.add_argument("--index", type=Path, required=True, help="index.tsv from prepare_dataset.py")
@@ -45,7 +47,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     job.configure_logging()
     try:
-        refit(summary_path=a.summary, model_name=a.model, images_path=a.images, index_path=a.index,
+        refit(summary_path=a.summary, model_name=a.model, decision_path=a.decision, images_path=a.images, index_path=a.index,
               out_dir=a.out_dir, config=a.config, split_seed=a.split_seed,
               validation_fraction=a.validation_fraction, groups_path=a.groups, weights_path=a.weights,
               checkpoint_path=a.checkpoint, device=a.device, threads=a.threads, metric=a.metric)

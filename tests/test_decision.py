@@ -13,9 +13,10 @@ from cvgrid import decision, stats
 from cvgrid.costs import training_costs
 from cvgrid.grid import GRID_KEYS
 from cvgrid.simulated_grids import SCENARIOS, expectation_errors, simulate
-from cvgrid.summary import fold_table, point_summary
+from cvgrid.summary import fold_table, point_summary, selection_corrected
 
 ROPE, PROBABILITY = 0.005, 0.95
+THRESHOLDS = stats.Thresholds(rope=ROPE, probability=PROBABILITY, alpha=0.05)
 N_TRAIN, N_TEST = 1600.0, 400.0  # a 5-fold design on 2000 images
 STUDY = REPO / "docs" / "study" / "jobs" / "stratified"
 
@@ -74,7 +75,7 @@ def test_a_model_whose_best_is_its_only_contender_gets_its_best_under_both_rules
 def test_the_comparisons_table_and_the_scores_matrix_give_the_same_contenders(study_folds):
     # The workflow's path (compare_to_best's verdicts and posteriors) and the bootstrap's path
     # (a scores matrix) are one rule.
-    comparisons = decision.mark_contenders(stats.compare_to_best(study_folds, rope=ROPE, probability=PROBABILITY))
+    comparisons = decision.mark_contenders(stats.compare_to_best(study_folds, THRESHOLDS))
     wide = study_folds.pivot_table(index=GRID_KEYS, columns=["repeat", "fold"], values="accuracy").sort_index()
     n_train, n_test = decision.design_sizes(study_folds)
     table = decision.contenders(wide.to_numpy(), n_train, n_test, ROPE, PROBABILITY)
@@ -95,8 +96,8 @@ def test_contenders_over_the_whole_grid_are_measured_against_the_grids_best():
                              "repeat": 0, "fold": fold, "accuracy": base + shift + noise * (1 + (batch == 64)),
                              "n_train": N_TRAIN, "n_test": N_TEST})
     folds = pd.DataFrame(rows)
-    per_model = decision.mark_contenders(stats.compare_to_best(folds, rope=ROPE))
-    whole = decision.mark_contenders(stats.compare_to_best(folds, by_model=False, rope=ROPE))
+    per_model = decision.mark_contenders(stats.compare_to_best(folds, THRESHOLDS))
+    whole = decision.mark_contenders(stats.compare_to_best(folds, THRESHOLDS, by_model=False))
     assert per_model.groupby("model")["contender"].sum().to_dict() == {"model_a": 2, "model_b": 2}
     assert whole.loc[whole["contender"], "model"].unique().tolist() == ["model_a"]
 
@@ -141,7 +142,7 @@ def test_the_rule_on_a_scores_matrix_chooses_what_the_contenders_table_chooses()
 def test_the_bound_of_the_best_is_tibshirani_tibshirani():
     scores = np.random.default_rng(2).uniform(0.9, 1.0, (6, 5))
     best = int(np.argmax(scores.mean(axis=1)))
-    tt = stats.selection_corrected(scores)
+    tt = selection_corrected(scores)
     assert decision.gap_corrected(scores, best)["bound"] == pytest.approx(tt["corrected_accuracy"])
 
 
@@ -235,7 +236,7 @@ def test_the_study_expectation_of_both_rules(study_paths, study_folds):
 
 
 def test_the_study_contenders_table_lists_the_contenders_with_their_costs(study_folds):
-    comparisons = stats.compare_to_best(study_folds, rope=ROPE, probability=PROBABILITY)
+    comparisons = stats.compare_to_best(study_folds, THRESHOLDS)
     table = decision.contender_table(comparisons, training_costs(study_folds))
     assert table["gap"].iloc[0] == 0 and table["verdict"].iloc[0] == stats.BEST
     assert table["gap"].is_monotonic_decreasing and (table["prob_worse"].fillna(0) <= 0.5).all()
@@ -280,3 +281,110 @@ def test_over_the_whole_grid_the_next_repeat_goes_with_its_one_best():
     table.loc[4, "verdict"] = stats.UNDECIDED
     table.loc[4, "repeats_needed"] = 2.0
     assert decision.points_to_repeat(table, 1, 3).tolist() == [True, True, False, False, True, False]
+
+
+# ---------------------------------------------------------------------------
+# The statistics step: contenders.tsv, decision.tsv and the decision block of the summary
+# ---------------------------------------------------------------------------
+
+STEP_ACCURACY = np.array([0.90, 0.88, 0.92, 0.86, 0.94])
+
+
+def step_folds(epochs: dict) -> pd.DataFrame:
+    """A fold table as summarize_cv writes it: model A with batch sizes 16 and 32 equal on
+    every fold (a tie in mean) and 64 five points worse; model B a single grid point. `epochs`:
+    epochs run per (model, batch size), the training work's factor."""
+    accuracy = {("A", 16): STEP_ACCURACY, ("A", 32): STEP_ACCURACY, ("A", 64): STEP_ACCURACY - 0.05,
+                ("B", 16): STEP_ACCURACY - 0.10}
+    rows = [{"model": model, "batch_size": batch, "learning_rate": 0.001, "augmentation": "none", "repeat": 0,
+             "fold": fold, "accuracy": acc, "epochs_run": epochs[model, batch], "n_train": 800, "n_test": 200,
+             "seconds": 60.0}
+            for (model, batch), accs in accuracy.items() for fold, acc in enumerate(accs)]
+    return pd.DataFrame(rows)
+
+
+def step_analysis(folds, **rule):
+    from cvgrid.analysis import analyse
+    from cvgrid.summary import cv_summary
+
+    sizes = pd.DataFrame({"model": ["A", "B"], "parameters": [1_000_000, 50_000], "macs": [2_000_000, 90_000],
+                          "input_size": [64, 64]})
+    return analyse(folds, cv_summary(folds), THRESHOLDS, model_sizes=sizes, **rule)
+
+
+def test_contenders_tsv_lists_each_models_and_the_grids_contenders_with_their_costs():
+    folds = step_folds({("A", 16): 10, ("A", 32): 10, ("A", 64): 5, ("B", 16): 20})
+    table = step_analysis(folds).tables["contenders"]
+    listed = {among: rows["batch_size"].tolist() for among, rows in table.groupby("among", sort=False)}
+    # A: its best and the equal point, not the worse (if cheaper) one; B: its one point; the
+    # whole grid: A's two (B is 10 points below).
+    assert listed == {"A": [16, 32], "B": [16], "all models": [16, 32]}
+    a16 = table.iloc[0]
+    assert a16["work"] == 10 * 800 and a16["parameters"] == 1_000_000 and a16["macs"] == 2_000_000
+    assert a16["gap"] == 0 and a16["verdict"] == stats.BEST and table.iloc[1]["gap"] == pytest.approx(0)
+
+
+def test_the_default_rule_decides_what_the_refit_refits_today_with_its_corrected_accuracy():
+    folds = step_folds({("A", 16): 10, ("A", 32): 10, ("A", 64): 5, ("B", 16): 20})
+    result = step_analysis(folds)
+    decision_table = result.tables["decision"].set_index("among")
+    selected = result.tables["selected"].set_index("scope")
+    for model in ("A", "B"):
+        assert decision_table.loc[model, "batch_size"] == selected.loc[model, "batch_size"]
+        assert decision_table.loc[model, "bound"] == pytest.approx(selected.loc[model, "corrected_accuracy"])
+    assert decision_table.loc["B", "contenders"] == 1 and decision_table.loc["B", "candidates"] == 1
+
+
+def test_the_cheapest_contender_breaks_a_tie_in_cost_by_grid_order_and_never_takes_a_worse_point():
+    tie = step_analysis(step_folds({("A", 16): 10, ("A", 32): 10, ("A", 64): 1, ("B", 16): 20}),
+                        choose="cheapest_contender", cost="work").tables["decision"].set_index("among")
+    assert tie.loc["A", "batch_size"] == 16 and tie.loc["A", "rule"] == "cheapest_contender"  # 64 is cheaper, but worse
+    assert tie.loc["B", "batch_size"] == 16 and tie.loc["B", "gap"] == 0  # its best, its only contender
+    cheaper = step_analysis(step_folds({("A", 16): 10, ("A", 32): 6, ("A", 64): 1, ("B", 16): 20}),
+                            choose="cheapest_contender", cost="work").tables["decision"].set_index("among")
+    assert cheaper.loc["A", "batch_size"] == 32 and cheaper.loc["A", "cost"] == "work"
+    # the bound counts the whole gap to each fold's best as optimism: here none (equal on every fold)
+    assert cheaper.loc["A", "bound"] == pytest.approx(STEP_ACCURACY.mean())
+
+
+def test_the_summary_starts_with_the_decision_block():
+    from cvgrid import wording
+
+    result = step_analysis(step_folds({("A", 16): 10, ("A", 32): 6, ("A", 64): 1, ("B", 16): 20}),
+                           choose="cheapest_contender", cost="work")
+    text = wording.summary_text(result)
+    assert text.startswith("**Decision** (rule *cheapest contender* by training work")
+    block = text.split("\n\n")[0]
+    assert ("- **Choose** (model A): batch size 32, learning rate 0.001, augmentation none: "
+            "the contender of least training work") in block
+    assert "- **Expect** (model A): at least 90.0% (a conservative bound" in block
+    assert "- **Contenders** (model A, 2 of 3" in block and "1.0 M parameters" in block
+    assert "- **Drop** (model A): 1 point(s) *worse* than the best by more than 0.5 points" in block
+    assert "- **Choose** (over all models): model A, batch size 32" in block
+    assert "- **Resolution** (model A): these folds call a point *worse* only about" in block
+    html_text = wording.summary_html(text)
+    assert "<div class='decision'><p><b>Decision</b>" in html_text and "<li><b>Choose</b> (model A)" in html_text
+
+
+def test_a_cost_that_a_point_did_not_record_is_refused():
+    folds = step_folds({("A", 16): 10, ("A", 32): 6, ("A", 64): 1, ("B", 16): 20}).assign(seconds=np.nan)
+    with pytest.raises(decision.DecisionError, match="seconds"):
+        step_analysis(folds, choose="cheapest_contender", cost="seconds")
+
+
+def test_the_procedures_estimate_leads_the_expectation_and_must_be_of_the_chosen_point():
+    folds = step_folds({("A", 16): 10, ("A", 32): 6, ("A", 64): 1, ("B", 16): 20})
+    point = {"model": "A", "batch_size": 32, "learning_rate": 0.001, "augmentation": "none"}
+    given = {"model": "A", "rule": "cheapest_contender", "point": point, "estimate": 0.87, "low": 0.85,
+             "high": 0.89, "bags": 1000}
+    result = step_analysis(folds, choose="cheapest_contender", cost="work", expectations=[given])
+    row = result.tables["decision"].set_index("among").loc["A"]
+    assert (row["bbc_estimate"], row["bbc_low"], row["bbc_high"]) == (0.87, 0.85, 0.89)
+    assert np.isnan(result.tables["decision"].set_index("among").loc["B", "bbc_estimate"])  # none given
+    from cvgrid import wording
+
+    assert "- **Expect** (model A): **87.0%** (95% bootstrap interval 85.0 to 89.0%; BBC-CV" in \
+        wording.decision_block(result)
+    with pytest.raises(ValueError, match="run expect_choice again"):
+        step_analysis(folds, choose="cheapest_contender", cost="work",
+                      expectations=[dict(given, point=dict(point, batch_size=16))])

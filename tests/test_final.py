@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from conftest import REPO, run_snakemake
-from cvgrid.final import FinalError, best_point
+from cvgrid.final import FinalError, best_point, chosen_point
 from cvgrid.folds import FoldError, refit_split
 from cvgrid.grid import AUGMENTATION_KEYS
 from cvgrid.models import build_model
@@ -107,6 +107,71 @@ def test_best_point_of_a_model_not_in_the_summary_is_named():
         best_point(SUMMARY, "resnet18", metric="accuracy")
 
 
+# --- final.choose: the point the statistics step decided (decision.tsv) -------------------------
+
+ACC = np.array([0.90, 0.88, 0.92, 0.86, 0.94])
+
+
+def decided(epochs: dict, tmp_path, **rule) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(cv_summary, decision.tsv as the refit reads it) of a constructed fold table: model_a with
+    batch sizes 32 and 64 equal on every fold and 128 five points worse, model_b one grid point;
+    `epochs`: epochs run per (model, batch size), the factor of the training work."""
+    from cvgrid.analysis import analyse, write_tables
+    from cvgrid.stats import Thresholds
+
+    accuracy = {("model_a", 32): ACC, ("model_a", 64): ACC, ("model_a", 128): ACC - 0.05, ("model_b", 32): ACC - 0.1}
+    folds = pd.DataFrame([{"model": m, "batch_size": b, "learning_rate": 0.001, "augmentation": "none", "repeat": 0,
+                           "fold": f, "accuracy": a, "epochs_run": epochs[m, b], "n_train": 800, "n_test": 200,
+                           "seconds": 1.0} for (m, b), accs in accuracy.items() for f, a in enumerate(accs)])
+    summary = cv_summary(folds)
+    result = analyse(folds, summary, Thresholds(rope=0.005, probability=0.95, alpha=0.05), **rule)
+    write_tables(result, tmp_path)
+    summary.to_csv(tmp_path / "cv_summary.tsv", sep="\t", index=False)
+    return (pd.read_csv(tmp_path / "cv_summary.tsv", sep="\t"), pd.read_csv(tmp_path / "decision.tsv", sep="\t"))
+
+
+def test_the_default_rule_refits_todays_best_point(tmp_path):
+    summary, decision = decided({("model_a", 32): 10, ("model_a", 64): 5, ("model_a", 128): 1,
+                                 ("model_b", 32): 9}, tmp_path)
+    for model in ("model_a", "model_b"):
+        today = best_point(summary, model)
+        for chosen in (chosen_point(summary, model), chosen_point(summary, model, decision)):
+            assert chosen["grid_point"] == today["grid_point"] and chosen["cv_estimate"] == today["cv_estimate"]
+            assert chosen["choice"]["rule"] == "best" and chosen["choice"]["gap_to_best"] == 0
+
+
+def test_the_cheapest_contender_is_refit_with_its_rule_gap_and_bound(tmp_path):
+    summary, decision = decided({("model_a", 32): 10, ("model_a", 64): 5, ("model_a", 128): 1,
+                                 ("model_b", 32): 9}, tmp_path, choose="cheapest_contender", cost="work")
+    chosen = chosen_point(summary, "model_a", decision)
+    assert chosen["grid_point"]["batch_size"] == 64  # 128 costs less but is worse: not a contender
+    assert chosen["choice"] == {"rule": "cheapest_contender", "cost": "work", "gap_to_best": pytest.approx(0),
+                                "contenders": 2, "candidates": 3, "definition": chosen["choice"]["definition"]}
+    estimate = chosen["cv_estimate"]
+    assert estimate["mean_accuracy"] == pytest.approx(ACC.mean())
+    assert estimate["corrected_accuracy"] == pytest.approx(ACC.mean())  # equal on every fold: no gap to count
+    assert "conservative (low) bound, not an estimate" in estimate["corrected_definition"]
+    assert "expected_accuracy" not in chosen["choice"]  # no BBC-CV given to this statistics step
+    with_bbc = decision.assign(bbc_estimate=0.89, bbc_low=0.87, bbc_high=0.91, bbc_bags=1000)
+    assert chosen_point(summary, "model_a", with_bbc)["choice"]["expected_accuracy"]["interval"] == [0.87, 0.91]
+    # a model whose best is its only contender (one grid point): its best, under either rule
+    single = chosen_point(summary, "model_b", decision)
+    assert single["grid_point"]["batch_size"] == 32 and single["choice"]["contenders"] == 1
+
+
+def test_a_tie_in_cost_goes_to_grid_order(tmp_path):
+    summary, decision = decided({("model_a", 32): 10, ("model_a", 64): 10, ("model_a", 128): 1,
+                                 ("model_b", 32): 9}, tmp_path, choose="cheapest_contender", cost="work")
+    assert chosen_point(summary, "model_a", decision)["grid_point"]["batch_size"] == 32
+
+
+def test_a_decision_without_the_model_is_named(tmp_path):
+    summary, decision = decided({("model_a", 32): 10, ("model_a", 64): 5, ("model_a", 128): 1,
+                                 ("model_b", 32): 9}, tmp_path, choose="cheapest_contender", cost="work")
+    with pytest.raises(FinalError, match="model_b"):
+        chosen_point(summary, "model_b", decision[decision["among"] != "model_b"])
+
+
 # --- the workflow run --------------------------------------------------------------------------
 
 def test_workflow_ends_with_the_final_model_files(final_run):
@@ -189,3 +254,9 @@ def test_report_has_a_final_model_section(final_run):
         text = "\n".join(report.read(n).decode("utf-8", "replace") for n in names if n.endswith((".html", ".js")))
     assert any(n.endswith("final_model.html") for n in names), names
     assert "4. Final model" in text
+
+
+def test_model_json_says_the_rule_that_chose_the_point(final_run):
+    info = json.loads((final_run.model_dir / "model.json").read_text())
+    assert info["choice"]["rule"] == "best" and info["choice"]["gap_to_best"] == 0  # final.choose's default
+    assert "The best grid point of" in (final_run.model_dir / "final_model.html").read_text()

@@ -181,3 +181,26 @@ def test_report_renders_the_summary_the_tables_and_every_plot(chromium, tiny_rep
         assert words in summary_text, (words, summary_text)
     assert re.search(r"\d+(\.\d+)?% ± \d+(\.\d+)?%", summary_text), summary_text
     print(f"browser part: {time.monotonic() - started:.1f} s")
+
+
+def test_the_landing_page_shows_the_decision_first(chromium, tiny_report, tmp_path):
+    # The first screen a reader sees, before any click: the decision block of the summary
+    # (results/stats/decision.html, shown by workflow/report/workflow.rst), above the
+    # description of the workflow.
+    shot = tmp_path / "landing.png"
+    with Chromium(chromium, width=1400, height=900) as browser:
+        browser.open(tiny_report)
+        browser.wait_for("document.querySelector('#app .decision') !== null", what="the decision block")
+        decision = browser.js("document.querySelector('#app .decision').innerText")
+        # where the lines to choose by lie before any scrolling (CSS px; the window is 900 high)
+        bottom = browser.js("document.querySelectorAll('#app .decision li')[1].getBoundingClientRect().bottom")
+        text = browser.js("document.querySelector('#app').innerText")
+        browser.screenshot(shot)
+        assert browser.exceptions() == []
+    for words in ("Decision", "rule best", "Choose (model_a)", "Expect (model_a)", "corrected for that choice",
+                  "Contenders (model_a", "Resolution (model_a)"):
+        assert words in decision, (words, decision)
+    assert 0 < bottom <= 900, bottom  # Choose and Expect on the first screen, without scrolling
+    assert text.index("Decision") < text.index("Cross-validated grid search"), text[:500]
+    assert shot.stat().st_size > 0
+    print(f"landing page: {shot}")

@@ -88,7 +88,14 @@ def test_published_summary_and_statistics_are_recomputed_exactly(experiment, pro
         return
     summary = cv_summary(folds, metric=config["statistics"]["metric"])
     same_table(summary, folder / protocol / "cv_summary.tsv")
-    result = analyse(folds, summary, Thresholds.from_config(config["statistics"]))
+    sizes = read(folder / protocol / "stats" / "model_costs.tsv")  # the model sizes: tests/test_costs.py
+    assert sizes["model"].tolist() == sorted(folds["model"].unique())
+    result = analyse(folds, summary, Thresholds.from_config(config["statistics"]), model_sizes=sizes,
+                     contender_probability=config["statistics"].get("contender_probability", 0.5),
+                     choose=config.get("final", {}).get("choose", "best"), cost=config.get("final", {}).get("cost", "work"),
+                     # BBC-CV of the rule (scripts/publish_study.py; its method: tests/test_decision.py)
+                     expectations=[json.loads(p.read_text())
+                                   for p in sorted((folder / protocol / "stats" / "expectation").glob("*.json"))])
     for name, table in result.tables.items():
         same_table(table, folder / protocol / "stats" / f"{name}.tsv")
     text = wording.summary_text(result)

@@ -217,6 +217,20 @@ def test_another_metric_reruns_the_statistics_not_the_training_and_every_step_us
     assert model["grid_point"]["learning_rate"] == summary.loc[0, "learning_rate"]
 
 
+def test_choosing_the_cheapest_contender_refits_from_the_decision_and_retrains_no_cv_job(finished_run, tmp_path):
+    from conftest import run_snakemake
+
+    settings = dict(finished_run["settings"], final={"choose": "cheapest_contender", "cost": "work"})
+    configfile = write_config(tmp_path / "cheapest.yaml", settings)
+    plan = run_snakemake(finished_run["work"], configfile, "-n", "-p")
+    output = plan.stdout + plan.stderr
+    counts = job_counts(output)
+    assert "train" not in counts and "model_costs" not in counts, counts  # nothing of the CV is redone
+    assert counts["cv_statistics"] == 1 and counts["refit_best"] == 1, counts
+    assert "--choose cheapest_contender --cost work" in output
+    assert "--decision results/stats/decision.tsv" in output
+
+
 def test_a_new_thread_count_checkpoint_interval_device_or_curves_switch_retrains_nothing(finished_run, tmp_path):
     """The training rule's params hold only what changes a result (the point's settings, the
     precision): the finished run, planned again with other settings that do not, trains nothing

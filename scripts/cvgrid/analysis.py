@@ -11,6 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from cvgrid.costs import join_costs, training_costs
+from cvgrid.decision import CONTENDER_PROBABILITY, check_rule, contender_table, gap_corrected
+from cvgrid.decision import choose as choose_point
+from cvgrid.grid import axes_of
 from cvgrid.io import write_tsv
 from cvgrid.stats import (
     Thresholds,
@@ -29,7 +33,7 @@ class Analysis:
     """Everything the statistics step computes for one run.
 
     ``tables``: name -> table, each written as ``stats/<name>.tsv`` (compare_to_best,
-    compare_models, resolution, selected, factor_effects, repeat_noise); ``noise_by_model``:
+    compare_models, resolution, selected, factor_effects, repeat_noise, contenders); ``noise_by_model``:
     :func:`~cvgrid.stats.repeat_noise_by_model` of repeat_noise (in the summary only);
     ``diverged``: the rows of cv_folds.tsv whose training diverged (none if the table lacks
     the column); ``cv_summary`` and ``thresholds`` as given."""
@@ -39,10 +43,83 @@ class Analysis:
     tables: dict[str, pd.DataFrame]
     noise_by_model: pd.DataFrame
     diverged: pd.DataFrame
+    choose: str = "best"  # final.choose
+    cost: str = "work"  # final.cost (of cheapest_contender)
 
 
-def analyse(folds: pd.DataFrame, cv_summary: pd.DataFrame, thresholds: Thresholds) -> Analysis:
-    """Every table of the statistics step from cv_folds.tsv (`folds`) and cv_summary.tsv."""
+#: contenders.tsv's ``among`` for the contenders over the whole grid (else: the model's name).
+WHOLE_GRID = "all models"
+
+
+def contenders(folds: pd.DataFrame, to_best: pd.DataFrame, thresholds: Thresholds,
+               model_sizes: pd.DataFrame | None = None,
+               contender_probability: float = CONTENDER_PROBABILITY) -> pd.DataFrame:
+    """contenders.tsv: the grid points the folds cannot separate from the best
+    (cvgrid.decision.is_contender), within each model (``among`` = the model, from `to_best`,
+    compare_to_best by model) and over the whole grid (``among`` = :data:`WHOLE_GRID`), each
+    with its mean accuracy, gap to the best, verdict, P(worse by more than the ROPE) and costs
+    (cvgrid.costs: ``work`` and ``seconds`` from the fold table; ``parameters``, ``macs`` and
+    ``input_size`` from `model_sizes`, model_costs.tsv, when given, else absent)."""
+    costs = training_costs(folds)
+    if model_sizes is not None:
+        costs = join_costs(costs, model_sizes)
+    whole = compare_to_best(folds, thresholds, by_model=False)
+    per_model = contender_table(to_best, costs, contender_probability)
+    over_grid = contender_table(whole, costs, contender_probability)
+    return pd.concat([per_model.assign(among=per_model["model"]), over_grid.assign(among=WHOLE_GRID)],
+                     ignore_index=True).pipe(lambda t: t[["among", *[c for c in t.columns if c != "among"]]])
+
+
+def decisions(folds: pd.DataFrame, contender_rows: pd.DataFrame, choose: str = "best",
+              cost: str = "work", expectations=None) -> pd.DataFrame:
+    """decision.tsv: what the rule `choose` (final.choose; `cost`, final.cost, for
+    cheapest_contender) picks among each ``among`` group of :func:`contenders` (each model, and
+    the whole grid): its keys, ``rule``, ``cost`` (the cost it was chosen by, or empty),
+    ``contenders`` (how many), ``mean_accuracy`` (raw: optimistic, it was chosen on these folds),
+    ``gap`` (to the best's mean) and ``bound`` (:func:`cvgrid.decision.gap_corrected`: raw minus
+    the mean over the folds of the best accuracy on that fold minus the chosen point's; for the
+    best Tibshirani & Tibshirani's correction, for any other choice a conservative, low bound).
+    The procedure's estimate (BBC-CV) needs the out-of-fold predictions: `expectations`, one
+    dict of cvgrid.decision.decide per model (scripts/expect_choice.py), adds ``bbc_estimate``,
+    ``bbc_low``, ``bbc_high`` (its percentile interval) and ``bbc_bags`` to the model's row
+    (NaN over the whole grid, and where none is given)."""
+    keys = axes_of(folds)
+    rows = []
+    for among, group in contender_rows.groupby("among", sort=False):
+        group = group.reset_index(drop=True)
+        cost_values = group[cost].to_numpy(dtype=float) if choose == "cheapest_contender" else None
+        check_rule(choose, cost_values)
+        chosen = group.iloc[choose_point(choose, group["mean_accuracy"], [True] * len(group), cost_values)]
+        scope = folds if among == WHOLE_GRID else folds[folds["model"] == among]
+        # grid points x (repeat, fold) pairs, as cvgrid.decision.decide reads them
+        wide = scope.pivot_table(index=keys, columns=["repeat", "fold"], values="accuracy").sort_index()
+        corrected = gap_corrected(wide.to_numpy(), wide.index.get_loc(tuple(chosen[k] for k in keys)))
+        rows.append({"among": among, **{k: chosen[k] for k in keys}, "rule": choose,
+                     "cost": cost if choose == "cheapest_contender" else "", "contenders": len(group),
+                     "candidates": len(wide), "mean_accuracy": chosen["mean_accuracy"], "gap": chosen["gap"],
+                     "bound": corrected["bound"]})
+    table = pd.DataFrame(rows)
+    by_model = {e["model"]: e for e in (expectations or [])}
+    for column in ("bbc_estimate", "bbc_low", "bbc_high", "bbc_bags"):
+        table[column] = float("nan")
+    for i, row in table.iterrows():
+        e = by_model.get(row["among"])
+        if e is None:
+            continue
+        if e["rule"] != choose or any(e["point"][k] != row[k] for k in keys):
+            raise ValueError(f"the expectation of {row['among']!r} (rule {e['rule']}, point {e['point']}) is not "
+                             f"of the point that {choose} chooses here: run expect_choice again")
+        table.loc[i, ["bbc_estimate", "bbc_low", "bbc_high", "bbc_bags"]] = [e["estimate"], e["low"], e["high"], e["bags"]]
+    return table
+
+
+def analyse(folds: pd.DataFrame, cv_summary: pd.DataFrame, thresholds: Thresholds, *,
+            model_sizes: pd.DataFrame | None = None,
+            contender_probability: float = CONTENDER_PROBABILITY, choose: str = "best",
+            cost: str = "work", expectations=None) -> Analysis:
+    """Every table of the statistics step from cv_folds.tsv (`folds`) and cv_summary.tsv;
+    `model_sizes` (model_costs.tsv) and `contender_probability` for :func:`contenders`,
+    `choose`, `cost` (final.choose, final.cost) and `expectations` for :func:`decisions`."""
     to_best = compare_to_best(folds, thresholds, by_model=True)
     tables = {
         "compare_to_best": to_best,
@@ -51,10 +128,13 @@ def analyse(folds: pd.DataFrame, cv_summary: pd.DataFrame, thresholds: Threshold
         "selected": selected_points(cv_summary, metric=thresholds.metric),
         "factor_effects": factor_effects(folds, alpha=thresholds.alpha, metric=thresholds.metric),
         "repeat_noise": repeat_noise(folds, metric=thresholds.metric),
+        "contenders": contenders(folds, to_best, thresholds, model_sizes, contender_probability),
     }
+    tables["decision"] = decisions(folds, tables["contenders"], choose, cost, expectations)
     diverged = folds[folds["diverged"]] if "diverged" in folds else folds.iloc[0:0]
     return Analysis(thresholds=thresholds, cv_summary=cv_summary, tables=tables,
-                    noise_by_model=repeat_noise_by_model(tables["repeat_noise"]), diverged=diverged)
+                    noise_by_model=repeat_noise_by_model(tables["repeat_noise"]), diverged=diverged,
+                    choose=choose, cost=cost)
 
 
 def write_tables(analysis: Analysis, out_dir: str | Path) -> None:

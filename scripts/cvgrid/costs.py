@@ -69,23 +69,43 @@ def model_size(arch: str, options: tuple[tuple[str, object], ...], input_size: i
     return {"parameters": int(parameters), "macs": int(counter.get_total_flops() // 2)}
 
 
-def point_costs(folds: pd.DataFrame, config: dict, num_classes: int, keys=None) -> pd.DataFrame:
-    """Every cost of every grid point in the fold table: the grid's keys, ``work``, ``parameters``,
-    ``macs``, ``seconds``, ``jobs`` and ``input_size``. A point's model is built from the config's
-    `models:` entry (architecture, options); the dropout of a grid point changes neither its
-    parameters nor its multiply-accumulates, so it is not part of the model's key."""
-    keys = axes_of(folds) if keys is None else list(keys)
-    table = training_costs(folds, keys)
-    sizes = {}
-    for model in table["model"].unique():
+def model_sizes(config: dict, models, num_classes: int) -> pd.DataFrame:
+    """``parameters``, ``macs`` and ``input_size`` of each of `models` (names of the config's
+    `models:` entries, built with their architecture and options), one row per model, in the
+    order given: model_costs.tsv, the one table of the workflow that needs torch. The dropout
+    of a grid point changes neither its parameters nor its multiply-accumulates, so it is not
+    part of the model's key."""
+    rows = []
+    for model in models:
         if model not in config.get("models", {}):
             raise CostError(f"the fold table names the model {model!r}, which the config's models: does not define")
         arch = architecture(config, model)
         options = model_options(config, model)
         options.pop("dropout", None)
         input_size = get_spec(arch).input_size
-        sizes[model] = {**model_size(arch, tuple(sorted(options.items())), input_size, num_classes),
-                        "input_size": input_size}
+        rows.append({"model": model, **model_size(arch, tuple(sorted(options.items())), input_size, num_classes),
+                     "input_size": input_size})
+    return pd.DataFrame(rows, columns=["model", "parameters", "macs", "input_size"])
+
+
+def join_costs(training: pd.DataFrame, sizes: pd.DataFrame) -> pd.DataFrame:
+    """Every cost of every grid point: :func:`training_costs` with each model's row of
+    :func:`model_sizes` (model_costs.tsv) beside it. Without torch: the statistics step reads
+    the sizes from model_costs.tsv."""
+    missing = sorted(set(training["model"]) - set(sizes["model"]))
+    if missing:
+        raise CostError(f"the model sizes (model_costs.tsv) lack the model(s) {missing}")
+    keys = [c for c in training.columns if c not in ("work", "seconds", "jobs")]
+    table = training.merge(sizes[["model", "parameters", "macs", "input_size"]], on="model", how="left",
+                           validate="many_to_one")
     for column in ("parameters", "macs", "input_size"):
-        table[column] = table["model"].map(lambda m: sizes[m][column]).astype("int64")
+        table[column] = table[column].astype("int64")
     return table[[*keys, "work", "parameters", "macs", "seconds", "jobs", "input_size"]]
+
+
+def point_costs(folds: pd.DataFrame, config: dict, num_classes: int, keys=None) -> pd.DataFrame:
+    """Every cost of every grid point in the fold table: the grid's keys, ``work``, ``parameters``,
+    ``macs``, ``seconds``, ``jobs`` and ``input_size`` (:func:`join_costs` of
+    :func:`training_costs` and :func:`model_sizes`)."""
+    table = training_costs(folds, keys)
+    return join_costs(table, model_sizes(config, table["model"].unique(), num_classes))

@@ -51,16 +51,16 @@ class DecisionError(ValueError):
 def posterior_against_best(diffs, n_train: float, n_test: float, rope: float) -> tuple[np.ndarray, np.ndarray]:
     """(P(worse by more than the ROPE), P(within the ROPE)) of each row of `diffs` (points x
     pairs of ``point - best``) under the Bayesian correlated t-test. The one adapter to the
-    test's posterior (today: cvgrid.stats.bayesian_correlated_ttest)."""
-    rows = [stats.bayesian_correlated_ttest(d, n_train, n_test, rope=rope) for d in np.atleast_2d(diffs)]
-    return np.array([r["p_left"] for r in rows]), np.array([r["p_rope"] for r in rows])
+    test's posterior (cvgrid.stats.CorrelatedPosterior)."""
+    probs = [stats.CorrelatedPosterior.from_differences(d, n_train, n_test).probs(rope) for d in np.atleast_2d(diffs)]
+    return np.array([p[0] for p in probs]), np.array([p[1] for p in probs])
 
 
 def design_sizes(folds: pd.DataFrame) -> tuple[float, float]:
     """(n_train, n_test) of the correlated t-test for a fold table (cv_folds.tsv): the mean
     training part (fitted plus early-stopping images) and the mean test fold, as the verdicts
-    use them (today: cvgrid.stats._sizes)."""
-    return stats._sizes(folds)
+    use them (cvgrid.stats.design_sizes)."""
+    return stats.design_sizes(folds)
 
 
 # ---------------------------------------------------------------------------
@@ -188,7 +188,7 @@ def choose_on_scores(scores, rule: str, cost, n_train: float, n_test: float, rop
 def gap_corrected(scores, chosen: int) -> dict:
     """The chosen point's ``raw`` mean, ``gap_to_fold_best`` (mean over the pairs of the best
     accuracy on that pair minus the chosen point's) and ``bound`` = raw - that gap. For the best
-    point this is Tibshirani & Tibshirani's (2009) correction (cvgrid.stats.selection_corrected);
+    point this is Tibshirani & Tibshirani's (2009) correction (cvgrid.summary.selection_corrected);
     for a point chosen by another rule the whole gap to the best counts as optimism, so it is a
     conservative (low) bound, not an estimate."""
     scores = _scores(scores)
@@ -292,6 +292,16 @@ def decide(folds: pd.DataFrame, predictions: pd.DataFrame, point_costs: pd.DataF
                          bags=bags, seed=seed)
     return {**result, "point": points.iloc[result["chosen"]].to_dict(), "candidates": len(points),
             "cost": cost if rule == "cheapest_contender" else None}
+
+
+def expectation_record(model: str, result: dict) -> dict:
+    """:func:`decide`'s result for `model` as plain JSON values (expectation/<model>.json)."""
+    def plain(value):
+        return value.item() if isinstance(value, np.generic) else value
+
+    record = {key: plain(value) for key, value in result.items() if key not in ("choices", "point")}
+    return {"model": model, **record, "choices": [int(c) for c in result["choices"]],
+            "point": {key: plain(value) for key, value in result["point"].items()}}
 
 
 # ---------------------------------------------------------------------------

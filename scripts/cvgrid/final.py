@@ -96,6 +96,55 @@ def best_point(summary: pd.DataFrame, model: str, *, metric: str) -> dict:
     return {"grid_point": point, "cv_estimate": estimate}
 
 
+def chosen_point(summary: pd.DataFrame, model: str, decision: pd.DataFrame | None = None, *, metric: str) -> dict:
+    """The grid point of `model` that the final model is, by the config's ``final.choose``:
+    without `decision` (choose: best, the default), :func:`best_point`; else decision.tsv's
+    row of the model (cvgrid.analysis.decisions, written by the statistics step), with its CV
+    estimate from cv_summary.tsv. Adds ``choice``: the rule, its cost, the gap to the best's
+    mean, how many contenders and grid points it was chosen among. For a point chosen by
+    another rule than best, ``corrected_accuracy`` is the conservative bound (the whole gap to
+    each fold's best counted as optimism), not an estimate."""
+    if decision is None or (decision["among"] == model).any() and \
+            decision.loc[decision["among"] == model, "rule"].iloc[0] == "best":
+        chosen = best_point(summary, model, metric=metric)
+        chosen["choice"] = {"rule": "best", "cost": None, "gap_to_best": 0.0,
+                            "definition": f"the highest mean CV {get_metric(metric).label} among the model's grid points"}
+        return chosen
+    rows = decision[decision["among"] == model]
+    if rows.empty:
+        raise FinalError(f"the decision table (decision.tsv) has no row for the model {model!r}")
+    d = rows.iloc[0]
+    keys = axes_of(summary)
+    point_row = summary.merge(rows[keys].iloc[:1], on=keys, how="inner")
+    if len(point_row) != 1:
+        raise FinalError(f"the grid point that {d['rule']} chose for {model!r} in decision.tsv is not in the CV "
+                         "summary: run the statistics step again")
+    chosen = best_point(point_row.assign(rank=1), model, metric=metric)  # its figures, as the best point's are read
+    mean = chosen["cv_estimate"]["mean_accuracy"]
+    chosen["cv_estimate"].update({
+        "corrected_accuracy": float(d["bound"]),
+        "corrected_definition": ("a conservative (low) bound, not an estimate: the mean CV accuracy minus the mean over "
+                                 "the folds of the best accuracy any of the model's "
+                                 f"{int(d['candidates'])} grid points reached on that fold minus this point's (the "
+                                 "whole gap to the best counted as optimism; the procedure's own estimate is "
+                                 "choice.expected_accuracy, BBC-CV)"),
+        "selection_bias": mean - float(d["bound"]),
+    })
+    chosen["choice"] = {"rule": str(d["rule"]), "cost": str(d["cost"]), "gap_to_best": float(d["gap"]),
+                        "contenders": int(d["contenders"]), "candidates": int(d["candidates"]),
+                        "definition": f"the contender of the lowest {d['cost']} (statistics.contender_probability; "
+                                      "equal costs: the higher mean, then grid order)"}
+    if pd.notna(d.get("bbc_estimate")):
+        chosen["choice"]["expected_accuracy"] = {
+            "estimate": float(d["bbc_estimate"]), "interval": [float(d["bbc_low"]), float(d["bbc_high"])],
+            "bags": int(d["bbc_bags"]),
+            "definition": ("BBC-CV (Tsamardinos et al. 2018): the rule applied to bootstrap samples of the pooled "
+                           "out-of-fold predictions, its choice scored on the samples left out; 95% percentile "
+                           "interval"),
+        }
+    return chosen
+
+
 def export_onnx(model, input_size: int, path: Path) -> dict:
     """Export `model` (a CPU float32 copy, eval mode) to ONNX with a dynamic batch size."""
     net = copy.deepcopy(model).to("cpu", dtype=torch.float32, memory_format=torch.contiguous_format).eval()
@@ -160,6 +209,19 @@ def write_page(info: dict, model_dir: str, path: Path) -> None:
     e = html.escape
     point, est, refit = info["grid_point"], info["cv_estimate"], info["refit"]
     metric = est["metric"]
+    choice = info.get("choice", {"rule": "best"})
+    if choice["rule"] == "best":
+        chosen = "The best grid point"
+        why = "this point was chosen for having the highest mean on those same folds"
+    else:
+        chosen = (f"The grid point chosen by the rule {choice['rule']} ({choice['definition']}; "
+                  f"{100 * choice['gap_to_best']:+.2f} points from the best's mean, one of {choice['contenders']} "
+                  f"contenders among {choice['candidates']} grid points"
+                  + (f"; the accuracy to expect from this procedure: {choice['expected_accuracy']['estimate']:.4f}, "
+                     f"95% interval {choice['expected_accuracy']['interval'][0]:.4f} to "
+                     f"{choice['expected_accuracy']['interval'][1]:.4f}, BBC-CV"
+                     if "expected_accuracy" in choice else "") + ")")
+        why = "the bound counts the whole gap to each fold's best as optimism"
     lo, hi = est["interval"]
     rows = "".join(f"<tr><th>{e(str(k))}</th><td>{e(str(v))}</td></tr>" for k, v in point.items())
     policy = ", ".join(f"{k}={v}" for k, v in info["augmentation_policy"].items()) or "no augmentation"
@@ -188,7 +250,7 @@ def write_page(info: dict, model_dir: str, path: Path) -> None:
         "low": f"{lo:.4f}", "high": f"{hi:.4f}", "interval_definition": est["interval_definition"],
         "n_classes": len(info["class_names"]), "class_names": ", ".join(info["class_names"]),
         "input_size": info["input_size"], "preprocessing": info["preprocessing"],
-        "check_text": check_text, "command": command, "model_dir": model_dir,
+        "check_text": check_text, "command": command, "model_dir": model_dir, "chosen": chosen, "why": why,
     }
     # Every value is escaped here; rows and files are HTML built from escaped values above.
     page = PAGE_TEMPLATE.substitute({k: e(str(v)) for k, v in values.items()}, rows=rows, files=files)
@@ -200,6 +262,7 @@ def refit(
     *,
     summary_path: Path,
     model_name: str,
+    decision_path: Path | None = None,
     images_path: Path,
     index_path: Path,
     out_dir: Path,
@@ -216,7 +279,8 @@ def refit(
     """Read the best grid point (by `metric`, statistics.metric), refit it on all images, write the final model's files.
     `config`: the config's `training`, `augmentations` and `models` (cvgrid.grid.point_settings
     fills in what the grid point does not set, as it did for the point's CV jobs)."""
-    chosen = best_point(pd.read_csv(summary_path, sep="\t"), model_name, metric=metric)
+    decision = None if decision_path is None else pd.read_csv(decision_path, sep="\t")
+    chosen = chosen_point(pd.read_csv(summary_path, sep="\t"), model_name, decision, metric=metric)
     point = chosen["grid_point"]
     training = config["training"]
     try:

@@ -64,6 +64,7 @@ __all__ = [
     "CorrelatedPosterior",
     "corrected_resampled_ttest",
     "bayesian_correlated_ttest",
+    "design_sizes",
     "holm",
     "verdict",
     "repeats_needed",
@@ -355,13 +356,17 @@ def _wide(folds: pd.DataFrame, keys: Sequence[str] | None = None, *, metric: str
     return wide.astype(float)
 
 
-def _sizes(folds: pd.DataFrame) -> tuple[float, float]:
-    """Mean size of a fold's training part and of its test fold over all rows (the folds are
-    shared by all configurations). The training part is what the network learnt from:
+def design_sizes(folds: pd.DataFrame) -> tuple[float, float]:
+    """(n_train, n_test) of the correlated t-test for a fold table: the mean size of a fold's
+    training part and of its test fold over all rows (the folds are shared by all
+    configurations). The training part is what the network learnt from:
     ``n_train`` plus, where the table has it, the early-stopping ``n_validation``."""
     _check_columns(folds, ["n_train", "n_test"], "folds")
     training = folds["n_train"] + (folds["n_validation"] if "n_validation" in folds.columns else 0)
     return float(training.mean()), float(folds["n_test"].mean())
+
+
+_sizes = design_sizes  # the name this module's tables call it by
 
 
 def _config_frame(columns: pd.Index, keys: Sequence[str]) -> pd.DataFrame:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cvgrid.analysis import Analysis
+from cvgrid.analysis import WHOLE_GRID, Analysis
 from cvgrid.grid import axes_of
 from cvgrid.io import atomic_path
 from cvgrid.metrics import RECALL_PREFIX, better_word, format_value, get_metric, summary_columns
@@ -311,26 +311,155 @@ def metric_paragraph(analysis: Analysis) -> str | None:
     return text
 
 
+_COST_WORDS = {"work": "training work", "parameters": "parameters", "macs": "multiply-accumulates per image",
+               "seconds": "measured training seconds"}
+
+
+def _count(x: float) -> str:
+    """A cost as a short count: 1234 -> '1.2 k', 5.6e6 -> '5.6 M' (NaN: 'n/a')."""
+    if not np.isfinite(x):
+        return "n/a"
+    for factor, suffix in ((1e9, " G"), (1e6, " M"), (1e3, " k")):
+        if abs(x) >= factor:
+            return f"{x / factor:.1f}{suffix}"
+    return f"{x:.0f}"
+
+
+def _costs(row, sizes: bool = True) -> str:
+    """A grid point's costs; `sizes`: with its model's parameters and MACs."""
+    parts = [f"work {_count(row['work'])} image-epochs"]
+    if sizes and "parameters" in row.index:
+        parts += [f"{_count(row['parameters'])} parameters", f"{_count(row['macs'])} MACs/image"]
+    if np.isfinite(row["seconds"]):
+        parts.append(f"{row['seconds']:.0f} s")
+    return ", ".join(parts)
+
+
+def decision_block(analysis: Analysis, max_listed: int = MAX_LISTED) -> str | None:
+    """The decision first (decision.tsv, contenders.tsv, compare_to_best.tsv, factor_effects.tsv,
+    resolution.tsv), as a few lines: what to choose and by which rule; the accuracy to expect;
+    the contenders with their costs; what to drop; which factors matter; the smallest gap these
+    folds can resolve. One group per model (and over the whole grid when there are several)."""
+    decision = analysis.tables.get("decision")
+    # The decision's tables (contenders, decision.tsv, BBC-CV) are computed on accuracy: with
+    # another statistics.metric there is no block rather than one about another metric.
+    if decision is None or not len(decision) or analysis.thresholds.metric != "accuracy":
+        return None
+    contenders = analysis.tables["contenders"]
+    comparisons = analysis.tables["compare_to_best"]
+    resolution = analysis.tables["resolution"].set_index("model")
+    keys = axes_of(analysis.cv_summary)
+    several = decision["among"].ne(WHOLE_GRID).sum() > 1
+    probability = analysis.thresholds.probability
+    lines = [f"**Decision** (rule *{analysis.choose.replace('_', ' ')}*"
+             + (f" by {_COST_WORDS[analysis.cost]}" if analysis.choose == "cheapest_contender" else "")
+             + ", set by final.choose and final.cost):"]
+    for _, d in decision.iterrows():
+        if d["among"] == WHOLE_GRID and not several:
+            continue
+        scope = "over all models" if d["among"] == WHOLE_GRID else _model(d["among"])
+        name = (f"{_model(d['model'])}, " if d["among"] == WHOLE_GRID else "") + _describe(d, keys)
+        bbc = np.isfinite(d.get("bbc_estimate", np.nan))
+        if d["rule"] == "best":
+            why = "the highest mean CV accuracy"
+            expect = (f"{'' if bbc else '**'}{100 * d['bound']:.1f}%{'' if bbc else '**'} (the best of {int(d['candidates'])} corrected for that choice, "
+                      f"Tibshirani & Tibshirani 2009; raw mean {100 * d['mean_accuracy']:.1f}%, optimistic)")
+        else:
+            why = (f"the contender of least {_COST_WORDS[d['cost']]}, {_pts(d['gap'])} points from the best's "
+                   "mean")
+            expect = (f"at least {100 * d['bound']:.1f}% (a conservative bound: the whole gap to each fold's "
+                      f"best counted as optimism; raw mean {100 * d['mean_accuracy']:.1f}%, optimistic"
+                      + ("" if bbc or d["among"] != WHOLE_GRID else "; BBC-CV is estimated per model only")
+                      + ("" if bbc or d["among"] == WHOLE_GRID else
+                         "; the procedure's own estimate, BBC-CV, was not given to this step") + ")")
+        if bbc:
+            # The procedure's own estimate (BBC-CV) first; the figures above beside it.
+            expect = (f"**{100 * d['bbc_estimate']:.1f}%** (95% bootstrap interval {100 * d['bbc_low']:.1f} to "
+                      f"{100 * d['bbc_high']:.1f}%; BBC-CV, Tsamardinos et al. 2018: the rule applied to "
+                      f"{int(d['bbc_bags'])} bootstrap samples of the out-of-fold predictions, its choice scored "
+                      f"on the samples left out); beside it: " + expect)
+        lines.append(f"- **Choose** ({scope}): {name}: {why}.")
+        lines.append(f"- **Expect** ({scope}): {expect}.")
+        rows = contenders[contenders["among"] == d["among"]]
+        listed = "; ".join(
+            (f"{_model(r['model'])}, " if d["among"] == WHOLE_GRID else "") + _describe(r, keys)
+            + f": {100 * r['mean_accuracy']:.1f}% ({_pts(r['gap'])}), {_costs(r, d['among'] == WHOLE_GRID)}"
+            for _, r in rows.head(max_listed).iterrows())
+        more = len(rows) - min(len(rows), max_listed)
+        size = ""  # one model: its size once
+        if d["among"] != WHOLE_GRID and "parameters" in rows.columns and len(rows):
+            size = f"; {_count(rows['parameters'].iloc[0])} parameters, {_count(rows['macs'].iloc[0])} MACs/image each"
+        lines.append(f"- **Contenders** ({scope}, {len(rows)} of {int(d['candidates'])}, the points these folds "
+                     f"cannot separate from the best{size}): {listed}" + (f"; and {more} more" if more else "") + ".")
+        if d["among"] != WHOLE_GRID:
+            worse = comparisons[(comparisons["model"] == d["among"]) & (comparisons["verdict"] == WORSE)]
+            lines.append(f"- **Drop** ({scope}): " + (
+                f"{len(worse)} point(s) *worse* than the best by more than {_rope_pts(analysis)} "
+                f"(posterior ≥ {probability:g}): {_names(worse, keys, max_listed)}." if len(worse)
+                else "no point is *worse* with these folds."))
+            if d["among"] in resolution.index:
+                r = resolution.loc[d["among"]]
+                lines.append(f"- **Resolution** ({scope}): these folds call a point *worse* only about "
+                             f"{100 * r['worse_gap_now']:.1f} points below the best; smaller gaps stay "
+                             "*undecided*.")
+    effects = analysis.tables["factor_effects"]
+    if len(effects):
+        matter = [f"{_FACTOR_NAMES.get(f, f)} ("
+                  + ", ".join(f"{_fmt_value(r['level'])} vs {_fmt_value(r['reference'])} {_pts(r['mean_diff'])}"
+                              for _, r in g.iterrows()) + " points)"
+                  for f, g in effects.groupby("factor", sort=False) if g["significant"].any()]
+        rest = [_FACTOR_NAMES.get(f, f) for f, g in effects.groupby("factor", sort=False) if not g["significant"].any()]
+        lines.append("- **Factors**: " + ("; ".join(matter) + " matter" if matter else "none matters significantly")
+                     + (f"; no significant effect of {', '.join(rest)} (not evidence of none)" if rest else "")
+                     + ".")
+    return "\n".join(lines)
+
+
 def summary_text(analysis: Analysis, max_listed: int = MAX_LISTED) -> str:
     """The answer in words: the paragraphs above that have something to say, separated by
     blank lines (summary.md)."""
-    paragraphs = [metric_paragraph(analysis), best_paragraph(analysis), models_paragraph(analysis),
+    paragraphs = [decision_block(analysis, max_listed), metric_paragraph(analysis), best_paragraph(analysis),
+                  models_paragraph(analysis),
                   verdicts_paragraph(analysis, max_listed), resolution_paragraph(analysis),
                   factors_paragraph(analysis), noise_paragraph(analysis), diverged_paragraph(analysis)]
     return "\n\n".join(p for p in paragraphs if p is not None) + "\n"
 
 
+def _inline(paragraph: str) -> str:
+    escaped = html.escape(paragraph)
+    escaped = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", escaped)
+    return re.sub(r"\*(.+?)\*", r"<i>\1</i>", escaped)
+
+
+def paragraph_html(paragraph: str) -> str:
+    """One paragraph of :func:`summary_text` as HTML: a heading line and "- " items
+    (:func:`decision_block`) as a list, anything else as <p>."""
+    lines = paragraph.strip().split("\n")
+    if len(lines) > 1 and all(line.startswith("- ") for line in lines[1:]):
+        items = "".join(f"<li>{_inline(line[2:])}</li>" for line in lines[1:])
+        return f"<div class='decision'><p>{_inline(lines[0])}</p><ul>{items}</ul></div>"
+    return f"<p>{_inline(paragraph)}</p>"
+
+
 def summary_html(text: str, title: str = "Which configuration to choose") -> str:
     """:func:`summary_text` (paragraphs, **bold**, *italics*) as a small self-contained HTML page."""
-    def inline(paragraph):
-        escaped = html.escape(paragraph)
-        escaped = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", escaped)
-        return re.sub(r"\*(.+?)\*", r"<i>\1</i>", escaped)
-
-    body = "\n".join(f"<p>{inline(paragraph)}</p>" for paragraph in text.split("\n\n") if paragraph.strip())
+    body = "\n".join(paragraph_html(paragraph) for paragraph in text.split("\n\n") if paragraph.strip())
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             "<style>body{font-family:sans-serif;max-width:60em;line-height:1.5}</style></head>"
             f"<body><h2>{html.escape(title)}</h2>\n{body}\n</body></html>\n")
+
+
+def decision_html(analysis: Analysis) -> str:
+    """decision.html: :func:`decision_block` as an HTML fragment (one line), which the report's
+    landing page (workflow/report/workflow.rst) shows first."""
+    block = decision_block(analysis)
+    return (paragraph_html(block) if block is not None else "<p>No decision: the grid has no finished point.</p>") + "\n"
+
+
+def write_decision(analysis: Analysis, out_dir: str | Path) -> None:
+    """out_dir/decision.html (:func:`decision_html`)."""
+    with atomic_path(Path(out_dir) / "decision.html") as tmp:
+        tmp.write_text(decision_html(analysis))
 
 
 def write_summary(text: str, out_dir: str | Path, *, markdown: bool) -> None:

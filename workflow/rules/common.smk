@@ -45,6 +45,14 @@ if COMPARE and config["cv"]["compare_groups"] == config["cv"]["groups"]:
         " it would train the same grid twice (set it to none, or to another scheme)"
     )
 
+# The decision's tables (contenders, BBC-CV) are computed on accuracy so far.
+if config["final"]["choose"] != "best" and config["statistics"]["metric"] != "accuracy":
+    raise WorkflowError(
+        f"config: final.choose is {config['final']['choose']!r} with statistics.metric"
+        f" {config['statistics']['metric']!r}; choosing other than the best is built on accuracy only"
+        " so far (set statistics.metric: accuracy, or final.choose: best)"
+    )
+
 HP = GRID.wildcard_pattern  # model~{model}/batch_size~{batch_size}/... one folder per axis
 FOLD = "repeat~{repeat}/fold~{fold}"
 GRID_AXES = grid_axes(config)  # the axes of this grid, in folder order

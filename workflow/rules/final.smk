@@ -5,6 +5,9 @@ rule refit_best:
     # SLURM give it the same resources (profiles/slurm/config.yaml, set-resources).
     input:
         summary="results/cv_summary.tsv",
+        # final.choose other than best: the point the statistics step chose (decision.tsv). The
+        # default (best) reads cv_summary.tsv alone, as before.
+        decision=lambda w: [] if config["final"]["choose"] == "best" else "results/stats/decision.tsv",
         images="results/data/images.npy",
         index="results/data/index.tsv",
         # cv.groups: the early-stopping split keeps groups apart, as make_folds does.
@@ -35,6 +38,7 @@ rule refit_best:
         gpu_jobs=1,
     params:
         script=script_path("refit_best.py"),
+        decision=lambda w, input: f"--decision {shlex.quote(input.decision)}" if input.decision else "",
         training=config["training"],
         metric=config["statistics"]["metric"],  # named in model.json; cv_summary.tsv's rank 1 is its best
         cv=config["cv"],
@@ -46,7 +50,7 @@ rule refit_best:
         checkpoint="results/checkpoints/final/{model}.pt",
     shell:
         "python {params.script:q} --summary {input.summary:q} --model {wildcards.model:q}"
-        " --images {input.images:q} --index {input.index:q}"
+        " {params.decision} --images {input.images:q} --index {input.index:q}"
         " --config {params.config:q} --device {params.training[device]}"
         " --split-seed {params.cv[seed]} --validation-fraction {params.cv[validation_fraction]}"
         " {params.groups} {params.weights} --threads {threads}"

@@ -93,10 +93,61 @@ rule plot_fold_accuracies:
         " --fold-plot {output:q} --metric {params.metric:q} > {log:q} 2>&1"
 
 
+rule model_costs:
+    # Parameters and multiply-accumulates per image of each model (torch's flop counter): the
+    # one statistics table that needs torch, so that cv_statistics and planning stay without it.
+    input:
+        index="results/data/index.tsv",
+    output:
+        "results/stats/model_costs.tsv",
+    log:
+        "logs/model_costs.log",
+    localrule: True
+    conda:
+        "../../envs/cvgrid.yaml"
+    params:
+        script=script_path("model_costs.py"),
+        config=json.dumps({"models": config["models"]}, sort_keys=True),
+        models=config["grid"]["model"],
+    shell:
+        "python {params.script:q} --index {input.index:q} --config {params.config:q}"
+        " --models {params.models:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule expect_choice:
+    # The accuracy to expect from the procedure that chooses this model's final point
+    # (final.choose): BBC-CV on the pooled out-of-fold predictions (cvgrid.decision.decide).
+    input:
+        folds="results/cv_folds.tsv",
+        jobs="results/train_jobs.txt",  # every job's metrics.json; the script keeps this model's
+        predictions=lambda w: train_outputs("predictions.tsv", model=w.model),
+        model_costs="results/stats/model_costs.tsv",
+    output:
+        "results/stats/expectation/{model}.json",
+    log:
+        "logs/expect_choice/{model}.log",
+    localrule: True
+    conda:
+        "../../envs/cvgrid.yaml"
+    params:
+        script=script_path("expect_choice.py"),
+        statistics=config["statistics"],
+        final=config["final"],
+    shell:
+        "python {params.script:q} --model {wildcards.model:q} --folds {input.folds:q}"
+        " --metrics-list {input.jobs:q} --model-costs {input.model_costs:q}"
+        " --choose {params.final[choose]:q} --cost {params.final[cost]:q}"
+        " --rope {params.statistics[rope]} --probability {params.statistics[probability]}"
+        " --contender-probability {params.statistics[contender_probability]}"
+        " --out {output:q} > {log:q} 2>&1"
+
+
 rule cv_statistics:
     input:
         folds="results/cv_folds.tsv",
         summary="results/cv_summary.tsv",
+        model_costs="results/stats/model_costs.tsv",
+        expectations=expand("results/stats/expectation/{model}.json", model=config["grid"]["model"]),
     output:
         summary=report(
             "results/stats/summary.html",
@@ -109,6 +160,25 @@ rule cv_statistics:
             caption="../report/selected.rst",
             category="1. Summary",
             labels={"item": "the winner, corrected for its selection"},
+        ),
+        # The landing page of report.html shows this file first (workflow/report/workflow.rst).
+        decision_html=report(
+            "results/stats/decision.html",
+            caption="../report/decision.rst",
+            category="1. Summary",
+            labels={"item": "the decision (the summary's first lines)"},
+        ),
+        decision=report(
+            "results/stats/decision.tsv",
+            caption="../report/decision.rst",
+            category="1. Summary",
+            labels={"item": "the decision: what final.choose picks"},
+        ),
+        contenders=report(
+            "results/stats/contenders.tsv",
+            caption="../report/contenders.rst",
+            category="1. Summary",
+            labels={"item": "the contenders and their costs"},
         ),
         to_best=report(
             "results/stats/compare_to_best.tsv",
@@ -161,10 +231,14 @@ rule cv_statistics:
         script=script_path("cv_statistics.py"),
         out_dir=lambda w, output: os.path.dirname(output.summary),
         statistics=config["statistics"],
+        final=config["final"],
     shell:
         "python {params.script:q} --folds {input.folds:q} --summary {input.summary:q}"
         " --alpha {params.statistics[alpha]} --rope {params.statistics[rope]}"
         " --probability {params.statistics[probability]} --metric {params.statistics[metric]:q}"
+        " --contender-probability {params.statistics[contender_probability]}"
+        " --model-costs {input.model_costs:q} --expectations {input.expectations:q}"
+        " --choose {params.final[choose]:q} --cost {params.final[cost]:q}"
         " --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
