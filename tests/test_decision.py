@@ -16,7 +16,7 @@ from cvgrid.simulated_grids import SCENARIOS, expectation_errors, simulate
 from cvgrid.summary import fold_table, point_summary, selection_corrected
 
 ROPE, PROBABILITY = 0.005, 0.95
-THRESHOLDS = stats.Thresholds(rope=ROPE, probability=PROBABILITY, alpha=0.05)
+THRESHOLDS = stats.Thresholds(rope=ROPE, probability=PROBABILITY, alpha=0.05, metric="accuracy")
 N_TRAIN, N_TEST = 1600.0, 400.0  # a 5-fold design on 2000 images
 STUDY = REPO / "docs" / "study" / "jobs" / "stratified"
 
@@ -309,7 +309,7 @@ def step_analysis(folds, **rule):
 
     sizes = pd.DataFrame({"model": ["A", "B"], "parameters": [1_000_000, 50_000], "macs": [2_000_000, 90_000],
                           "input_size": [64, 64]})
-    return analyse(folds, cv_summary(folds), THRESHOLDS, model_sizes=sizes, **rule)
+    return analyse(folds, cv_summary(folds, metric="accuracy"), THRESHOLDS, model_sizes=sizes, **rule)
 
 
 def test_contenders_tsv_lists_each_models_and_the_grids_contenders_with_their_costs():

@@ -123,8 +123,8 @@ def decided(epochs: dict, tmp_path, **rule) -> tuple[pd.DataFrame, pd.DataFrame]
     folds = pd.DataFrame([{"model": m, "batch_size": b, "learning_rate": 0.001, "augmentation": "none", "repeat": 0,
                            "fold": f, "accuracy": a, "epochs_run": epochs[m, b], "n_train": 800, "n_test": 200,
                            "seconds": 1.0} for (m, b), accs in accuracy.items() for f, a in enumerate(accs)])
-    summary = cv_summary(folds)
-    result = analyse(folds, summary, Thresholds(rope=0.005, probability=0.95, alpha=0.05), **rule)
+    summary = cv_summary(folds, metric="accuracy")
+    result = analyse(folds, summary, Thresholds(rope=0.005, probability=0.95, alpha=0.05, metric="accuracy"), **rule)
     write_tables(result, tmp_path)
     summary.to_csv(tmp_path / "cv_summary.tsv", sep="\t", index=False)
     return (pd.read_csv(tmp_path / "cv_summary.tsv", sep="\t"), pd.read_csv(tmp_path / "decision.tsv", sep="\t"))
@@ -134,8 +134,8 @@ def test_the_default_rule_refits_todays_best_point(tmp_path):
     summary, decision = decided({("model_a", 32): 10, ("model_a", 64): 5, ("model_a", 128): 1,
                                  ("model_b", 32): 9}, tmp_path)
     for model in ("model_a", "model_b"):
-        today = best_point(summary, model)
-        for chosen in (chosen_point(summary, model), chosen_point(summary, model, decision)):
+        today = best_point(summary, model, metric="accuracy")
+        for chosen in (chosen_point(summary, model, metric="accuracy"), chosen_point(summary, model, decision, metric="accuracy")):
             assert chosen["grid_point"] == today["grid_point"] and chosen["cv_estimate"] == today["cv_estimate"]
             assert chosen["choice"]["rule"] == "best" and chosen["choice"]["gap_to_best"] == 0
 
@@ -143,7 +143,7 @@ def test_the_default_rule_refits_todays_best_point(tmp_path):
 def test_the_cheapest_contender_is_refit_with_its_rule_gap_and_bound(tmp_path):
     summary, decision = decided({("model_a", 32): 10, ("model_a", 64): 5, ("model_a", 128): 1,
                                  ("model_b", 32): 9}, tmp_path, choose="cheapest_contender", cost="work")
-    chosen = chosen_point(summary, "model_a", decision)
+    chosen = chosen_point(summary, "model_a", decision, metric="accuracy")
     assert chosen["grid_point"]["batch_size"] == 64  # 128 costs less but is worse: not a contender
     assert chosen["choice"] == {"rule": "cheapest_contender", "cost": "work", "gap_to_best": pytest.approx(0),
                                 "contenders": 2, "candidates": 3, "definition": chosen["choice"]["definition"]}
@@ -153,23 +153,23 @@ def test_the_cheapest_contender_is_refit_with_its_rule_gap_and_bound(tmp_path):
     assert "conservative (low) bound, not an estimate" in estimate["corrected_definition"]
     assert "expected_accuracy" not in chosen["choice"]  # no BBC-CV given to this statistics step
     with_bbc = decision.assign(bbc_estimate=0.89, bbc_low=0.87, bbc_high=0.91, bbc_bags=1000)
-    assert chosen_point(summary, "model_a", with_bbc)["choice"]["expected_accuracy"]["interval"] == [0.87, 0.91]
+    assert chosen_point(summary, "model_a", with_bbc, metric="accuracy")["choice"]["expected_accuracy"]["interval"] == [0.87, 0.91]
     # a model whose best is its only contender (one grid point): its best, under either rule
-    single = chosen_point(summary, "model_b", decision)
+    single = chosen_point(summary, "model_b", decision, metric="accuracy")
     assert single["grid_point"]["batch_size"] == 32 and single["choice"]["contenders"] == 1
 
 
 def test_a_tie_in_cost_goes_to_grid_order(tmp_path):
     summary, decision = decided({("model_a", 32): 10, ("model_a", 64): 10, ("model_a", 128): 1,
                                  ("model_b", 32): 9}, tmp_path, choose="cheapest_contender", cost="work")
-    assert chosen_point(summary, "model_a", decision)["grid_point"]["batch_size"] == 32
+    assert chosen_point(summary, "model_a", decision, metric="accuracy")["grid_point"]["batch_size"] == 32
 
 
 def test_a_decision_without_the_model_is_named(tmp_path):
     summary, decision = decided({("model_a", 32): 10, ("model_a", 64): 5, ("model_a", 128): 1,
                                  ("model_b", 32): 9}, tmp_path, choose="cheapest_contender", cost="work")
     with pytest.raises(FinalError, match="model_b"):
-        chosen_point(summary, "model_b", decision[decision["among"] != "model_b"])
+        chosen_point(summary, "model_b", decision[decision["among"] != "model_b"], metric="accuracy")
 
 
 # --- the workflow run --------------------------------------------------------------------------

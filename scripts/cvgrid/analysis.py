@@ -128,9 +128,14 @@ def analyse(folds: pd.DataFrame, cv_summary: pd.DataFrame, thresholds: Threshold
         "selected": selected_points(cv_summary, metric=thresholds.metric),
         "factor_effects": factor_effects(folds, alpha=thresholds.alpha, metric=thresholds.metric),
         "repeat_noise": repeat_noise(folds, metric=thresholds.metric),
-        "contenders": contenders(folds, to_best, thresholds, model_sizes, contender_probability),
     }
-    tables["decision"] = decisions(folds, tables["contenders"], choose, cost, expectations)
+    # Contenders and the decision are built on accuracy so far (common.smk refuses a rule other
+    # than best with another metric): under another metric their tables are empty, not wrong.
+    if thresholds.metric == "accuracy":
+        tables["contenders"] = contenders(folds, to_best, thresholds, model_sizes, contender_probability)
+        tables["decision"] = decisions(folds, tables["contenders"], choose, cost, expectations)
+    else:
+        tables["contenders"] = tables["decision"] = pd.DataFrame()
     diverged = folds[folds["diverged"]] if "diverged" in folds else folds.iloc[0:0]
     return Analysis(thresholds=thresholds, cv_summary=cv_summary, tables=tables,
                     noise_by_model=repeat_noise_by_model(tables["repeat_noise"]), diverged=diverged,

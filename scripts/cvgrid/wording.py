@@ -365,7 +365,7 @@ def decision_block(analysis: Analysis, max_listed: int = MAX_LISTED) -> str | No
             expect = (f"{'' if bbc else '**'}{100 * d['bound']:.1f}%{'' if bbc else '**'} (the best of {int(d['candidates'])} corrected for that choice, "
                       f"Tibshirani & Tibshirani 2009; raw mean {100 * d['mean_accuracy']:.1f}%, optimistic)")
         else:
-            why = (f"the contender of least {_COST_WORDS[d['cost']]}, {_pts(d['gap'])} points from the best's "
+            why = (f"the contender of least {_COST_WORDS[d['cost']]}, {_pts(d['gap'], 'accuracy')} points from the best's "
                    "mean")
             expect = (f"at least {100 * d['bound']:.1f}% (a conservative bound: the whole gap to each fold's "
                       f"best counted as optimism; raw mean {100 * d['mean_accuracy']:.1f}%, optimistic"
@@ -383,7 +383,7 @@ def decision_block(analysis: Analysis, max_listed: int = MAX_LISTED) -> str | No
         rows = contenders[contenders["among"] == d["among"]]
         listed = "; ".join(
             (f"{_model(r['model'])}, " if d["among"] == WHOLE_GRID else "") + _describe(r, keys)
-            + f": {100 * r['mean_accuracy']:.1f}% ({_pts(r['gap'])}), {_costs(r, d['among'] == WHOLE_GRID)}"
+            + f": {100 * r['mean_accuracy']:.1f}% ({_pts(r['gap'], 'accuracy')}), {_costs(r, d['among'] == WHOLE_GRID)}"
             for _, r in rows.head(max_listed).iterrows())
         more = len(rows) - min(len(rows), max_listed)
         size = ""  # one model: its size once
@@ -395,7 +395,7 @@ def decision_block(analysis: Analysis, max_listed: int = MAX_LISTED) -> str | No
             worse = comparisons[(comparisons["model"] == d["among"]) & (comparisons["verdict"] == WORSE)]
             lines.append(f"- **Drop** ({scope}): " + (
                 f"{len(worse)} point(s) *worse* than the best by more than {_rope_pts(analysis)} "
-                f"(posterior ≥ {probability:g}): {_names(worse, keys, max_listed)}." if len(worse)
+                f"(posterior ≥ {probability:g}): {_names(worse, keys, max_listed, 'accuracy')}." if len(worse)
                 else "no point is *worse* with these folds."))
             if d["among"] in resolution.index:
                 r = resolution.loc[d["among"]]
@@ -405,7 +405,7 @@ def decision_block(analysis: Analysis, max_listed: int = MAX_LISTED) -> str | No
     effects = analysis.tables["factor_effects"]
     if len(effects):
         matter = [f"{_FACTOR_NAMES.get(f, f)} ("
-                  + ", ".join(f"{_fmt_value(r['level'])} vs {_fmt_value(r['reference'])} {_pts(r['mean_diff'])}"
+                  + ", ".join(f"{_fmt_value(r['level'])} vs {_fmt_value(r['reference'])} {_pts(r['mean_diff'], 'accuracy')}"
                               for _, r in g.iterrows()) + " points)"
                   for f, g in effects.groupby("factor", sort=False) if g["significant"].any()]
         rest = [_FACTOR_NAMES.get(f, f) for f, g in effects.groupby("factor", sort=False) if not g["significant"].any()]
