@@ -71,7 +71,7 @@ class TrainingJob:
 
 @contextmanager
 def training_job(images_path: Path, index_path: Path, precision: str, device: str, threads: int,
-                 checkpoint_seconds: float):
+                 checkpoint_seconds: float, gpus_requested: int = 0):
     """Set up a training job and yield it; once the block has written its results, delete the
     checkpoints of its fits. SIGTERM exits with 143 and keeps them (the running fit first
     writes its last finished epoch)."""
@@ -79,11 +79,14 @@ def training_job(images_path: Path, index_path: Path, precision: str, device: st
     torch.set_num_threads(threads)
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
-    torch_device = hardware.training_device(device)  # never a silent CPU fallback where a GPU was asked for
+    # Never a silent CPU fallback where a GPU was asked for (training.device, or the rule's GPU).
+    torch_device = hardware.training_device(device, gpus_requested=gpus_requested)
+    chosen_precision = hardware.choose_precision(torch_device, precision)
+    hardware.configure_tf32(torch_device, chosen_precision)  # recorded by hardware.describe
     images, index = load_prepared(images_path, index_path)
     job = TrainingJob(
         device=torch_device,
-        precision=hardware.choose_precision(torch_device, precision),
+        precision=chosen_precision,
         precision_requested=precision,
         images_path=Path(images_path),
         images=images,
@@ -107,11 +110,13 @@ def run_folds(
     device: str,
     threads: int,
     checkpoint_seconds: float,
+    gpus_requested: int = 0,
 ) -> list[dict]:
     """Train CV folds one after the other in one job (one setting, output folder and checkpoint
     each); write each folder's history.tsv, predictions.tsv and metrics.json (metrics last)."""
     checkpoint_paths = checkpoint_paths or [None] * len(fold_settings)
-    with training_job(images_path, index_path, precision, device, threads, checkpoint_seconds) as job:
+    with training_job(images_path, index_path, precision, device, threads, checkpoint_seconds,
+                      gpus_requested) as job:
         fold_table = pd.read_csv(folds_path, sep="\t")
         return [_train_fold(job, settings, fold_table, folds_path, Path(out_dir), checkpoint)
                 for settings, out_dir, checkpoint in zip(fold_settings, out_dirs, checkpoint_paths, strict=True)]

@@ -31,6 +31,7 @@ rule refit_best:
         "../../envs/cvgrid.yaml"
     threads: config["training"]["threads"]
     resources:
+        gpu=1,  # as train's: declared here, refined by profiles
         # A share of one local GPU, like train's (`--resources gpu_jobs=N`).
         gpu_jobs=1,
     params:

@@ -6,6 +6,7 @@ rule train:
         index="results/data/index.tsv",
         folds="{root}/data/folds.tsv",
         weights=model_weights,  # [] from scratch, the weights file if pretrained
+        gpu_check=ancient(GPU_CHECK),  # rules/check.smk: no training job before the check passed
     output:
         metrics=f"{{root}}/train/{HP}/{FOLD}/metrics.json",
         history=f"{{root}}/train/{HP}/{FOLD}/history.tsv",
@@ -20,6 +21,10 @@ rule train:
         "../../envs/cvgrid.yaml"
     threads: config["training"]["threads"]
     resources:
+        # One GPU, declared here so that no profile can lose it (profiles refine it: gpu_model,
+        # gres). Locally Snakemake ignores it unless --resources gpu=N; inside a SLURM job
+        # without a GPU the job stops (--gpus-requested, hardware.training_device).
+        gpu=1,
         # A share of one local GPU: `--resources gpu_jobs=4` lets four training jobs use it at
         # once (a model A fold needs well under 1 GB). Unlimited unless set; SLURM ignores it.
         gpu_jobs=1,
@@ -37,5 +42,6 @@ rule train:
         " --folds {input.folds:q} --repeat {wildcards.repeat} --fold {wildcards.fold}"
         " --settings {params.settings:q}"
         " --precision {params.training[precision]} --device {params.training[device]}"
+        " --gpus-requested {resources.gpu}"
         " --threads {threads} {params.weights} --checkpoint-seconds {params.training[checkpoint_seconds]}"
         " --out-dir {params.out_dir:q} --checkpoint {params.checkpoint:q} > {log:q} 2>&1"

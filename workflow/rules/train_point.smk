@@ -12,6 +12,7 @@ rule train_point:
         index="results/data/index.tsv",
         folds="{root}/data/folds.tsv",
         weights=model_weights,  # [] from scratch, the weights file if pretrained
+        gpu_check=ancient(GPU_CHECK),  # rules/check.smk: no training job before the check passed
     output:
         metrics=point_job_outputs("metrics.json"),
         history=point_job_outputs("history.tsv"),
@@ -24,6 +25,7 @@ rule train_point:
         "../../envs/cvgrid.yaml"
     threads: config["training"]["threads"]
     resources:
+        gpu=1,  # as train's: declared here, refined by profiles
         gpu_jobs=1,  # a share of one local GPU, as train's
     params:
         script=script_path("train.py"),
@@ -43,5 +45,6 @@ rule train_point:
         " --folds {input.folds:q} --repeat {params.repeats} --fold {params.fold_numbers}"
         " --settings {params.settings:q}"
         " --precision {params.training[precision]} --device {params.training[device]}"
+        " --gpus-requested {resources.gpu}"
         " --threads {threads} {params.weights} --checkpoint-seconds {params.training[checkpoint_seconds]}"
         " --out-dir {params.out_dirs:q} --checkpoint {params.checkpoints:q} > {log:q} 2>&1"
