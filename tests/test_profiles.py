@@ -72,7 +72,7 @@ def test_training_jobs_ask_for_one_gpu_and_memory_and_time_by_model(plan):
 
 
 @pytest.mark.parametrize("profiles", [
-    ("--profile", str(SITE_EXAMPLE)),
+    ("--profile", str(SITE_EXAMPLE), "--jobs", "10"),  # the site profile says nothing of --jobs
     ("--profile", str(SITE_EXAMPLE), "--workflow-profile", str(WORKFLOW_PROFILE),
      "--set-resources", "train:runtime=20m", "refit_best:mem_mb=9000"),
 ], ids=["site-profile-alone", "command-line-set-resources"])

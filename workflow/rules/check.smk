@@ -25,7 +25,9 @@ rule downloads:
     localrule: True
 
 
-# Every training job depends on this file (ancient: a new check never retrains a finished fold).
+# Every training job depends on this file, marked ancient: a re-check (`-R check_gpu`, or a new
+# training.device) never retrains a finished fold. Do not delete it in a folder with finished
+# folds: Snakemake reruns every consumer of a file that a job has to make again.
 GPU_CHECK = "results/gpu_check.json"
 
 
