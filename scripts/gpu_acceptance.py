@@ -72,6 +72,8 @@ def main(argv=None):
     p.add_argument("--out", type=Path, default=None, help="the JSON (default docs/benchmarks/gpu-<gpu>.json)")
     p.add_argument("--work", type=Path, default=None, help="folder for the prepared data and logs (default: a temporary one)")
     p.add_argument("--threads", type=int, default=min(8, os.cpu_count() or 1), help="CPU threads per training job")
+    p.add_argument("--max-epochs", type=int, default=None,
+                   help="cap the folds' epochs (default: the config's training.max_epochs; 1 with --cpu)")
     a = p.parse_args(argv)
     started = time.monotonic()
 
@@ -117,8 +119,8 @@ def main(argv=None):
 
     # 3. Five folds of one grid point, at precision auto and fp16 (fp32 on the CPU).
     settings = point_settings(config, POINT)
-    if a.cpu:
-        settings["max_epochs"] = 1
+    if a.max_epochs or a.cpu:
+        settings["max_epochs"] = a.max_epochs or 1
     record["fold_settings"] = settings
     record["folds"] = {}
     for precision in ("auto", "fp32" if a.cpu else "fp16"):
