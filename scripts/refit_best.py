@@ -34,6 +34,8 @@ def main(argv=None):
     p.add_argument("--validation-fraction", type=float, required=True)
     p.add_argument("--threads", type=int, required=True, help="CPU threads for torch")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--gpus-requested", type=int, default=0,
+                   help="the GPUs the rule asked for (resources: gpu), as train.py's")
     p.add_argument("--groups", type=Path, default=None, help="TSV file, group: no group in train and validation")
     p.add_argument("--weights", type=Path, default=None,
                    help="pretrained weights file for the backbone, as train.py --weights (read, never downloaded)")
@@ -45,7 +47,8 @@ def main(argv=None):
         refit(summary_path=a.summary, model_name=a.model, images_path=a.images, index_path=a.index,
               out_dir=a.out_dir, config=a.config, split_seed=a.split_seed,
               validation_fraction=a.validation_fraction, groups_path=a.groups, weights_path=a.weights,
-              checkpoint_path=a.checkpoint, device=a.device, threads=a.threads)
+              checkpoint_path=a.checkpoint, device=a.device, threads=a.threads,
+              gpus_requested=a.gpus_requested)
     except (FinalError, *job.INPUT_ERRORS) as error:
         sys.exit(f"error: {error}")
 

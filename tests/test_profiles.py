@@ -43,7 +43,7 @@ def plan(tmp_path_factory):
     return planned_jobs(result.stdout + result.stderr)
 
 
-SUBMITTED = {"prepare_dataset", "make_folds", "train", "refit_best"}
+SUBMITTED = {"prepare_dataset", "make_folds", "check_gpu", "train", "refit_best"}
 
 
 def test_the_site_profiles_account_reaches_every_job_and_no_partition_is_fixed(plan):
@@ -67,6 +67,27 @@ def test_training_jobs_ask_for_one_gpu_and_memory_and_time_by_model(plan):
     for job in plan:
         if job["rule"] in ("prepare_dataset", "make_folds"):
             assert "gpu" not in job["resources"] and job["resources"]["runtime"] == "30", job
+    (check,) = [job for job in plan if job["rule"] == "check_gpu"]
+    assert (check["resources"]["gpu"], check["resources"]["mem_mb"], check["resources"]["runtime"]) == ("1", "4000", "15")
+
+
+@pytest.mark.parametrize("profiles", [
+    ("--profile", str(SITE_EXAMPLE), "--jobs", "10"),  # the site profile says nothing of --jobs
+    ("--profile", str(SITE_EXAMPLE), "--workflow-profile", str(WORKFLOW_PROFILE),
+     "--set-resources", "train:runtime=20m", "refit_best:mem_mb=9000"),
+], ids=["site-profile-alone", "command-line-set-resources"])
+def test_the_gpu_request_is_the_rules_own_and_no_profile_loses_it(tmp_path, profiles):
+    """Without profiles/slurm's set-resources (a site profile alone, or a --set-resources on the
+    command line, which replaces that whole block) every GPU job still asks for its GPU."""
+    data = write_image_folder(tmp_path / "images", n_classes=3, per_class=20)
+    config = write_config(tmp_path / "config.yaml", tiny_config(data, grid={"learning_rate": [0.001]}))
+    work = tmp_path / "work"
+    work.mkdir()
+    plan = planned_jobs(run_snakemake(work, config, "-n", *profiles).stdout)
+    gpu_jobs = [job for job in plan if job["rule"] in ("check_gpu", "train", "refit_best")]
+    assert {job["rule"] for job in gpu_jobs} == {"check_gpu", "train", "refit_best"}
+    for job in gpu_jobs:
+        assert job["resources"]["gpu"] == "1", job
 
 
 @pytest.mark.parametrize("per_class", [20, 40])

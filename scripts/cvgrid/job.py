@@ -72,7 +72,7 @@ class TrainingJob:
 
 @contextmanager
 def training_job(*, images_path: Path, index_path: Path, precision: str, device: str, threads: int,
-                 checkpoint_seconds: float):
+                 checkpoint_seconds: float, gpus_requested: int = 0):
     """Set up a training job and yield it; once the block has written its results, delete the
     checkpoints of its fits. SIGTERM exits with 143 and keeps them (the running fit first
     writes its last finished epoch)."""
@@ -80,11 +80,14 @@ def training_job(*, images_path: Path, index_path: Path, precision: str, device:
     torch.set_num_threads(threads)
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
-    torch_device = hardware.training_device(device)  # never a silent CPU fallback where a GPU was asked for
+    # Never a silent CPU fallback where a GPU was asked for (training.device, or the rule's GPU).
+    torch_device = hardware.training_device(device, gpus_requested=gpus_requested)
+    chosen_precision = hardware.choose_precision(torch_device, precision)
+    hardware.configure_tf32(torch_device, chosen_precision)  # recorded by hardware.describe
     images, index = load_prepared(images_path, index_path)
     job = TrainingJob(
         device=torch_device,
-        precision=hardware.choose_precision(torch_device, precision),
+        precision=chosen_precision,
         precision_requested=precision,
         images_path=Path(images_path),
         images=images,
@@ -109,12 +112,14 @@ def run_folds(
     device: str,
     threads: int,
     checkpoint_seconds: float,
+    gpus_requested: int = 0,
 ) -> list[dict]:
     """Train CV folds one after the other in one job (one setting, output folder and checkpoint
     each); write each folder's history.tsv, predictions.tsv and metrics.json (metrics last)."""
     checkpoint_paths = checkpoint_paths or [None] * len(fold_settings)
     with training_job(images_path=images_path, index_path=index_path, precision=precision, device=device,
-                      threads=threads, checkpoint_seconds=checkpoint_seconds) as job:
+                      threads=threads, checkpoint_seconds=checkpoint_seconds,
+                      gpus_requested=gpus_requested) as job:
         fold_table = pd.read_csv(folds_path, sep="\t")
         return [_train_fold(job, settings, fold_table=fold_table, folds_path=folds_path, out_dir=Path(out_dir),
                             checkpoint_path=checkpoint)

@@ -31,6 +31,7 @@ rule refit_best:
         "../../envs/cvgrid.yaml"
     threads: config["training"]["threads"]
     resources:
+        gpu=1,  # as train's: declared here, refined by profiles
         # A share of one local GPU, like train's (`--resources gpu_jobs=N`).
         gpu_jobs=1,
     params:
@@ -46,7 +47,7 @@ rule refit_best:
     shell:
         "python {params.script:q} --summary {input.summary:q} --model {wildcards.model:q}"
         " --images {input.images:q} --index {input.index:q}"
-        " --config {params.config:q} --device {params.training[device]}"
+        " --config {params.config:q} --device {params.training[device]} --gpus-requested {resources.gpu}"
         " --split-seed {params.cv[seed]} --validation-fraction {params.cv[validation_fraction]}"
         " {params.groups} {params.weights} --threads {threads}"
         " --checkpoint {params.checkpoint:q}"
