@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -251,6 +252,12 @@ def test_train_cli_writes_metrics_history_and_predictions(prepared, uninterrupte
     history = pd.read_csv(out / "history.tsv", sep="\t")
     assert list(history.columns) == HISTORY_COLUMNS and len(history) == 4
     assert metrics["best_val_accuracy"] == history["val_accuracy"].max()
+    # The speed without the warm-up epoch, beside the whole run's; where the fold ran.
+    per_epoch = metrics["n_train"]
+    assert metrics["images_per_second_after_first_epoch"] == pytest.approx(
+        3 * per_epoch / history["seconds"].iloc[1:].sum(), rel=0.01)
+    assert metrics["images_per_second"] == pytest.approx(4 * per_epoch / history["seconds"].sum(), rel=0.01)
+    assert metrics["hostname"] == socket.gethostname() and metrics["slurm_partition"] is None
     predictions = pd.read_csv(out / "predictions.tsv", sep="\t")
     folds = pd.read_csv(prepared / "folds.tsv", sep="\t")
     test = split_indices(folds, 0, 1)["test"]

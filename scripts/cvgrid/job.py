@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import signal
 import sys
 from contextlib import contextmanager
@@ -126,9 +125,20 @@ def run_folds(
                 for settings, out_dir, checkpoint in zip(fold_settings, out_dirs, checkpoint_paths, strict=True)]
 
 
+def images_per_second_after_first_epoch(history: pd.DataFrame, images_trained: int) -> float | None:
+    """Training speed over the epochs after the first (each epoch trains the same images); None
+    for a fit of fewer than two epochs."""
+    if len(history) < 2 or history["seconds"].iloc[1:].sum() <= 0:
+        return None
+    images_per_epoch = images_trained / len(history)
+    return round(images_per_epoch * (len(history) - 1) / float(history["seconds"].iloc[1:].sum()), 1)
+
+
 def _train_fold(job: TrainingJob, settings: TrainSettings, *, fold_table: pd.DataFrame, folds_path: Path,
                 out_dir: Path, checkpoint_path: Path | None) -> dict:
     split = split_indices(fold_table, settings.repeat, settings.fold)
+    if job.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(job.device)  # peak_gpu_memory_mb: this fold's, not the job's
     result = job.fit(settings, split, checkpoint_path)
 
     test = job.index.iloc[split["test"]]
@@ -156,14 +166,17 @@ def _train_fold(job: TrainingJob, settings: TrainSettings, *, fold_table: pd.Dat
         "seconds": round(result.seconds, 3),
         "train_seconds": round(result.train_seconds, 3),
         "images_per_second": round(result.images_trained / result.train_seconds, 1) if result.train_seconds else None,
+        # Without the first epoch (warm-up: cuDNN autotuning, lazy CUDA loading, cold caches).
+        "images_per_second_after_first_epoch": images_per_second_after_first_epoch(history, result.images_trained),
         "resumed_from_epoch": result.resumed_from_epoch,
         "n_train": len(split["train"]),
         "n_validation": len(split["validation"]),
         "n_test": len(split["test"]),
         "precision": job.precision,
-        # Which SLURM job ran this fold (None outside SLURM): ties a result to its scheduler record.
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         **hardware.describe(job.device),
+        # Where it ran: host, SLURM job and partition (None outside SLURM; ties a result to its
+        # scheduler record), and on a GPU its name, capability, driver, CUDA, cuDNN, TF32, peak memory.
+        **hardware.where_run(job.device),
         "config": {**asdict(settings), "precision_requested": job.precision_requested,
                    "images": str(job.images_path), "folds": str(folds_path)},
     }

@@ -25,13 +25,28 @@ rule downloads:
     localrule: True
 
 
-# Every training job depends on this file, marked ancient: a re-check (`-R check_gpu`, or a new
-# training.device) never retrains a finished fold. Do not delete it in a folder with finished
-# folds: Snakemake reruns every consumer of a file that a job has to make again.
+# The check's record. The training jobs wait for it through a checkpoint (gpu_check_gate), not
+# through an input file: a file input would be recorded in each job's metadata, and a missing
+# record (a restored study folder, a deleted file) would make Snakemake run the check again and
+# then retrain every finished fold, because an input is produced again.
 GPU_CHECK = "results/gpu_check.json"
 
 
-rule check_gpu:
+def gpu_check_gate(wildcards):
+    """Input function of rule train: nothing, once the check has passed. Before that, a job that
+    still has outputs to write waits for the check (checkpoints.check_gpu.get() raises until the
+    record exists, and Snakemake runs check_gpu first). A job whose outputs are all there does
+    not ask: it is finished, and neither a re-check (`-R check_gpu`) nor a missing record may
+    retrain it (one retrained for another reason, e.g. `-R train`, then runs without waiting). Evaluated in the process that
+    plans the run; a cluster job re-parsing the Snakefile runs after the check, so get() returns
+    there and its inputs are the same files (the record is never one of them)."""
+    outputs = [path.format(**dict(wildcards.items())) for path in train_job_outputs("metrics.json")]
+    if not all(os.path.exists(path) for path in outputs):
+        checkpoints.check_gpu.get()
+    return []
+
+
+checkpoint check_gpu:
     # One job, submitted like a training job (the same GPU request; profiles may refine it), before
     # any of them: torch build, nvidia-smi, compute capability, a test operation, precision and
     # TF32, and whether the data array fits in the GPU's free memory. Its failure (CudaUnusable,

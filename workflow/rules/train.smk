@@ -19,7 +19,7 @@ rule train:
         index="results/data/index.tsv",
         folds="{root}/data/folds.tsv",
         weights=model_weights,  # [] from scratch, the weights file if pretrained
-        gpu_check=ancient(GPU_CHECK),  # rules/check.smk: no training job before the check passed
+        gpu_check=gpu_check_gate,  # rules/check.smk: no training job before the check passed
     output:
         metrics=train_job_outputs("metrics.json"),
         history=train_job_outputs("history.tsv"),
