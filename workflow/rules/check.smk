@@ -25,25 +25,11 @@ rule downloads:
     localrule: True
 
 
-# The check's record. The training jobs wait for it through a checkpoint (gpu_check_gate), not
-# through an input file: a file input would be recorded in each job's metadata, and a missing
-# record (a restored study folder, a deleted file) would make Snakemake run the check again and
-# then retrain every finished fold, because an input is produced again.
+# The check's record. The training jobs wait for it through a checkpoint (common.smk,
+# gpu_check_gate), not through an input file: a file input would be recorded in each job's
+# metadata, and a missing record (a restored study folder, a deleted file) would make Snakemake
+# run the check again and then retrain every finished fold, because an input is produced again.
 GPU_CHECK = "results/gpu_check.json"
-
-
-def gpu_check_gate(wildcards):
-    """Input function of rule train: nothing, once the check has passed. Before that, a job that
-    still has outputs to write waits for the check (checkpoints.check_gpu.get() raises until the
-    record exists, and Snakemake runs check_gpu first). A job whose outputs are all there does
-    not ask: it is finished, and neither a re-check (`-R check_gpu`) nor a missing record may
-    retrain it (one retrained for another reason, e.g. `-R train`, then runs without waiting). Evaluated in the process that
-    plans the run; a cluster job re-parsing the Snakefile runs after the check, so get() returns
-    there and its inputs are the same files (the record is never one of them)."""
-    outputs = [path.format(**dict(wildcards.items())) for path in train_job_outputs("metrics.json")]
-    if not all(os.path.exists(path) for path in outputs):
-        checkpoints.check_gpu.get()
-    return []
 
 
 checkpoint check_gpu:

@@ -195,6 +195,20 @@ def train_job_outputs(name):
     return [f"{TRAIN_JOB}/{FOLD.format(repeat=r, fold=f)}/{name}" for r, f in fold_keys(config)]
 
 
+def gpu_check_gate(wildcards):
+    """Input function of the training rule: nothing, once the check has passed. Before that, a job that
+    still has outputs to write waits for the check (checkpoints.check_gpu.get() raises until the
+    record exists, and Snakemake runs check_gpu first). A job whose outputs are all there does
+    not ask: it is finished, and neither a re-check (`-R check_gpu`) nor a missing record may
+    retrain it (one retrained for another reason, e.g. `-R train`, then runs without waiting). Evaluated in the process that
+    plans the run; a cluster job re-parsing the Snakefile runs after the check, so get() returns
+    there and its inputs are the same files (the record is never one of them)."""
+    outputs = [path.format(**dict(wildcards.items())) for path in train_job_outputs("metrics.json")]
+    if not all(os.path.exists(path) for path in outputs):
+        checkpoints.check_gpu.get()
+    return []
+
+
 def model_weights(wildcards):
     """Input of the training rules: [] for a model from scratch, else [its weights file].
     Marked ancient: a re-downloaded copy of the same hash-named file retrains nothing."""
