@@ -28,6 +28,7 @@ training job at a time anyway, so together they take little longer than the long
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -416,8 +417,10 @@ def test_a_cancelled_training_job_is_retried_and_resumes(runs):
     retried = metrics[fold]
     assert retried["slurm_job_id"] not in (None, job_id), retried["slurm_job_id"]
     assert len({m["slurm_job_id"] for m in metrics.values()}) == 2
-    # The retry is attempt 2: twice the memory (profiles/slurm: mem_mb "4000 * attempt").
-    assert scontrol_show_job(retried["slurm_job_id"])["MinMemoryNode"] == "8000M"
+    # The retry is attempt 2: twice the memory (common.smk, train_mem_mb: 4000 MB for model A
+    # plus twice images.npy, times the attempt).
+    array_mb = math.ceil(2 * (run.workdir / "results" / "data" / "images.npy").stat().st_size / 1e6)
+    assert scontrol_show_job(retried["slurm_job_id"])["MinMemoryNode"] == f"{2 * (4000 + array_mb)}M"
     # It went on from the cancelled job's last checkpoint, not from epoch 1.
     print(f"retry {retried['slurm_job_id']} resumed from epoch {retried['resumed_from_epoch']}")
     assert retried["resumed_from_epoch"] >= 1

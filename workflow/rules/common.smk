@@ -14,7 +14,8 @@ from snakemake.utils import Paramspace, validate
 SCRIPTS = str(Path(workflow.basedir).parent / "scripts")
 sys.path.insert(0, SCRIPTS)
 from cvgrid.grid import (  # noqa: E402
-    AXES, ConfigError, fold_keys, grid_axes, grid_table, job_unit, listed_grid, point_settings, sample_note,
+    AXES, ConfigError, architecture, fold_keys, grid_axes, grid_table, job_unit, listed_grid, point_settings,
+    sample_note,
 )
 from cvgrid.io import write_json  # noqa: E402
 from cvgrid.plan import folder_record, plan_weights, record_folder  # noqa: E402
@@ -117,6 +118,21 @@ def prepare_mem_mb(wildcards, input, attempt):
     smaller, cvgrid.data.check_space) plus 1 GB for Python and the decoder, times the attempt."""
     files = json.loads(Path(input[0]).read_text())["files"]
     return attempt * (1000 + math.ceil(files * config["image_size"] ** 2 * 3 / 1e6))
+
+
+# Models that need twice model A's host memory (MobileNetV2 at 128 px with ImageNet weights,
+# ResNet-18): by config name or by architecture. Add a model of your own if it is as heavy.
+HEAVY_MODELS = ("model_b", "resnet18")
+
+
+def train_mem_mb(wildcards, input, attempt):
+    """A training job's host memory in MB (train, refit_best): 4 GB for torch and the model (8 GB
+    for HEAVY_MODELS), plus twice images.npy (the array it loads whole, and a pinned copy where
+    the array does not fit in the GPU's free memory), times the attempt. Evaluated once
+    images.npy exists (a dry run before the data step shows <TBD>)."""
+    heavy = wildcards.model in HEAVY_MODELS or architecture(config, wildcards.model) in HEAVY_MODELS
+    data_mb = math.ceil(2 * os.path.getsize(input.images) / 1e6)
+    return attempt * ((8000 if heavy else 4000) + data_mb)
 
 
 def groups_table(wildcards):

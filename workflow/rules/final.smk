@@ -34,6 +34,7 @@ rule refit_best:
         gpu=1,  # as train's: declared here, refined by profiles
         # A share of one local GPU, like train's (`--resources gpu_jobs=N`).
         gpu_jobs=1,
+        mem_mb=train_mem_mb,  # as train's: by model and by the size of images.npy
     params:
         script=script_path("refit_best.py"),
         training=config["training"],

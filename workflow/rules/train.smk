@@ -43,6 +43,8 @@ rule train:
         # A share of one local GPU: `--resources gpu_jobs=4` lets four training jobs use it at
         # once (a model A fold needs well under 1 GB). Unlimited unless set; SLURM ignores it.
         gpu_jobs=1,
+        # Host memory by model and by the size of images.npy, times the attempt (common.smk).
+        mem_mb=train_mem_mb,
         # Not results (strings: no local limit applies to them).
         device=str(config["training"]["device"]),
         checkpoint_seconds=str(config["training"]["checkpoint_seconds"]),
