@@ -40,6 +40,8 @@ def main(argv=None):
     p.add_argument("--weights", type=Path, default=None,
                    help="pretrained weights file for the backbone, as train.py --weights (read, never downloaded)")
     p.add_argument("--checkpoint", type=Path, default=None, help="resume from / save to this file")
+    p.add_argument("--checkpoint-seconds", type=float, default=0.0,
+                   help="write the checkpoint at most this often (seconds); 0: after every epoch")
     p.add_argument("--out-dir", type=Path, required=True)
     a = p.parse_args(argv)
     job.configure_logging()
@@ -48,7 +50,7 @@ def main(argv=None):
               out_dir=a.out_dir, config=a.config, split_seed=a.split_seed,
               validation_fraction=a.validation_fraction, groups_path=a.groups, weights_path=a.weights,
               checkpoint_path=a.checkpoint, device=a.device, threads=a.threads,
-              gpus_requested=a.gpus_requested)
+              gpus_requested=a.gpus_requested, checkpoint_seconds=a.checkpoint_seconds)
     except (FinalError, *job.INPUT_ERRORS) as error:
         sys.exit(f"error: {error}")
 

@@ -162,7 +162,7 @@ def test_a_new_thread_count_checkpoint_interval_or_device_retrains_nothing(finis
     configfile = write_config(tmp_path / "config.yaml", settings)
     result = run_snakemake(finished_run["work"], configfile, "-n")
     output = result.stdout + result.stderr
-    assert "Nothing to be done" in output or "train" not in job_counts(output), output
+    assert "Nothing to be done" in output, output  # no training job, and no refit either
 
 
 def test_the_same_config_resaved_in_another_key_order_plans_nothing(finished_run, tmp_path):

@@ -199,6 +199,7 @@ def refit(
     device: str,
     threads: int,
     gpus_requested: int = 0,
+    checkpoint_seconds: float = 0.0,
 ) -> dict:
     """Read the best grid point, refit it on all images, write the final model's files.
     `config`: the config's `training`, `augmentations` and `models` (cvgrid.grid.point_settings
@@ -216,7 +217,7 @@ def refit(
     policy = {key: values[key] for key in AUGMENTATION_KEYS}
     with training_job(images_path=images_path, index_path=index_path, precision=training["precision"],
                       device=device, threads=threads,
-                      checkpoint_seconds=float(training["checkpoint_seconds"]),
+                      checkpoint_seconds=checkpoint_seconds,
                       gpus_requested=gpus_requested) as job:
         images, index = job.images, job.index
         groups = None

@@ -246,9 +246,17 @@ def point_settings_json(wildcards):
     return json.dumps(point_settings(config, point), sort_keys=True)
 
 
+# Training settings that cannot change a result: never in a rule's params (Snakemake reruns a job
+# whose params text changed), they go to the scripts through threads and resources.
+RUN_ONLY_TRAINING_KEYS = ("threads", "device", "checkpoint_seconds", "folds_per_job")
+
+
 def refit_config_json():
-    """refit_best.py's --config: what point_settings needs besides the best point's axes."""
-    return json.dumps({key: config[key] for key in ("training", "augmentations", "models", "recipes")}, sort_keys=True)
+    """refit_best.py's --config: what point_settings needs besides the best point's axes, as
+    sorted JSON without RUN_ONLY_TRAINING_KEYS."""
+    training = {key: value for key, value in config["training"].items() if key not in RUN_ONLY_TRAINING_KEYS}
+    sections = {key: config[key] for key in ("augmentations", "models", "recipes")}
+    return json.dumps({"training": training, **sections}, sort_keys=True)
 
 
 def final_outputs():

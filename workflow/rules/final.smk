@@ -35,21 +35,26 @@ rule refit_best:
         # A share of one local GPU, like train's (`--resources gpu_jobs=N`).
         gpu_jobs=1,
         mem_mb=train_mem_mb,  # as train's: by model and by the size of images.npy
-    params:
+        # Not results, as train's (strings: no local limit applies to them).
+        device=str(config["training"]["device"]),
+        checkpoint_seconds=str(config["training"]["checkpoint_seconds"]),
         script=script_path("refit_best.py"),
-        training=config["training"],
-        cv=config["cv"],
+    # Only what changes a result, in canonical form (as train's): a re-saved config, a new thread
+    # count, device or checkpoint interval refits nothing.
+    params:
         config=refit_config_json(),
+        split_seed=config["cv"]["seed"],
+        validation_fraction=config["cv"]["validation_fraction"],
         groups=groups_option,
         weights=weights_option,
         out_dir=lambda w, output: os.path.dirname(output.info),
         # Not an output, like train's: it must survive a failed attempt so that a retry resumes.
         checkpoint="results/checkpoints/final/{model}.pt",
     shell:
-        "python {params.script:q} --summary {input.summary:q} --model {wildcards.model:q}"
+        "python {resources.script:q} --summary {input.summary:q} --model {wildcards.model:q}"
         " --images {input.images:q} --index {input.index:q}"
-        " --config {params.config:q} --device {params.training[device]} --gpus-requested {resources.gpu}"
-        " --split-seed {params.cv[seed]} --validation-fraction {params.cv[validation_fraction]}"
+        " --config {params.config:q} --device {resources.device:q} --gpus-requested {resources.gpu}"
+        " --split-seed {params.split_seed} --validation-fraction {params.validation_fraction}"
         " {params.groups} {params.weights} --threads {threads}"
-        " --checkpoint {params.checkpoint:q}"
+        " --checkpoint {params.checkpoint:q} --checkpoint-seconds {resources.checkpoint_seconds:q}"
         " --out-dir {params.out_dir:q} > {log:q} 2>&1"
