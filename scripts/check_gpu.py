@@ -1,6 +1,7 @@
 """The GPU check before any training job (rule check_gpu): one small job, submitted like a
 training job, that fails the run once, with one message, where training jobs would fail by the
-hundred (a torch wheel the driver cannot run, a node without its GPU, data too large for it).
+hundred (a torch wheel the driver cannot run, a node without its GPU); it also says whether the
+images fit in the GPU's free memory (if not, training moves them batch by batch).
 
     python scripts/check_gpu.py --images results/data/images.npy --device auto \
         --precision auto --gpus-requested 1 --out results/gpu_check.json
@@ -29,9 +30,12 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
         record = hardware.gpu_check(a.device, a.precision, a.gpus_requested, a.images)
-    except (hardware.CudaUnusable, hardware.DataTooLarge, ValueError) as error:
+    except (hardware.CudaUnusable, ValueError) as error:
         sys.exit(f"error: {error}")
     logging.info("GPU check: %s", json.dumps(record, sort_keys=True))
+    if not record["data_fits_on_device"]:
+        logging.warning("the training jobs will keep the images in pinned host memory and move them to the GPU "
+                        "batch by batch (slower, the same numbers): %s", record["memory"])
     write_json(record, a.out)
 
 

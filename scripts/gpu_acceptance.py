@@ -105,7 +105,7 @@ def main(argv=None):
         logs / "folds.log")
     try:
         record["device_check"] = hardware.gpu_check(device, "auto", 0 if a.cpu else 1, images)
-    except (hardware.CudaUnusable, hardware.DataTooLarge) as error:
+    except hardware.CudaUnusable as error:
         sys.exit(f"error: {error}")
     gpu_name = record["device_check"].get("gpu", "cpu")
 

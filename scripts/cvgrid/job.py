@@ -57,6 +57,9 @@ class TrainingJob:
     index: pd.DataFrame
     class_names: list[str]
     checkpoint_seconds: float  # at most one checkpoint per fit in this many seconds (and at its end)
+    # Whether the images fit in the device's free memory; if not, they stay in (pinned) host
+    # memory and go to the device batch by batch (hardware.fits_on_device, training.HostBatches).
+    data_on_device: bool = True
     checkpoints: list[Path] = field(default_factory=list)  # of the fits so far, deleted at the job's end
 
     def fit(self, settings: TrainSettings, split: dict[str, np.ndarray], checkpoint_path: Path | None) -> FoldResult:
@@ -66,7 +69,7 @@ class TrainingJob:
             self.checkpoints.append(Path(checkpoint_path))
         return fit(self.images, self.index["label"].to_numpy(), split, len(self.class_names), settings,
                    device=self.device, precision=self.precision, checkpoint_path=checkpoint_path,
-                   checkpoint_seconds=self.checkpoint_seconds)
+                   checkpoint_seconds=self.checkpoint_seconds, data_on_device=self.data_on_device)
 
 
 @contextmanager
@@ -84,6 +87,12 @@ def training_job(*, images_path: Path, index_path: Path, precision: str, device:
     chosen_precision = hardware.choose_precision(torch_device, precision)
     hardware.configure_tf32(torch_device, chosen_precision)  # recorded by hardware.describe
     images, index = load_prepared(images_path, index_path)
+    data_on_device, figures = hardware.fits_on_device(images.nbytes, torch_device)
+    if data_on_device:
+        log.info("data on the device: %s", figures)
+    else:
+        log.warning("data stays in pinned host memory and goes to the GPU batch by batch (slower, the same "
+                    "numbers): %s", figures)
     job = TrainingJob(
         device=torch_device,
         precision=chosen_precision,
@@ -93,6 +102,7 @@ def training_job(*, images_path: Path, index_path: Path, precision: str, device:
         index=index,
         class_names=class_names(index),
         checkpoint_seconds=checkpoint_seconds,
+        data_on_device=data_on_device,
     )
     yield job
     for path in job.checkpoints:
@@ -173,6 +183,8 @@ def _train_fold(job: TrainingJob, settings: TrainSettings, *, fold_table: pd.Dat
         "n_validation": len(split["validation"]),
         "n_test": len(split["test"]),
         "precision": job.precision,
+        # False: the images did not fit in the GPU's free memory and went to it batch by batch.
+        "data_on_device": job.data_on_device,
         **hardware.describe(job.device),
         # Where it ran: host, SLURM job and partition (None outside SLURM; ties a result to its
         # scheduler record), and on a GPU its name, capability, driver, CUDA, cuDNN, TF32, peak memory.

@@ -35,8 +35,9 @@ GPU_CHECK = "results/gpu_check.json"
 checkpoint check_gpu:
     # One job, submitted like a training job (the same GPU request; profiles may refine it), before
     # any of them: torch build, nvidia-smi, compute capability, a test operation, precision and
-    # TF32, and whether the data array fits in the GPU's free memory. Its failure (CudaUnusable,
-    # DataTooLarge) fails the run once, with one message, and no training job is submitted.
+    # TF32, and whether the data array fits in the GPU's free memory. Its failure (CudaUnusable:
+    # a wrong torch wheel or driver) fails the run once, with one message, and no training job is
+    # submitted.
     # Not retried (retries: 0 wins over the profile's `retries:`): no retry mends a wrong wheel
     # or an old driver. To check again (a new node type): snakemake ... -R check_gpu.
     input:
