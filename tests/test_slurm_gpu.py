@@ -43,10 +43,10 @@ GPU_RULES = ("rule_check_gpu", "group_train_folds_train")
 
 
 def typed_workflow_profile(folder: Path) -> Path:
-    """profiles/slurm with `gpu_model: fake` uncommented in its four GPU blocks, as a user with
+    """profiles/slurm with `gpu_model: fake` uncommented in its three GPU blocks, as a user with
     typed GPUs (`sinfo -o %G` says gpu:fake:1) edits it."""
     text = (REPO / "profiles" / "slurm" / "config.yaml").read_text()
-    assert text.count("    # gpu_model: a100\n") == 4
+    assert text.count("    # gpu_model: a100\n") == 3
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text(text.replace("    # gpu_model: a100\n", f"    gpu_model: {GPU_TYPE}\n"))
     return folder
