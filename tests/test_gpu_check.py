@@ -29,7 +29,7 @@ def test_a_new_grid_point_trains_only_its_own_folds(tiny_run, snakemake, tmp_pat
     planned = job_counts(snakemake(tiny_run.work, bigger, "-n", "results/cv_summary.tsv").stdout)
     folds = tiny_run.settings["cv"]["folds"] * tiny_run.settings["cv"].get("repeats", 1)
     assert planned.get("train") == folds and "check_gpu" not in planned, planned
-    assert not {"prepare_dataset", "make_folds", "refit_best"} & set(planned), planned  # the data steps stay
+    assert not {"prepare_dataset", "make_folds"} & set(planned), planned  # the data steps stay
 
 
 def test_a_missing_check_record_retrains_no_finished_fold(tiny_run, snakemake, tmp_path):
