@@ -27,7 +27,7 @@ DATA   ?= ../shared/datasets/sign-language-digits
 SNAKEMAKE_STUDY = PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake -s $(abspath workflow/Snakefile) \
 	-d $(STUDY_DIR) --configfile $(abspath config/study.yaml) --config data_dir=$(abspath $(DATA))
 
-.PHONY: env run report test study status
+.PHONY: env run report test study status gpu-acceptance
 # A venv built from another wheel index is not silently kept: asking for an index that differs
 # from the one recorded at build time stops with what to do.
 env: $(VENV)/.installed
@@ -66,3 +66,10 @@ study: env
 	$(SNAKEMAKE_STUDY) --cores $(CORES) --keep-going; status=$$?; \
 	$(BIN)/python scripts/publish_study.py publish --workdir $(STUDY_DIR) && exit $$status
 	$(SNAKEMAKE_STUDY) --report $(abspath $(STUDY_DIR))/report.html
+
+# The GPU acceptance run (README, "Run on SLURM"): on a machine with one GPU, no Snakemake or
+# network needed; DATA is a copy of the data set. Writes docs/benchmarks/gpu-<gpu>.json.
+# ACCEPT_PYTHON: any python with torch >= 2.11, numpy, pandas, pillow, pyyaml (default: .venv's).
+ACCEPT_PYTHON ?= $(BIN)/python
+gpu-acceptance:
+	$(ACCEPT_PYTHON) scripts/gpu_acceptance.py --data-dir $(abspath $(DATA))

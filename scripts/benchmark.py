@@ -577,13 +577,11 @@ def format_figure(label: str, f: dict) -> str:
 
 
 def read_config(path: Path) -> dict:
-    """A workflow config with the schema's defaults filled in, as the workflow reads it."""
-    import yaml
-    from snakemake.utils import validate
+    """A workflow config with the schema's defaults filled in, as the workflow reads it (also
+    where Snakemake is not installed: cvgrid.acceptance.read_config)."""
+    from cvgrid.acceptance import read_config as read_with_defaults
 
-    config = yaml.safe_load(Path(path).read_text())
-    validate(config, str(SCHEMA))
-    return config
+    return read_with_defaults(path, SCHEMA)
 
 
 def parse_steps(text: str) -> dict[str, int]:

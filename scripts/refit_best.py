@@ -37,12 +37,18 @@ def main(argv=None):
     p.add_argument("--validation-fraction", type=float, required=True)
     p.add_argument("--threads", type=int, required=True, help="CPU threads for torch")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--gpus-requested", type=int, default=0,
+                   help="the GPUs the rule asked for (resources: gpu), as train.py's")
     p.add_argument("--groups", type=Path, default=None, help="TSV file, group: no group in train and validation")
     p.add_argument("--weights", type=Path, default=None,
                    help="pretrained weights file for the backbone, as train.py --weights (read, never downloaded)")
     p.add_argument("--checkpoint", type=Path, default=None, help="resume from / save to this file")
     p.add_argument("--metric", choices=sorted(METRICS), required=True,
                    help="statistics.metric: what ranks the grid points and what the statistics compare")
+    p.add_argument("--checkpoint-seconds", type=float, default=0.0,
+                   help="write the checkpoint at most this often (seconds); 0: after every epoch")
+    p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, required=True,
+                   help="training.tensorboard: the refit's curves as TensorBoard event files beside its history.tsv")
     p.add_argument("--out-dir", type=Path, required=True)
     a = p.parse_args(argv)
     job.configure_logging()
@@ -50,7 +56,8 @@ def main(argv=None):
         refit(summary_path=a.summary, model_name=a.model, decision_path=a.decision, images_path=a.images, index_path=a.index,
               out_dir=a.out_dir, config=a.config, split_seed=a.split_seed,
               validation_fraction=a.validation_fraction, groups_path=a.groups, weights_path=a.weights,
-              checkpoint_path=a.checkpoint, device=a.device, threads=a.threads, metric=a.metric)
+              checkpoint_path=a.checkpoint, device=a.device, threads=a.threads, metric=a.metric,
+              gpus_requested=a.gpus_requested, checkpoint_seconds=a.checkpoint_seconds, tensorboard=a.tensorboard)
     except (FinalError, *job.INPUT_ERRORS) as error:
         sys.exit(f"error: {error}")
 

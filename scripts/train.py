@@ -35,9 +35,13 @@ def main(argv=None):
     p.add_argument("--fold", type=int, nargs="+", required=True, help="the folds to train, in this order")
     p.add_argument("--settings", type=json.loads, required=True,
                    help="JSON object: the grid point's training settings (cvgrid.grid.point_settings)")
-    p.add_argument("--precision", choices=["auto", "fp32"], required=True)
+    p.add_argument("--precision", choices=["auto", "fp32", "fp16"], required=True,
+                   help="auto: bf16 where native, else fp16 on CUDA / fp32 on the CPU; fp16: CUDA only")
     p.add_argument("--threads", type=int, required=True, help="CPU threads for torch")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--gpus-requested", type=int, default=0,
+                   help="the GPUs the rule asked for (resources: gpu): inside a SLURM job without a GPU, "
+                        "more than 0 stops the job before it trains (hardware.CudaUnusable)")
     p.add_argument("--out-dir", type=Path, nargs="+", required=True, help="where each fold's three result files go")
     p.add_argument("--checkpoint", type=Path, nargs="+", default=None, help="each fold resumes from / saves to its file")
     p.add_argument("--checkpoint-seconds", type=float, default=0.0,
@@ -59,7 +63,8 @@ def main(argv=None):
         ]
         job.run_folds(fold_settings=fold_settings, images_path=a.images, index_path=a.index, folds_path=a.folds,
                       out_dirs=a.out_dir, checkpoint_paths=a.checkpoint, precision=a.precision, device=a.device,
-                      threads=a.threads, checkpoint_seconds=a.checkpoint_seconds, tensorboard=a.tensorboard)
+                      threads=a.threads, checkpoint_seconds=a.checkpoint_seconds, tensorboard=a.tensorboard,
+                      gpus_requested=a.gpus_requested)
     except job.INPUT_ERRORS as error:
         sys.exit(f"error: {error}")
 

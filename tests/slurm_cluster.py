@@ -2,7 +2,7 @@
 
 The cluster is the single-node one from ``tests/slurm/start.sh`` (partitions
 ``cpu``, the default, and ``gpu``, both on node ``localhost`` with
-``Gres=gpu:1``; no accounting database). ``SITE_PROFILE`` is its Snakemake site
+``Gres=gpu:fake:1``; no accounting database). ``SITE_PROFILE`` is its Snakemake site
 profile (partition file, no accounts, squeue for the status). Nothing here
 depends on those names except the defaults of the tests.
 

@@ -11,7 +11,7 @@ import yaml
 from conftest import REPO
 
 # Run the workflow, not its rules: they need not be in the rules' environment.
-WORKFLOW_ONLY = {"snakemake", "snakemake-executor-plugin-slurm", "pygments"}
+WORKFLOW_ONLY = {"snakemake", "snakemake-executor-plugin-slurm", "snakemake-executor-plugin-slurm-jobstep", "pygments"}
 ENV_FILES = sorted((REPO / "envs").glob("*.yaml"))
 
 

@@ -3,9 +3,12 @@ where a GPU was asked for (a SLURM job with GPUs, or training.device: cuda)."""
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -43,7 +46,7 @@ def test_auto_picks_by_the_flags(monkeypatch, flags, expected):
 
 
 def test_an_unknown_precision_is_refused():
-    with pytest.raises(ValueError, match="'fp8'"):
+    with pytest.raises(ValueError, match="one of auto, fp32, fp16, got 'fp8'"):
         hardware.choose_precision(CPU, "fp8")
 
 
@@ -133,25 +136,198 @@ def test_an_unknown_device_is_refused():
 
 
 @no_cuda_here
-def test_a_training_job_told_to_use_cuda_fails_at_once_with_the_message(tmp_path, snakemake):
-    """The real workflow: training.device cuda on a machine without a usable GPU. The training
-    job stops before it loads the data or trains an epoch, and its log says what to do."""
+def test_a_run_told_to_use_cuda_stops_at_the_gpu_check_before_any_training_job(tmp_path, snakemake):
+    """The real workflow: training.device cuda on a machine without a usable GPU. The one GPU
+    check job (rule check_gpu) fails with the message, and no training job starts."""
     data = write_image_folder(tmp_path / "images", n_classes=3, per_class=20, size=(32, 32))
     config = write_config(tmp_path / "config.yaml",
                           tiny_config(data, grid={"learning_rate": [0.001]}, training={"device": "cuda"}))
     work = tmp_path / "work"
     work.mkdir()
-    result = snakemake(work, config, "--cores", "1", "--keep-going", "results/cv_summary.tsv", check=False)
+    result = snakemake(work, config, "--cores", "1", "--keep-going", "--retries", "2",
+                       "results/cv_summary.tsv", check=False)
+    output = result.stdout + result.stderr
     assert result.returncode != 0
-    assert "Error in rule train" in result.stdout + result.stderr
-    logs = sorted((work / "logs").rglob("fold~*.log"))
-    assert len(logs) == 2, logs  # both folds ran and stopped
-    for log_file in logs:
-        text = log_file.read_text()
-        # one error, no traceback: the message is the first thing in the log
-        assert text.startswith("error: a GPU was asked for (training.device is 'cuda')"), text
-        assert "Traceback" not in text
-        assert "make env TORCH_INDEX=" in text
-        assert " on cuda" not in text and "epoch" not in text.lower(), text  # nothing trained
-    assert not (work / "results" / "checkpoints").exists()
+    assert "Error in rule check_gpu" in output and "Error in rule train" not in output
+    assert "Trying to restart job" not in output, output  # not retried (rule retries: 0)
+    text = (work / "logs" / "results" / "gpu_check.log").read_text()
+    # one error, no traceback: the message is the first thing in the log
+    assert text.startswith("error: a GPU was asked for (training.device is 'cuda')"), text
+    assert "Traceback" not in text and "make env TORCH_INDEX=" in text
+    assert not list((work / "logs").rglob("fold~*.log")), "no training job ran"
     assert not list((work / "results").rglob("metrics.json"))
+
+
+def test_auto_on_a_machine_without_gpu_passes_the_check_on_the_cpu(tmp_path, snakemake):
+    """A laptop: training.device auto, no GPU, a local run. The rules' GPU request means nothing
+    there (Snakemake ignores `gpu` locally): the check passes on the CPU and says so."""
+    data = write_image_folder(tmp_path / "images", n_classes=3, per_class=20, size=(32, 32))
+    config = write_config(tmp_path / "config.yaml",
+                          tiny_config(data, grid={"learning_rate": [0.001]}, training={"device": "auto"}))
+    work = tmp_path / "work"
+    work.mkdir()
+    snakemake(work, config, "--cores", "1", "results/gpu_check.json")
+    record = json.loads((work / "results" / "gpu_check.json").read_text())
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert record["device"] == expected and record["gpus_requested"] == 1
+    assert record["data_fits_on_device"] is True and record["images_bytes"] > 0
+    assert record["slurm_job_id"] is None
+    if expected == "cpu":
+        log = (work / "logs" / "results" / "gpu_check.log").read_text()
+        assert "training on the CPU" in log
+
+
+# ------------------------------------------------------------------ precision by GPU generation
+# No GPU here: the GPU's compute capability and torch's answers are faked (monkeypatch).
+GPU = torch.device("cuda", 0)
+
+
+def fake_gpu(monkeypatch, capability, native_bf16=None, has_argument=True):
+    """A CUDA device of this compute capability; is_bf16_supported(including_emulation=False)
+    answers `native_bf16` (default: what torch's own code answers, capability >= 8.0). Without
+    the argument (an older torch) the call raises TypeError."""
+    native = capability >= (8, 0) if native_bf16 is None else native_bf16
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+
+    if has_argument:
+        def is_bf16_supported(including_emulation=True):
+            return True if including_emulation else native  # emulation counts everything as bf16
+    else:
+        def is_bf16_supported():
+            return True
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+
+
+@pytest.mark.parametrize(
+    "capability, native, expected",
+    [((7, 0), None, "fp16"), ((7, 5), None, "fp16"), ((8, 0), None, "bf16"), ((9, 0), None, "bf16"),
+     ((8, 6), False, "fp16")],
+    ids=["V100", "T4", "A100", "H100", "no-native-answer"],
+)
+def test_auto_on_a_gpu_takes_bf16_only_where_it_is_native(monkeypatch, capability, native, expected):
+    fake_gpu(monkeypatch, capability, native)
+    assert torch.cuda.is_bf16_supported()  # what the old code asked: True on every GPU here
+    assert hardware.choose_precision(GPU, "auto") == expected
+    assert hardware.choose_precision(GPU, "fp32") == "fp32"
+    assert hardware.choose_precision(GPU, "fp16") == "fp16"
+
+
+def test_a_torch_without_including_emulation_decides_by_the_capability(monkeypatch):
+    fake_gpu(monkeypatch, (8, 0), has_argument=False)
+    assert hardware.choose_precision(GPU, "auto") == "bf16"
+    fake_gpu(monkeypatch, (7, 0), has_argument=False)
+    assert hardware.choose_precision(GPU, "auto") == "fp16"
+
+
+def test_fp16_is_refused_on_the_cpu():
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        hardware.choose_precision(CPU, "fp16")
+
+
+@pytest.fixture
+def tf32_restored():
+    """configure_tf32 sets torch's global switches: put them back after the test."""
+    matmul, conv = torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision
+    yield
+    torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision = matmul, conv
+
+
+@pytest.mark.parametrize(
+    "capability, precision, expected",
+    [((8, 0), "fp32", False), ((8, 0), "bf16", True), ((9, 0), "fp32", False), ((7, 0), "fp16", False),
+     ((7, 0), "fp32", False)],
+    ids=["A100-fp32", "A100-bf16", "H100-fp32", "V100-fp16", "V100-fp32"],
+)
+def test_tf32_is_decided_for_cudnn_and_matmul_and_recorded(monkeypatch, tf32_restored, capability, precision,
+                                                           expected):
+    fake_gpu(monkeypatch, capability)
+    # torch's own default: cuDNN convolutions in TF32, i.e. "fp32" that is not IEEE fp32.
+    torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision = "none", "tf32"
+    assert hardware.configure_tf32(GPU, precision) is expected
+    mode = "tf32" if expected else "ieee"
+    assert (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision) == (mode, mode)
+    assert hardware.tf32_enabled() is expected
+
+
+def test_tf32_is_left_alone_on_the_cpu(tf32_restored):
+    torch.backends.cudnn.conv.fp32_precision = "tf32"
+    assert hardware.configure_tf32(CPU, "fp32") is False
+    assert torch.backends.cudnn.conv.fp32_precision == "tf32"  # not touched: nothing runs on cuDNN
+
+
+# ------------------------------------------------------------------ a GPU request that cannot be lost
+SLURM_CPU_JOB = {"SLURM_JOB_ID": "42", "SLURM_JOB_PARTITION": "cpu"}
+
+
+@pytest.mark.parametrize("device", ["auto", "cuda"])
+def test_a_slurm_job_whose_rule_asked_for_a_gpu_and_has_none_stops(device):
+    with pytest.raises(hardware.CudaUnusable) as caught:
+        hardware.training_device(device, environ=SLURM_CPU_JOB, gpus_requested=1)
+    first = str(caught.value).splitlines()[0]
+    assert first == ("the rule asked for 1 GPU(s) (resources: gpu), but SLURM job 42 (partition cpu) has none: "
+                     "SLURM_JOB_GPUS=(unset), SLURM_STEP_GPUS=(unset), SLURM_GPUS_ON_NODE=(unset)")
+    assert "Not falling back to the CPU" in str(caught.value)
+
+
+def test_without_slurm_or_on_purpose_the_cpu_is_kept(caplog):
+    with caplog.at_level("INFO", logger="cvgrid.hardware"):
+        if not torch.cuda.is_available():  # a laptop: the rule's GPU means nothing outside SLURM
+            assert hardware.training_device("auto", environ={}, gpus_requested=1) == CPU
+            assert "training on the CPU" in caplog.text
+    assert hardware.training_device("cpu", environ=SLURM_CPU_JOB, gpus_requested=1) == CPU
+    # a profile that set gpu: 0 on purpose (a CPU cluster): no GPU asked, none needed
+    if not torch.cuda.is_available():
+        assert hardware.training_device("auto", environ=SLURM_CPU_JOB, gpus_requested=0) == CPU
+
+
+@no_cuda_here
+def test_the_gpu_check_records_the_job_step_and_refuses_a_lost_gpu(tmp_path):
+    images = tmp_path / "images.npy"
+    np.save(images, np.zeros((10, 8, 8, 3), np.uint8))
+    step = {"SLURM_JOB_ID": "7", "SLURM_JOB_PARTITION": "gpu", "SLURM_STEP_GPUS": "0", "CUDA_VISIBLE_DEVICES": "0"}
+    record = hardware.gpu_check("cpu", "fp32", 1, images, environ=step)
+    assert record["device"] == "cpu" and record["precision"] == "fp32" and record["tf32"] is False
+    assert record["slurm_partition"] == "gpu" and record["slurm_gpu_allocation"] == "SLURM_STEP_GPUS=0"
+    assert record["slurm_step_gpus"] == "0" and record["cuda_visible_devices"] == "0"
+    assert record["images_bytes"] == images.stat().st_size and record["data_fits_on_device"] is True
+    with pytest.raises(hardware.CudaUnusable, match="the rule asked for 1 GPU"):
+        hardware.gpu_check("auto", "auto", 1, images, environ=SLURM_CPU_JOB)
+
+
+# ------------------------------------------------------------------ where the job ran, free memory
+def test_where_a_cpu_job_ran(monkeypatch):
+    record = hardware.where_run(CPU, environ={"SLURM_JOB_ID": "9", "SLURM_JOB_PARTITION": "cpu"})
+    assert record["hostname"] == socket.gethostname() and record["device"] == "cpu"
+    assert record["slurm_job_id"] == "9" and record["slurm_partition"] == "cpu"
+    assert "gpu" not in record
+    assert hardware.where_run(CPU, environ={})["slurm_partition"] is None
+
+
+def test_where_a_gpu_job_ran(monkeypatch, tmp_path, tf32_restored):
+    from types import SimpleNamespace
+
+    properties = SimpleNamespace(name="NVIDIA A100-SXM4-40GB", major=8, minor=0, total_memory=40 * 2**30)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: properties)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 1536 * 2**20)
+    monkeypatch.setattr(torch.backends.cudnn, "version", lambda: 91000)
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text('#!/bin/sh\necho "550.54.15"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    fake_gpu(monkeypatch, (8, 0))
+    hardware.configure_tf32(GPU, "bf16")
+    record = hardware.where_run(GPU, environ={"SLURM_JOB_ID": "9", "SLURM_JOB_PARTITION": "gpu"})
+    assert record["gpu"] == "NVIDIA A100-SXM4-40GB" and record["gpu_capability"] == "8.0"
+    assert record["gpu_memory_mb"] == 40960 and record["peak_gpu_memory_mb"] == 1536.0
+    assert record["driver"] == "550.54.15" and record["cudnn"] == 91000 and record["cuda"] == torch.version.cuda
+    assert record["tf32"] is True and record["slurm_partition"] == "gpu"
+
+
+@pytest.mark.parametrize("free_mb, fits", [(8000, True), (2100, False)], ids=["fits", "too-large"])
+def test_the_data_array_is_checked_against_free_gpu_memory(monkeypatch, free_mb, fits):
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free_mb * 2**20, 16000 * 2**20))
+    answer, figures = hardware.fits_on_device(1200 * 2**20, GPU)  # 40,000 images at 100 px
+    assert answer is fits
+    assert figures == (f"1200 MiB of data + 2048 MiB reserve {'fit in' if fits else 'do not fit in'} "
+                       f"{free_mb} MiB free of 16000 MiB on cuda:0")
+    assert hardware.fits_on_device(10**12, CPU)[0] is True  # in host memory already

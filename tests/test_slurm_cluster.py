@@ -122,6 +122,22 @@ def test_gpu_job_runs_and_is_reported(slurm_cluster, jobs, tmp_path):
     assert "cuda=0 " in text, text
 
 
+def test_a_typed_gpu_is_scheduled_and_its_job_step_sees_it(slurm_cluster, jobs, tmp_path):
+    """The node's GPU has a GRES type (gpu:fake:1), as on clusters with several GPU models:
+    `--gpus=fake:1` (what the plugin writes for gpu_model: fake) and `--gres=gpu:fake:1` are
+    scheduled, and a job step started as the jobstep plugin starts each rule (srun --gpus=1)
+    sees its GPU."""
+    (node,) = [n for n in sinfo_nodes() if n.partition == GPU_PARTITION]
+    assert node.gres.startswith("gpu:fake:1"), node
+    for request in ("--gpus=fake:1", "--gres=gpu:fake:1"):
+        out = tmp_path / f"{request[2:6]}.out"
+        job_id = sbatch("-p", GPU_PARTITION, request, "--mem=100", "-t", "1", "-o", str(out),
+                        wrap="srun -n1 --gpus=1 bash -c 'echo step_gpus=$SLURM_STEP_GPUS cuda=$CUDA_VISIBLE_DEVICES'")
+        jobs.append(job_id)
+        assert wait_until_finished(job_id, timeout=60) == "COMPLETED", request
+        assert "step_gpus=0 cuda=0" in out.read_text(), (request, out.read_text())
+
+
 def test_failed_job_is_reported_as_failed(slurm_cluster, jobs, tmp_path):
     job_id = sbatch("-p", GPU_PARTITION, "--gpus=1", "--mem=100", "-t", "1", "-o", str(tmp_path / "fail.out"),
                     wrap="exit 3")

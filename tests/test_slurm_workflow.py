@@ -1,7 +1,7 @@
 """The workflow on a real SLURM cluster (`snakemake --profile profiles/slurm`).
 
 Needs the single-node cluster of tests/slurm/start.sh (partitions ``cpu`` and ``gpu``, one fake
-GPU as ``Gres=gpu:1``, no accounting database); without it these tests skip, with CI=true they
+GPU as ``Gres=gpu:fake:1``, no accounting database); without it these tests skip, with CI=true they
 fail (fixture ``slurm_cluster``). Snakemake runs as a user runs it: the cluster's site profile
 (tests/slurm/profile) with the workflow profile (profiles/slurm).
 
@@ -28,6 +28,7 @@ training job at a time anyway, so together they take little longer than the long
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -326,7 +327,7 @@ def test_every_training_job_runs_as_a_slurm_job_with_the_local_results(runs):
 
     # The small jobs went to SLURM too, the light ones stayed with snakemake (localrule).
     rule_dirs = {p.name for p in (slurm.workdir / ".snakemake" / "slurm_logs").iterdir()}
-    assert {"rule_prepare_dataset", "rule_make_folds", "rule_refit_best", TRAIN_LOGS} == rule_dirs
+    assert {"rule_prepare_dataset", "rule_make_folds", "rule_check_gpu", "rule_refit_best", TRAIN_LOGS} == rule_dirs
     final = json.loads((slurm.workdir / "results" / "final" / "model_a" / "model.json").read_text())
     assert final["cv_estimate"]["folds"] == 2
 
@@ -347,9 +348,9 @@ def test_job_groups_pack_two_folds_into_one_slurm_job(runs):
     print("grouped:", json.dumps(per_job, indent=1))
     assert len(per_job) == 2 < len(set(ungrouped_ids.values())) == 4
     assert all(len(folds) == 2 for folds in per_job.values()), per_job
-    # All submissions: prepare_dataset, make_folds and the training jobs (and refit_best in the
-    # ungrouped run, which runs the whole workflow).
-    assert len(slurm_log_job_ids(grouped.workdir)) == 4 and len(slurm_log_job_ids(slurm.workdir)) == 7
+    # All submissions: prepare_dataset, make_folds, check_gpu and the training jobs (and refit_best
+    # in the ungrouped run, which runs the whole workflow).
+    assert len(slurm_log_job_ids(grouped.workdir)) == 5 and len(slurm_log_job_ids(slurm.workdir)) == 8
 
     local.assert_ok()
     assert_same_results(local.workdir, grouped.workdir, whole_workflow=False)
@@ -375,7 +376,7 @@ def test_cpu_jobs_go_to_the_cpu_partition_and_training_to_the_gpu_one(runs):
     file); the workflow profile names none. What squeue recorded of the runs' jobs: the CPU steps
     in `cpu`, the GPU jobs in `gpu`, with one GPU each, and every job named cvgrid_<run id>."""
     expected = {"rule_prepare_dataset": CPU_PARTITION, "rule_make_folds": CPU_PARTITION,
-                TRAIN_LOGS: GPU_PARTITION, "rule_refit_best": GPU_PARTITION}
+                "rule_check_gpu": GPU_PARTITION, TRAIN_LOGS: GPU_PARTITION, "rule_refit_best": GPU_PARTITION}
     for name in ("slurm", "grouped"):
         run = runs[0][name]
         run.assert_ok()
@@ -416,8 +417,10 @@ def test_a_cancelled_training_job_is_retried_and_resumes(runs):
     retried = metrics[fold]
     assert retried["slurm_job_id"] not in (None, job_id), retried["slurm_job_id"]
     assert len({m["slurm_job_id"] for m in metrics.values()}) == 2
-    # The retry is attempt 2: twice the memory (profiles/slurm: mem_mb "4000 * attempt").
-    assert scontrol_show_job(retried["slurm_job_id"])["MinMemoryNode"] == "8000M"
+    # The retry is attempt 2: twice the memory (common.smk, train_mem_mb: 4000 MB for model A
+    # plus twice images.npy, times the attempt).
+    array_mb = math.ceil(2 * (run.workdir / "results" / "data" / "images.npy").stat().st_size / 1e6)
+    assert scontrol_show_job(retried["slurm_job_id"])["MinMemoryNode"] == f"{2 * (4000 + array_mb)}M"
     # It went on from the cancelled job's last checkpoint, not from epoch 1.
     print(f"retry {retried['slurm_job_id']} resumed from epoch {retried['resumed_from_epoch']}")
     assert retried["resumed_from_epoch"] >= 1
@@ -506,8 +509,9 @@ def test_one_job_per_grid_point_gives_the_one_job_per_fold_results(runs):
     for job_id in per_job:
         assert jobs[job_id].state == "COMPLETED" and jobs[job_id].partition == GPU_PARTITION, jobs[job_id]
         assert jobs[job_id].comment.startswith("rule_train_") and jobs[job_id].tres_per_job == "gres:gpu:1", jobs[job_id]
-    # prepare_dataset, make_folds, 2 train (a grid point each), refit_best; one job per fold: 4 train.
-    assert len(slurm_log_job_ids(point.workdir)) == 5 and len(slurm_log_job_ids(slurm.workdir)) == 7
+    # prepare_dataset, make_folds, check_gpu, 2 train (a grid point each), refit_best; one job per
+    # fold: 4 train instead.
+    assert len(slurm_log_job_ids(point.workdir)) == 6 and len(slurm_log_job_ids(slurm.workdir)) == 8
     assert set(slurm_log_job_ids(point.workdir, POINT_LOGS)) == set(per_job)
 
     assert_same_results(slurm.workdir, point.workdir)

@@ -720,3 +720,14 @@ def test_factor_effect_carried_by_one_fold_is_flagged():
     assert lr["one_fold_dominates"]
     bs = rows["batch_size"]
     assert not bs["one_fold_dominates"] and bs["median_diff"] == pytest.approx(0.0101, abs=1e-4)
+
+
+def test_summary_text_names_a_grid_point_whose_folds_ran_on_different_gpus_or_precisions():
+    folds = grid_folds().assign(device="cuda:0", gpu="NVIDIA A100-SXM4-40GB", precision="bf16")
+    assert "Mixed hardware" not in summary_of(folds)
+    changed = (folds["learning_rate"] == 0.01) & (folds["fold"] == 2)
+    folds.loc[changed, ["gpu", "precision"]] = ["Tesla V100-SXM2-16GB", "fp16"]
+    text = summary_of(folds)
+    assert ("**Mixed hardware**: the folds of model A with batch size 16, learning rate 0.01, augmentation none "
+            "ran on NVIDIA A100-SXM4-40GB, Tesla V100-SXM2-16GB in bf16, fp16.") in text
+    assert text.count("ran on") == 1

@@ -222,10 +222,11 @@ def test_fold_table_scores_each_folds_predictions_with_scikit_learn(metrics_file
 
     table = fold_table(metrics_files)
     # The published columns first, in their places; the other metrics after them.
-    assert list(table.columns[:18]) == ["model", "batch_size", "learning_rate", "augmentation", "repeat", "fold",
+    assert list(table.columns[:20]) == ["model", "batch_size", "learning_rate", "augmentation", "repeat", "fold",
                                         "accuracy", "loss", "diverged", "epochs_run", "best_epoch", "n_train",
-                                        "n_validation", "n_test", "seconds", "images_per_second", "precision", "device"]
-    assert list(table.columns[18:]) == ["balanced_accuracy", "macro_f1", "log_loss", "recall_cat", "recall_dog"]
+                                        "n_validation", "n_test", "seconds", "images_per_second", "precision", "device",
+                                        "gpu", "images_per_second_after_first_epoch"]
+    assert list(table.columns[20:]) == ["balanced_accuracy", "macro_f1", "log_loss", "recall_cat", "recall_dog"]
     for row in table.itertuples():
         p = predictions_for(row.accuracy)
         assert row.balanced_accuracy == pytest.approx(balanced_accuracy_score(p["true"], p["predicted"]))

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -87,6 +88,40 @@ def test_same_settings_give_identical_results_on_cpu(tiny, precision):
     pd.testing.assert_frame_equal(no_seconds(a.history), no_seconds(b.history), check_exact=True)
     c = fit(images, labels, split, 2, settings(seed=6), device=CPU, precision=precision)
     assert not np.array_equal(a.test_probabilities, c.test_probabilities)  # the seed matters
+
+
+def test_images_kept_in_host_memory_give_the_same_numbers_as_on_the_device(tiny):
+    """The host path (data_on_device False: batches moved one by one) trains exactly as the
+    whole array on the device does; on the CPU both are host memory, so the numbers are equal."""
+    images, labels, split = tiny
+    on_device = fit(images, labels, split, 2, settings(seed=3, augmentation="affine", rotation_degrees=10.0,
+                                                       shift_fraction=0.1, zoom_fraction=0.1),
+                    device=CPU, precision="fp32")
+    from_host = fit(images, labels, split, 2, settings(seed=3, augmentation="affine", rotation_degrees=10.0,
+                                                       shift_fraction=0.1, zoom_fraction=0.1),
+                    device=CPU, precision="fp32", data_on_device=False)
+    assert from_host.test_accuracy == on_device.test_accuracy
+    assert np.array_equal(from_host.test_probabilities, on_device.test_probabilities)
+    pd.testing.assert_frame_equal(no_seconds(from_host.history), no_seconds(on_device.history), check_exact=True)
+
+
+def test_a_device_too_small_for_the_images_takes_the_host_path_and_says_so(prepared, tmp_path, monkeypatch, caplog):
+    """A faked GPU memory smaller than the array (no GPU here): the job keeps the images in host
+    memory, says so in its log and its metrics.json, and scores as the device path does."""
+    from cvgrid import job
+
+    def run(out):
+        return job.run_folds(fold_settings=[settings(fold=1, max_epochs=2)], images_path=prepared / "images.npy",
+                             index_path=prepared / "index.tsv", folds_path=prepared / "folds.tsv", out_dirs=[out],
+                             checkpoint_paths=None, precision="fp32", device="cpu", threads=1, checkpoint_seconds=0)
+
+    (device_metrics,) = run(tmp_path / "device")
+    monkeypatch.setattr(hardware, "fits_on_device", lambda nbytes, device: (False, f"{nbytes} bytes > faked 1 MiB free"))
+    with caplog.at_level("WARNING"):
+        (host_metrics,) = run(tmp_path / "host")
+    assert device_metrics["data_on_device"] is True and host_metrics["data_on_device"] is False
+    assert "pinned host memory" in caplog.text and "faked 1 MiB free" in caplog.text
+    assert host_metrics["accuracy"] == device_metrics["accuracy"] and host_metrics["loss"] == device_metrics["loss"]
 
 
 def test_early_stopping_stops_after_patience_and_restores_the_best_weights(tiny):
@@ -251,6 +286,12 @@ def test_train_cli_writes_metrics_history_and_predictions(prepared, uninterrupte
     history = pd.read_csv(out / "history.tsv", sep="\t")
     assert list(history.columns) == HISTORY_COLUMNS and len(history) == 4
     assert metrics["best_val_accuracy"] == history["val_accuracy"].max()
+    # The speed without the warm-up epoch, beside the whole run's; where the fold ran.
+    per_epoch = metrics["n_train"]
+    assert metrics["images_per_second_after_first_epoch"] == pytest.approx(
+        3 * per_epoch / history["seconds"].iloc[1:].sum(), rel=0.01)
+    assert metrics["images_per_second"] == pytest.approx(4 * per_epoch / history["seconds"].sum(), rel=0.01)
+    assert metrics["hostname"] == socket.gethostname() and metrics["slurm_partition"] is None
     predictions = pd.read_csv(out / "predictions.tsv", sep="\t")
     folds = pd.read_csv(prepared / "folds.tsv", sep="\t")
     test = split_indices(folds, 0, 1)["test"]

@@ -25,7 +25,7 @@ from cvgrid.stats import (
     repeat_noise_by_model,
     resolution,
 )
-from cvgrid.summary import selected_points
+from cvgrid.summary import mixed_hardware, selected_points
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,8 @@ class Analysis:
     compare_models, resolution, selected, factor_effects, repeat_noise, contenders); ``noise_by_model``:
     :func:`~cvgrid.stats.repeat_noise_by_model` of repeat_noise (in the summary only);
     ``diverged``: the rows of cv_folds.tsv whose training diverged (none if the table lacks
-    the column); ``cv_summary`` and ``thresholds`` as given."""
+    the column); ``mixed_hardware``: :func:`~cvgrid.summary.mixed_hardware` (grid points whose
+    folds ran on different GPU models or precisions); ``cv_summary`` and ``thresholds`` as given."""
 
     thresholds: Thresholds
     cv_summary: pd.DataFrame
@@ -45,6 +46,7 @@ class Analysis:
     diverged: pd.DataFrame
     choose: str = "best"  # final.choose
     cost: str = "work"  # final.cost (of cheapest_contender)
+    mixed_hardware: pd.DataFrame
 
 
 #: contenders.tsv's ``among`` for the contenders over the whole grid (else: the model's name).
@@ -139,7 +141,7 @@ def analyse(folds: pd.DataFrame, cv_summary: pd.DataFrame, thresholds: Threshold
     diverged = folds[folds["diverged"]] if "diverged" in folds else folds.iloc[0:0]
     return Analysis(thresholds=thresholds, cv_summary=cv_summary, tables=tables,
                     noise_by_model=repeat_noise_by_model(tables["repeat_noise"]), diverged=diverged,
-                    choose=choose, cost=cost)
+                    choose=choose, cost=cost, mixed_hardware=mixed_hardware(folds))
 
 
 def write_tables(analysis: Analysis, out_dir: str | Path) -> None:

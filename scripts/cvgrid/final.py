@@ -275,6 +275,9 @@ def refit(
     device: str,
     threads: int,
     metric: str,
+    gpus_requested: int,
+    checkpoint_seconds: float,
+    tensorboard: bool,
 ) -> dict:
     """Read the best grid point (by `metric`, statistics.metric), refit it on all images, write the final model's files.
     `config`: the config's `training`, `augmentations` and `models` (cvgrid.grid.point_settings
@@ -293,8 +296,8 @@ def refit(
     policy = {key: values[key] for key in AUGMENTATION_KEYS}
     with training_job(images_path=images_path, index_path=index_path, precision=training["precision"],
                       device=device, threads=threads,
-                      checkpoint_seconds=float(training["checkpoint_seconds"]),
-                      tensorboard=bool(training["tensorboard"])) as job:
+                      checkpoint_seconds=checkpoint_seconds, tensorboard=tensorboard,
+                      gpus_requested=gpus_requested) as job:
         images, index = job.images, job.index
         groups = None
         if groups_path is not None:

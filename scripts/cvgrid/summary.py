@@ -96,7 +96,10 @@ def fold_table(metrics_paths, axes=GRID_KEYS) -> pd.DataFrame:
             "n_train": m["n_train"], "n_validation": m["n_validation"], "n_test": m["n_test"],
             "seconds": m.get("seconds"), "images_per_second": m.get("images_per_second"),
             "precision": m.get("precision"), "device": m.get("device"),
-            # After the published columns, so that those keep their places.
+            # After the published columns, so that those keep their places: the GPU model (None
+            # on a CPU) and the speed without the warm-up epoch (issue 25; older files lack both).
+            "gpu": m.get("gpu"),
+            "images_per_second_after_first_epoch": m.get("images_per_second_after_first_epoch"),
             **prediction_metrics(path, m["accuracy"]),
         })
     table = pd.DataFrame(rows)
@@ -104,6 +107,25 @@ def fold_table(metrics_paths, axes=GRID_KEYS) -> pd.DataFrame:
     recalls = sorted(c for c in table.columns if c.startswith(RECALL_PREFIX))
     table = table[[c for c in table.columns if c not in recalls] + recalls]
     return table.sort_values([*axes, "repeat", "fold"], ignore_index=True)
+
+
+def mixed_hardware(folds: pd.DataFrame) -> pd.DataFrame:
+    """The grid points whose folds ran on more than one device (GPU model, or CPU) or in more than
+    one precision: one row each, its axes, ``devices`` and ``precisions`` (sorted, joined by
+    ", "). Their folds' differences mix the setting with the hardware (bf16 against fp16, a
+    cuDNN kernel choice). Empty where the table lacks the columns."""
+    if "precision" not in folds or "device" not in folds:
+        return pd.DataFrame()
+    keys = axes_of(folds)
+    gpu = folds["gpu"] if "gpu" in folds else pd.Series(None, index=folds.index)
+    where = gpu.where(gpu.notna(), folds["device"].astype(str)).astype(str)
+    table = folds.assign(_where=where, _precision=folds["precision"].astype(str))
+    grouped = table.groupby(keys, sort=True)
+    rows = pd.DataFrame({"devices": grouped["_where"].agg(lambda v: ", ".join(sorted(set(v)))),
+                         "precisions": grouped["_precision"].agg(lambda v: ", ".join(sorted(set(v)))),
+                         "n_where": grouped["_where"].nunique(), "n_precision": grouped["_precision"].nunique()})
+    mixed = rows[(rows["n_where"] > 1) | (rows["n_precision"] > 1)]
+    return mixed.drop(columns=["n_where", "n_precision"]).reset_index()
 
 
 # The spread of a grid point's fold accuracies: numpy's default std (ddof=0), as in the

@@ -442,6 +442,20 @@ class CheckpointSaver:
             log.info("checkpoint after epoch %d written to %s", self.progress.epoch, self.path)
 
 
+class HostBatches:
+    """The data set kept in host memory (pinned on a GPU) and moved to the device batch by batch,
+    for an array that does not fit in the GPU's free memory (hardware.fits_on_device): slower,
+    the same numbers. Indexed like the device tensor it stands for: data[indices] is a batch on
+    the device."""
+
+    def __init__(self, data: torch.Tensor, device: torch.device):
+        self.data = data.pin_memory() if device.type == "cuda" else data
+        self.device = device
+
+    def __getitem__(self, indices: torch.Tensor) -> torch.Tensor:
+        return self.data[indices.cpu()].to(self.device, non_blocking=True)
+
+
 def fit(
     images: np.ndarray,
     labels: np.ndarray,
@@ -454,6 +468,7 @@ def fit(
     checkpoint_path: Path | None = None,
     checkpoint_seconds: float = 0.0,
     curves_dir: Path | None = None,
+    data_on_device: bool = True,
 ) -> FoldResult:
     """Train on split["train"], stop early on split["validation"], score split["test"] once
     (if it is not empty: a refit on all data has none).
@@ -469,7 +484,9 @@ def fit(
     `diverged_epoch` of the result names the epoch.
 
     Curves (with `curves_dir`, training.tensorboard): each finished epoch's history row also
-    goes to TensorBoard event files there (cvgrid.curves), closed when the fit ends."""
+    goes to TensorBoard event files there (cvgrid.curves), closed when the fit ends.
+    `data_on_device` False: the images stay in host memory and go to the device batch by batch
+    (HostBatches), for an array larger than the GPU's free memory; the same numbers."""
     if settings.tta not in TTA_MODES:
         raise SettingsError(f"tta {settings.tta!r} is not one of {TTA_MODES}")
     started = time.perf_counter()
@@ -483,8 +500,13 @@ def fit(
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     transform = BatchTransform(spec.input_size, settings)
 
-    # The whole data set lives on the device for the whole job.
-    data = torch.from_numpy(images).permute(0, 3, 1, 2).to(device).contiguous(memory_format=torch.channels_last)
+    # The whole data set lives on the device for the whole fit, or (data_on_device False: it does
+    # not fit in the GPU's free memory) in host memory, moved batch by batch.
+    host = torch.from_numpy(images).permute(0, 3, 1, 2)
+    if data_on_device:
+        data = host.to(device).contiguous(memory_format=torch.channels_last)
+    else:
+        data = HostBatches(host.contiguous(memory_format=torch.channels_last), device)
     labels_t = torch.from_numpy(np.array(labels, dtype=np.int64)).to(device)
     train_idx, val_idx, test_idx = (torch.from_numpy(split[r]).to(device) for r in ("train", "validation", "test"))
 

@@ -415,13 +415,27 @@ def decision_block(analysis: Analysis, max_listed: int = MAX_LISTED) -> str | No
     return "\n".join(lines)
 
 
+def mixed_hardware_paragraph(analysis: Analysis) -> str | None:
+    """The grid points whose folds ran on different GPU models or precisions, named; None when
+    every point's folds ran alike."""
+    mixed = analysis.mixed_hardware
+    if not len(mixed):
+        return None
+    keys = axes_of(analysis.cv_summary)
+    return ("**Mixed hardware**: the folds of " + "; ".join(
+        f"{_model(r['model'])} with {_describe(r, keys)} ran on {r['devices']} in {r['precisions']}"
+        for _, r in mixed.iterrows())
+        + ". Their fold differences include the hardware's (precision, kernels), not only the data's.")
+
+
 def summary_text(analysis: Analysis, max_listed: int = MAX_LISTED) -> str:
     """The answer in words: the paragraphs above that have something to say, separated by
     blank lines (summary.md)."""
     paragraphs = [decision_block(analysis, max_listed), metric_paragraph(analysis), best_paragraph(analysis),
                   models_paragraph(analysis),
                   verdicts_paragraph(analysis, max_listed), resolution_paragraph(analysis),
-                  factors_paragraph(analysis), noise_paragraph(analysis), diverged_paragraph(analysis)]
+                  factors_paragraph(analysis), noise_paragraph(analysis), diverged_paragraph(analysis),
+                  mixed_hardware_paragraph(analysis)]
     return "\n\n".join(p for p in paragraphs if p is not None) + "\n"
 
 

@@ -8,8 +8,10 @@
 #   (works in containers); config in /etc/slurm (Debian's default), so plain
 #   sbatch/squeue/sinfo work without environment variables.
 # - one node, "localhost", with the machine's real CPUs and memory
-#   (from `slurmd -C`) and one fake GPU: Gres=gpu:1 backed by /dev/null, so
-#   `--gpus=1` jobs are scheduled as on a real GPU cluster.
+#   (from `slurmd -C`) and one fake GPU of GRES type "fake": Gres=gpu:fake:1
+#   backed by /dev/null, so `--gpus=1`, `--gpus=fake:1` and
+#   `--gres=gpu:fake:1` jobs are scheduled as on a real cluster with typed
+#   GPUs (`sinfo -o %G` shows gpu:fake:1, as it shows e.g. gpu:a100:4).
 # - two partitions, as on a cluster with CPU and GPU nodes: "cpu" (the default,
 #   where jobs without -p go) and "gpu". Both hold the one node: a second node
 #   would need a second slurmd, which Debian's build does not run on one host.
@@ -133,17 +135,17 @@ GresTypes=gpu
 # (No AccountingStorageTRES=gres/gpu: slurmctld refuses it without slurmdbd;
 # scontrol shows a job's GPUs as TresPerJob=gres:gpu:1 instead.)
 MailProg=/bin/true
-NodeName=$NODE NodeAddr=127.0.0.1 $hw Gres=gpu:1 State=UNKNOWN
+NodeName=$NODE NodeAddr=127.0.0.1 $hw Gres=gpu:fake:1 State=UNKNOWN
 PartitionName=$CPU_PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 PartitionName=$GPU_PARTITION Nodes=$NODE Default=NO MaxTime=INFINITE State=UP OverSubscribe=NO
 CONF_EOF
 
 cat >"$tmpdir/gres.conf" <<GRES_EOF
 $MARK
-# One fake GPU: lets --gpus=1 / --gres=gpu:1 jobs be scheduled on a machine
-# without one. Nothing is really attached.
+# One fake GPU of type "fake": lets --gpus=1 / --gpus=fake:1 / --gres=gpu:fake:1
+# jobs be scheduled on a machine without one. Nothing is really attached.
 AutoDetect=off
-NodeName=$NODE Name=gpu File=/dev/null
+NodeName=$NODE Name=gpu Type=fake File=/dev/null
 GRES_EOF
 
 if [ -e "$CONF" ] && ! grep -qxF "$MARK" "$CONF"; then
@@ -244,9 +246,11 @@ sinfo -N -o '%N %P %T %c %m %G'
 # ---------------------------------------------------------------- smoke job
 out="$tmpdir/smoke.out"
 chmod 0777 "$tmpdir"
-jobid=$(sbatch --parsable -J start-sh-smoke -p "$GPU_PARTITION" --gpus=1 -n 1 -t 1 --mem=100 -o "$out" \
-    --wrap 'echo "host=$(hostname) gpus=$SLURM_GPUS CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES"') \
-    || die "sbatch --gpus=1 was rejected"
+# The typed request a cluster with GPU models gets (gpu_model: fake -> --gpus=fake:1); the job
+# step (srun, as the jobstep plugin starts every rule) must see its GPU.
+jobid=$(sbatch --parsable -J start-sh-smoke -p "$GPU_PARTITION" --gpus=fake:1 -n 1 -t 1 --mem=100 -o "$out" \
+    --wrap 'srun -n1 --gpus=1 bash -c '"'"'echo "host=$(hostname) step_gpus=$SLURM_STEP_GPUS CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES"'"'") \
+    || die "sbatch --gpus=fake:1 was rejected"
 jobid=${jobid%%;*}
 # Poll squeue (sbatch --wait polls only every 2-10 s).
 jstate=""
@@ -260,9 +264,9 @@ done
 if [ "$jstate" != COMPLETED ]; then
     squeue -t all >&2 || true
     scontrol show job "$jobid" >&2 || true
-    die "smoke job $jobid (sbatch --gpus=1) is '$jstate', not COMPLETED, after up to ${WAIT_S}s"
+    die "smoke job $jobid (sbatch --gpus=fake:1) is '$jstate', not COMPLETED, after up to ${WAIT_S}s"
 fi
 # The output file can lag a moment behind the job state.
 for _ in $(seq 1 25); do [ -s "$out" ] && break; sleep 0.2; done
 log "smoke job $jobid: $(cat "$out" 2>/dev/null)"
-log "SLURM is up: partitions $CPU_PARTITION (default) and $GPU_PARTITION, node $NODE with gres gpu:1"
+log "SLURM is up: partitions $CPU_PARTITION (default) and $GPU_PARTITION, node $NODE with gres gpu:fake:1"

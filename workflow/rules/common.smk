@@ -14,7 +14,8 @@ from snakemake.utils import Paramspace, validate
 SCRIPTS = str(Path(workflow.basedir).parent / "scripts")
 sys.path.insert(0, SCRIPTS)
 from cvgrid.grid import (  # noqa: E402
-    AXES, ConfigError, fold_keys, grid_axes, grid_table, job_unit, listed_grid, point_settings, sample_note,
+    AXES, ConfigError, architecture, fold_keys, grid_axes, grid_table, job_unit, listed_grid, point_settings,
+    sample_note,
 )
 from cvgrid.io import write_json  # noqa: E402
 from cvgrid.plan import folder_record, plan_weights, record_folder  # noqa: E402
@@ -118,6 +119,21 @@ def prepare_mem_mb(wildcards, input, attempt):
     return attempt * (1000 + math.ceil(files * config["image_size"] ** 2 * 3 / 1e6))
 
 
+# Models that need twice model A's host memory (MobileNetV2 at 128 px with ImageNet weights,
+# ResNet-18): by config name or by architecture. Add a model of your own if it is as heavy.
+HEAVY_MODELS = ("model_b", "resnet18")
+
+
+def train_mem_mb(wildcards, input, attempt):
+    """A training job's host memory in MB (train, refit_best): 4 GB for torch and the model (8 GB
+    for HEAVY_MODELS), plus twice images.npy (the array it loads whole, and a pinned copy where
+    the array does not fit in the GPU's free memory), times the attempt. Evaluated once
+    images.npy exists (a dry run before the data step shows <TBD>)."""
+    heavy = wildcards.model in HEAVY_MODELS or architecture(config, wildcards.model) in HEAVY_MODELS
+    data_mb = math.ceil(2 * os.path.getsize(input.images) / 1e6)
+    return attempt * ((8000 if heavy else 4000) + data_mb)
+
+
 def groups_table(wildcards):
     """The (file, group) table of the CV scheme of this root: [] for plain stratified folds."""
     # Rules without a root wildcard (refit_best) use the primary scheme.
@@ -194,6 +210,20 @@ def train_job_outputs(name):
     return [f"{TRAIN_JOB}/{FOLD.format(repeat=r, fold=f)}/{name}" for r, f in fold_keys(config)]
 
 
+def gpu_check_gate(wildcards):
+    """Input function of the training rule: nothing, once the check has passed. Before that, a job that
+    still has outputs to write waits for the check (checkpoints.check_gpu.get() raises until the
+    record exists, and Snakemake runs check_gpu first). A job whose outputs are all there does
+    not ask: it is finished, and neither a re-check (`-R check_gpu`) nor a missing record may
+    retrain it (one retrained for another reason, e.g. `-R train`, then runs without waiting). Evaluated in the process that
+    plans the run; a cluster job re-parsing the Snakefile runs after the check, so get() returns
+    there and its inputs are the same files (the record is never one of them)."""
+    outputs = [path.format(**dict(wildcards.items())) for path in train_job_outputs("metrics.json")]
+    if not all(os.path.exists(path) for path in outputs):
+        checkpoints.check_gpu.get()
+    return []
+
+
 def model_weights(wildcards):
     """Input of the training rules: [] for a model from scratch, else [its weights file].
     Marked ancient: a re-downloaded copy of the same hash-named file retrains nothing."""
@@ -215,9 +245,17 @@ def point_settings_json(wildcards):
     return json.dumps(point_settings(config, point), sort_keys=True)
 
 
+# Training settings that cannot change a result: never in a rule's params (Snakemake reruns a job
+# whose params text changed), they go to the scripts through threads and resources.
+RUN_ONLY_TRAINING_KEYS = ("threads", "device", "checkpoint_seconds", "folds_per_job", "tensorboard")
+
+
 def refit_config_json():
-    """refit_best.py's --config: what point_settings needs besides the best point's axes."""
-    return json.dumps({key: config[key] for key in ("training", "augmentations", "models", "recipes")}, sort_keys=True)
+    """refit_best.py's --config: what point_settings needs besides the best point's axes, as
+    sorted JSON without RUN_ONLY_TRAINING_KEYS."""
+    training = {key: value for key, value in config["training"].items() if key not in RUN_ONLY_TRAINING_KEYS}
+    sections = {key: config[key] for key in ("augmentations", "models", "recipes")}
+    return json.dumps({"training": training, **sections}, sort_keys=True)
 
 
 def final_outputs():

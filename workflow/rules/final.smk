@@ -34,25 +34,34 @@ rule refit_best:
         "../../envs/cvgrid.yaml"
     threads: config["training"]["threads"]
     resources:
+        gpu=1,  # as train's: declared here, refined by profiles
         # A share of one local GPU, like train's (`--resources gpu_jobs=N`).
         gpu_jobs=1,
-    params:
+        mem_mb=train_mem_mb,  # as train's: by model and by the size of images.npy
+        # Not results, as train's (strings: no local limit applies to them).
+        device=str(config["training"]["device"]),
+        checkpoint_seconds=str(config["training"]["checkpoint_seconds"]),
         script=script_path("refit_best.py"),
+        tensorboard="tensorboard" if config["training"]["tensorboard"] else "no-tensorboard",
+    # Only what changes a result, in canonical form (as train's): a re-saved config, a new thread
+    # count, device, checkpoint interval or curves switch refits nothing.
+    params:
         decision=lambda w, input: f"--decision {shlex.quote(input.decision)}" if input.decision else "",
-        training=config["training"],
         metric=config["statistics"]["metric"],  # named in model.json; cv_summary.tsv's rank 1 is its best
-        cv=config["cv"],
         config=refit_config_json(),
+        split_seed=config["cv"]["seed"],
+        validation_fraction=config["cv"]["validation_fraction"],
         groups=groups_option,
         weights=weights_option,
         out_dir=lambda w, output: os.path.dirname(output.info),
         # Not an output, like train's: it must survive a failed attempt so that a retry resumes.
         checkpoint="results/checkpoints/final/{model}.pt",
     shell:
-        "python {params.script:q} --summary {input.summary:q} --model {wildcards.model:q}"
+        "python {resources.script:q} --summary {input.summary:q} --model {wildcards.model:q}"
         " {params.decision} --images {input.images:q} --index {input.index:q}"
-        " --config {params.config:q} --device {params.training[device]}"
-        " --split-seed {params.cv[seed]} --validation-fraction {params.cv[validation_fraction]}"
+        " --config {params.config:q} --device {resources.device:q} --gpus-requested {resources.gpu}"
+        " --split-seed {params.split_seed} --validation-fraction {params.validation_fraction}"
         " {params.groups} {params.weights} --threads {threads}"
-        " --checkpoint {params.checkpoint:q} --metric {params.metric:q}"
+        " --checkpoint {params.checkpoint:q} --checkpoint-seconds {resources.checkpoint_seconds:q}"
+        " --{resources.tensorboard} --metric {params.metric:q}"
         " --out-dir {params.out_dir:q} > {log:q} 2>&1"

@@ -19,6 +19,7 @@ rule train:
         index="results/data/index.tsv",
         folds="{root}/data/folds.tsv",
         weights=model_weights,  # [] from scratch, the weights file if pretrained
+        gpu_check=gpu_check_gate,  # rules/check.smk: no training job before the check passed
     output:
         metrics=train_job_outputs("metrics.json"),
         history=train_job_outputs("history.tsv"),
@@ -35,9 +36,15 @@ rule train:
         "../../envs/cvgrid.yaml"
     threads: config["training"]["threads"]
     resources:
+        # One GPU, declared here so that no profile can lose it (profiles refine it: gpu_model,
+        # gres). Locally Snakemake ignores it unless --resources gpu=N; inside a SLURM job
+        # without a GPU the job stops (--gpus-requested, hardware.training_device).
+        gpu=1,
         # A share of one local GPU: `--resources gpu_jobs=4` lets four training jobs use it at
         # once (a model A fold needs well under 1 GB). Unlimited unless set; SLURM ignores it.
         gpu_jobs=1,
+        # Host memory by model and by the size of images.npy, times the attempt (common.smk).
+        mem_mb=train_mem_mb,
         # Not results (strings: no local limit applies to them).
         device=str(config["training"]["device"]),
         checkpoint_seconds=str(config["training"]["checkpoint_seconds"]),
@@ -61,6 +68,6 @@ rule train:
         "python {resources.script:q} --images {input.images:q} --index {input.index:q}"
         " --folds {input.folds:q} --repeat {params.repeats} --fold {params.fold_numbers}"
         " --settings {params.settings:q} --precision {params.precision:q}"
-        " --device {resources.device:q} --threads {threads} {params.weights}"
+        " --device {resources.device:q} --gpus-requested {resources.gpu} --threads {threads} {params.weights}"
         " --checkpoint-seconds {resources.checkpoint_seconds:q} --{resources.tensorboard}"
         " --out-dir {params.out_dirs:q} --checkpoint {params.checkpoints:q} > {log:q} 2>&1"
