@@ -47,8 +47,8 @@ def main(argv=None):
                    help="statistics.metric: what ranks the grid points and what the statistics compare")
     p.add_argument("--checkpoint-seconds", type=float, default=0.0,
                    help="write the checkpoint at most this often (seconds); 0: after every epoch")
-    p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, required=True,
-                   help="training.tensorboard: the refit's curves as TensorBoard event files beside its history.tsv")
+    p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=False,
+                   help="training.tensorboard: the refit's curves as TensorBoard event files beside its history.tsv (the workflow passes training.tensorboard; off when run on its own)")
     p.add_argument("--out-dir", type=Path, required=True)
     a = p.parse_args(argv)
     job.configure_logging()

@@ -46,8 +46,8 @@ def main(argv=None):
     p.add_argument("--checkpoint", type=Path, nargs="+", default=None, help="each fold resumes from / saves to its file")
     p.add_argument("--checkpoint-seconds", type=float, default=0.0,
                    help="at most one checkpoint per fold in this many seconds (always at a fold's end and on SIGTERM)")
-    p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, required=True,
-                   help="also write each fold's per-epoch curves as TensorBoard event files beside its history.tsv")
+    p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=False,
+                   help="also write each fold's per-epoch curves as TensorBoard event files beside its history.tsv (the workflow passes training.tensorboard; off when run on its own)")
     p.add_argument("--weights", type=Path, default=None,
                    help="pretrained weights file for the model's backbone (read, never downloaded)")
     a = p.parse_args(argv)

@@ -232,7 +232,7 @@ def test_a_bad_groups_file_stops_the_refit_with_a_one_line_error(final_run, tmp_
     cmd = [sys.executable, str(REPO / "scripts" / "refit_best.py"), "--summary", str(results / "cv_summary.tsv"),
            "--model", MODEL, "--images", str(results / "data" / "images.npy"),
            "--index", str(results / "data" / "index.tsv"), "--config", json.dumps(refit_config({"none": {}})),
-           "--split-seed", "42", "--validation-fraction", "0.2", "--threads", "1", "--metric", "accuracy", "--groups", str(groups),
+           "--split-seed", "42", "--validation-fraction", "0.2", "--threads", "1", "--metric", "accuracy", "--no-tensorboard", "--groups", str(groups),
            "--out-dir", str(tmp_path / "final")]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1

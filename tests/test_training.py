@@ -113,7 +113,8 @@ def test_a_device_too_small_for_the_images_takes_the_host_path_and_says_so(prepa
     def run(out):
         return job.run_folds(fold_settings=[settings(fold=1, max_epochs=2)], images_path=prepared / "images.npy",
                              index_path=prepared / "index.tsv", folds_path=prepared / "folds.tsv", out_dirs=[out],
-                             checkpoint_paths=None, precision="fp32", device="cpu", threads=1, checkpoint_seconds=0)
+                             checkpoint_paths=None, precision="fp32", device="cpu", threads=1, checkpoint_seconds=0,
+                             tensorboard=False)
 
     (device_metrics,) = run(tmp_path / "device")
     monkeypatch.setattr(hardware, "fits_on_device", lambda nbytes, device: (False, f"{nbytes} bytes > faked 1 MiB free"))

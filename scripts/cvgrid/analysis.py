@@ -44,8 +44,8 @@ class Analysis:
     tables: dict[str, pd.DataFrame]
     noise_by_model: pd.DataFrame
     diverged: pd.DataFrame
-    choose: str = "best"  # final.choose
-    cost: str = "work"  # final.cost (of cheapest_contender)
+    choose: str  # final.choose
+    cost: str  # final.cost (of cheapest_contender)
     mixed_hardware: pd.DataFrame
 
 
