@@ -118,8 +118,10 @@ def mixed_hardware(folds: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     keys = axes_of(folds)
     gpu = folds["gpu"] if "gpu" in folds else pd.Series(None, index=folds.index)
-    where = gpu.where(gpu.notna(), folds["device"].astype(str)).astype(str)
-    table = folds.assign(_where=where, _precision=folds["precision"].astype(str))
+    # A fold that does not say (an older metrics.json) counts as "unrecorded", not as a device;
+    # fillna first: pandas 3's astype(str) keeps a missing value missing.
+    where = gpu.where(gpu.notna(), folds["device"]).fillna("unrecorded").astype(str)
+    table = folds.assign(_where=where, _precision=folds["precision"].fillna("unrecorded").astype(str))
     grouped = table.groupby(keys, sort=True)
     rows = pd.DataFrame({"devices": grouped["_where"].agg(lambda v: ", ".join(sorted(set(v)))),
                          "precisions": grouped["_precision"].agg(lambda v: ", ".join(sorted(set(v)))),
