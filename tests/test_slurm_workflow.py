@@ -140,10 +140,12 @@ def metrics_by_fold(workdir: Path) -> dict[str, dict]:
 
 
 def result_files(workdir: Path) -> set[str]:
-    """Files under results/ that the runs must share: all but the checkpoints (kept for resumes)."""
+    """Files under results/ that the runs must share: all but the checkpoints (kept for resumes).
+    A TensorBoard event file's name carries its time, host and process: it counts by its folder."""
     root = workdir / "results"
     files = (p.relative_to(root) for p in root.rglob("*") if p.is_file())
-    return {str(f) for f in files if f.parts[0] != "checkpoints"}
+    return {str(f.parent / "events.out.tfevents") if f.name.startswith("events.out.tfevents.") else str(f)
+            for f in files if f.parts[0] != "checkpoints"}
 
 
 def train_job_ids(workdir: Path) -> dict[str, str]:
