@@ -147,7 +147,9 @@ def interim_protocol(workdir: Path, config: dict, root: str, out: Path, written_
         if not finished.empty:
             summary = cv_summary(finished, metric=config["statistics"]["metric"])
             write_tsv(summary, out / "cv_summary.interim.tsv")
-            result = analysis.analyse(finished, summary, Thresholds.from_config(config["statistics"]))
+            result = analysis.analyse(finished, summary, Thresholds.from_config(config["statistics"]),
+                                      contender_probability=config["statistics"]["contender_probability"],
+                                      choose=config["final"]["choose"], cost=config["final"]["cost"])
             for name, table in result.tables.items():
                 write_tsv(table, out / f"{name}.interim.tsv")
             lines.append("**The verdicts below are over the complete grid points only**: each is compared "
