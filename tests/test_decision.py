@@ -303,13 +303,14 @@ def step_folds(epochs: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def step_analysis(folds, **rule):
+def step_analysis(folds, choose="best", cost="work", expectations=None):
     from cvgrid.analysis import analyse
     from cvgrid.summary import cv_summary
 
     sizes = pd.DataFrame({"model": ["A", "B"], "parameters": [1_000_000, 50_000], "macs": [2_000_000, 90_000],
                           "input_size": [64, 64]})
-    return analyse(folds, cv_summary(folds, metric="accuracy"), THRESHOLDS, model_sizes=sizes, **rule)
+    return analyse(folds, cv_summary(folds, metric="accuracy"), THRESHOLDS, model_sizes=sizes,
+                   contender_probability=0.5, choose=choose, cost=cost, expectations=expectations)
 
 
 def test_contenders_tsv_lists_each_models_and_the_grids_contenders_with_their_costs():

@@ -112,7 +112,7 @@ def test_best_point_of_a_model_not_in_the_summary_is_named():
 ACC = np.array([0.90, 0.88, 0.92, 0.86, 0.94])
 
 
-def decided(epochs: dict, tmp_path, **rule) -> tuple[pd.DataFrame, pd.DataFrame]:
+def decided(epochs: dict, tmp_path, choose="best", cost="work") -> tuple[pd.DataFrame, pd.DataFrame]:
     """(cv_summary, decision.tsv as the refit reads it) of a constructed fold table: model_a with
     batch sizes 32 and 64 equal on every fold and 128 five points worse, model_b one grid point;
     `epochs`: epochs run per (model, batch size), the factor of the training work."""
@@ -124,7 +124,8 @@ def decided(epochs: dict, tmp_path, **rule) -> tuple[pd.DataFrame, pd.DataFrame]
                            "fold": f, "accuracy": a, "epochs_run": epochs[m, b], "n_train": 800, "n_test": 200,
                            "seconds": 1.0} for (m, b), accs in accuracy.items() for f, a in enumerate(accs)])
     summary = cv_summary(folds, metric="accuracy")
-    result = analyse(folds, summary, Thresholds(rope=0.005, probability=0.95, alpha=0.05, metric="accuracy"), **rule)
+    result = analyse(folds, summary, Thresholds(rope=0.005, probability=0.95, alpha=0.05, metric="accuracy"),
+                     contender_probability=0.5, choose=choose, cost=cost)
     write_tables(result, tmp_path)
     summary.to_csv(tmp_path / "cv_summary.tsv", sep="\t", index=False)
     return (pd.read_csv(tmp_path / "cv_summary.tsv", sep="\t"), pd.read_csv(tmp_path / "decision.tsv", sep="\t"))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from cvgrid.costs import join_costs, training_costs
-from cvgrid.decision import CONTENDER_PROBABILITY, check_rule, contender_table, gap_corrected
+from cvgrid.decision import check_rule, contender_table, gap_corrected
 from cvgrid.decision import choose as choose_point
 from cvgrid.grid import axes_of
 from cvgrid.io import write_tsv
@@ -54,8 +54,8 @@ WHOLE_GRID = "all models"
 
 
 def contenders(folds: pd.DataFrame, to_best: pd.DataFrame, thresholds: Thresholds,
-               model_sizes: pd.DataFrame | None = None,
-               contender_probability: float = CONTENDER_PROBABILITY) -> pd.DataFrame:
+               model_sizes: pd.DataFrame | None,
+               contender_probability: float) -> pd.DataFrame:
     """contenders.tsv: the grid points the folds cannot separate from the best
     (cvgrid.decision.is_contender), within each model (``among`` = the model, from `to_best`,
     compare_to_best by model) and over the whole grid (``among`` = :data:`WHOLE_GRID`), each
@@ -116,12 +116,13 @@ def decisions(folds: pd.DataFrame, contender_rows: pd.DataFrame, choose: str = "
 
 
 def analyse(folds: pd.DataFrame, cv_summary: pd.DataFrame, thresholds: Thresholds, *,
-            model_sizes: pd.DataFrame | None = None,
-            contender_probability: float = CONTENDER_PROBABILITY, choose: str = "best",
-            cost: str = "work", expectations=None) -> Analysis:
+            contender_probability: float, choose: str, cost: str,
+            model_sizes: pd.DataFrame | None = None, expectations=None) -> Analysis:
     """Every table of the statistics step from cv_folds.tsv (`folds`) and cv_summary.tsv;
-    `model_sizes` (model_costs.tsv) and `contender_probability` for :func:`contenders`,
-    `choose`, `cost` (final.choose, final.cost) and `expectations` for :func:`decisions`."""
+    `contender_probability` (statistics.contender_probability) and `model_sizes`
+    (model_costs.tsv) for :func:`contenders`, `choose`, `cost` (final.choose, final.cost) and
+    `expectations` for :func:`decisions`. The run's settings are required, never defaulted: an
+    analysis with another rule than the run's would describe another decision."""
     to_best = compare_to_best(folds, thresholds, by_model=True)
     tables = {
         "compare_to_best": to_best,
