@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
-from snakemake.utils import Paramspace
+import yaml
+from snakemake.utils import Paramspace, validate
 
-from conftest import run_snakemake, tiny_config, write_config, write_image_folder
+from conftest import SCRIPTS, run_snakemake, tiny_config, write_config, write_image_folder
 from cvgrid.grid import grid_table
 
 AUGMENTATIONS = {"none": {}, "affine": {"rotation_degrees": 20, "shift_fraction": 0.1, "zoom_fraction": 0.1}}
@@ -73,7 +76,7 @@ def sampled_run(tmp_path_factory):
     jobs = write_stub_jobs(work, config)
     run = run_snakemake(work, configfile, "--cores", "2", timeout=900)
     report = run_snakemake(work, configfile, "--report", "report.html")
-    return SimpleNamespace(work=work, results=work / "results", jobs=jobs, run=run, report=report)
+    return SimpleNamespace(work=work, results=work / "results", config=configfile, jobs=jobs, run=run, report=report)
 
 
 def test_the_statistics_of_a_sampled_grid_are_trends_over_its_ranges(sampled_run):
@@ -102,3 +105,28 @@ def test_the_report_holds_the_trends_the_scatter_and_the_parallel_coordinates(sa
     heatmap_log = (sampled_run.work / "logs" / "plot_heatmap" / "model_a.log").read_text()
     assert "error" not in heatmap_log.lower()
     assert (sampled_run.results / "plots" / "heatmap_model_a.svg").stat().st_size > 0
+
+
+def test_make_status_of_a_sampled_run_shows_its_trends(sampled_run, tmp_path):
+    # The interim summary (make status) reads the same config: the same trends, marked interim.
+    subprocess.run([sys.executable, str(SCRIPTS / "interim_summary.py"), "--workdir", str(sampled_run.work),
+                    "--configfile", str(sampled_run.config), "--out", str(tmp_path)], check=True)
+    trends = pd.read_csv(tmp_path / "factor_trends.interim.tsv", sep="\t")
+    pd.testing.assert_frame_equal(trends, pd.read_csv(sampled_run.results / "stats" / "factor_trends.tsv", sep="\t"))
+    assert "Factors of a sampled grid" in (tmp_path / "summary.interim.md").read_text()
+
+
+def test_publishing_a_sampled_run_draws_its_trends_and_scatter(sampled_run, tmp_path):
+    # scripts/publish_study.py (docs/search is published with it): the tables the workflow wrote.
+    sys.path.insert(0, str(SCRIPTS))
+    import publish_study
+
+    config = yaml.safe_load(sampled_run.config.read_text())
+    validate(config, schema=str(SCRIPTS.parent / "workflow" / "schemas" / "config.schema.yaml"))
+    facts = publish_study.publish_protocol(sampled_run.work, tmp_path, "stratified", config)
+    assert facts["grid_points_finished"] == 12
+    out = tmp_path / "stratified"
+    for name in ("factor_trends", "factor_bins", "factor_effects"):
+        pd.testing.assert_frame_equal(pd.read_csv(out / "stats" / f"{name}.tsv", sep="\t"),
+                                      pd.read_csv(sampled_run.results / "stats" / f"{name}.tsv", sep="\t"))
+    assert (out / "stats" / "factor_trends.svg").stat().st_size > 0 and (out / "heatmap_model_a.svg").stat().st_size > 0

@@ -62,7 +62,7 @@ GRID_AXES = grid_axes(config)  # the axes of this grid, in folder order
 # shows trends over its ranges, level effects across points and a scatter for the heatmap.
 SAMPLED_RANGES = sampled_ranges(config)
 SAMPLED_OPTION = (
-    "" if SAMPLED_RANGES is None else "--sampled-ranges " + shlex.quote(json.dumps(SAMPLED_RANGES))
+    "" if SAMPLED_RANGES is None else f"--sampled-ranges {shlex.quote(json.dumps(SAMPLED_RANGES))}"
 )
 for axis in config["plots"].get("heatmap_axes") or []:
     if axis not in GRID_AXES or axis == "model":
