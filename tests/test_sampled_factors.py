@@ -188,3 +188,18 @@ def test_figures_of_a_sampled_grid(tmp_path):
     }.items():
         draw(tmp_path / f"{name}.svg")
         assert (tmp_path / f"{name}.svg").read_text().startswith("<?xml")
+
+
+def test_a_few_finished_points_give_no_trend_and_say_so():
+    # An interim summary early in a search: 3 complete points.
+    folds = sampled_folds(falling_with_learning_rate)
+    first = grid_table(SEARCH).head(3)
+    folds = folds.merge(first)
+    result = analyse(folds, cv_summary(folds, metric="accuracy"), THRESHOLDS, ranges=RANGES)
+    trends = result.tables["factor_trends"]
+    assert (trends["points"] == 3).all() and trends["rho"].isna().all() and not trends["significant"].any()
+    assert (result.tables["factor_bins"].groupby("factor")["points"].sum() == 3).all()
+    effects = result.tables["factor_effects"]
+    assert effects.loc[(effects["n_level"] < 2) | (effects["n_reference"] < 2), "p"].isna().all()
+    text = wording.summary_text(result)
+    assert "Learning rate (drawn log-uniform, " in text and "no trend computed (3 points" in text

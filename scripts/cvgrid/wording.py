@@ -249,7 +249,9 @@ def factors_paragraph(analysis: Analysis) -> str | None:
 
 
 def _rho(r) -> str:
-    return f"ρ = {r['rho']:+.2f} (95% CI {r['ci_low']:+.2f} to {r['ci_high']:+.2f}, {_fmt_p(r['p_holm'])})"
+    interval = (f"95% CI {r['ci_low']:+.2f} to {r['ci_high']:+.2f}" if np.isfinite(r["ci_low"]) and np.isfinite(r["ci_high"])
+                else "no bootstrap interval: too few distinct points")
+    return f"ρ = {r['rho']:+.2f} ({interval}, {_fmt_p(r['p_holm'])})"
 
 
 def _direction(rho: float, metric: str) -> str:
