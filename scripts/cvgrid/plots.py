@@ -296,7 +296,7 @@ def sampled_scatter(summary: pd.DataFrame, model: str, path, verdicts: pd.DataFr
     with it, and shaped by its verdict against the model's best (VERDICT_MARKERS, with
     `verdicts`, compare_to_best.tsv). A ranged axis is drawn on its scale (log for
     log_uniform); a list's values are spaced evenly, the points at one value spread a little
-    sideways so that none hides another."""
+    (seeded) so that none hides another."""
     keys = axes_of(summary)
     mean_column = summary_columns(metric)[0]
     scale = 100 if get_metric(metric).percent else 1
@@ -315,17 +315,20 @@ def sampled_scatter(summary: pd.DataFrame, model: str, path, verdicts: pd.DataFr
             return rows[axis].astype(float).to_numpy()
         levels = sorted(rows[axis].unique())
         index = rows[axis].map({v: i for i, v in enumerate(levels)}).to_numpy(dtype=float)
-        # Evenly spread the points of one level over +-0.3 (in their table order: the same every run).
-        offset = rows.groupby(axis).cumcount().to_numpy() / rows.groupby(axis)[axis].transform("size").to_numpy()
         (ax.set_xticks if which == "x" else ax.set_yticks)(range(len(levels)), [_value(v) for v in levels])
-        return index - 0.3 + 0.6 * offset
+        # The points of one level spread over +-0.25 at random (seeded: the same figure every run;
+        # an ordered spread would draw a slope that is not in the data).
+        return index + np.random.default_rng(0).uniform(-0.25, 0.25, len(rows))
 
     xs, ys = place(x_axis, "x"), place(y_axis, "y")
     values = scale * rows[mean_column].to_numpy(dtype=float)
     norm = plt.Normalize(values.min(), values.max() if values.max() > values.min() else values.min() + 1)
-    verdict_of = rows["verdict"] if "verdict" in rows else pd.Series("undecided", index=rows.index)
-    for verdict, marker in VERDICT_MARKERS.items():
-        shown = (verdict_of == verdict).to_numpy() if verdicts is not None else np.full(len(rows), verdict == "undecided")
+    # Without verdicts every dot a circle; a point without a verdict in the table says so.
+    verdict_of = (rows["verdict"].fillna("no verdict") if verdicts is not None
+                  else pd.Series("undecided", index=rows.index))
+    for verdict in [*VERDICT_MARKERS, *sorted(set(verdict_of) - set(VERDICT_MARKERS))]:
+        shown = (verdict_of == verdict).to_numpy()
+        marker = VERDICT_MARKERS.get(verdict, "o")
         if shown.any():
             ax.scatter(xs[shown], ys[shown], c=values[shown], cmap=cmap, norm=norm, marker=marker,
                        s=160 if marker == "*" else 70, edgecolors="black", linewidths=0.6,
@@ -335,7 +338,9 @@ def sampled_scatter(summary: pd.DataFrame, model: str, path, verdicts: pd.DataFr
         ax.annotate(f"{v:.{digits}f}", (x, y), textcoords="offset points", xytext=(5, 5), fontsize=7)
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=f"mean {get_metric(metric).label} ({unit})")
     if verdicts is not None:
-        ax.legend(title="verdict vs the best", fontsize=8, title_fontsize=8, loc="best")
+        # Below the plot: inside it could hide a point (the best one, often at the edge).
+        ax.legend(title="verdict vs the best", fontsize=8, title_fontsize=8, loc="upper center",
+                  bbox_to_anchor=(0.5, -0.12), ncol=len(VERDICT_MARKERS) + 1)
     ax.set_xlabel(x_axis.replace("_", " ") + (" (log scale)" if x_axis in ranges and next(iter(ranges[x_axis])) == "log_uniform" else ""))
     ax.set_ylabel(y_axis.replace("_", " ") + (" (log scale)" if y_axis in ranges and next(iter(ranges[y_axis])) == "log_uniform" else ""))
     others = [a for a in keys if a not in ("model", x_axis, y_axis) and rows[a].nunique() > 1]
