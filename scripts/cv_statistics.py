@@ -35,6 +35,9 @@ def main(argv=None):
                    help="each model's expectation JSON (scripts/expect_choice.py: BBC-CV of final.choose)")
     p.add_argument("--choose", choices=RULES, required=True, help="final.choose: the rule that picks the final point")
     p.add_argument("--cost", choices=COSTS, required=True, help="final.cost: the cost of cheapest_contender")
+    p.add_argument("--sampled-ranges", type=json.loads, default=None, metavar="JSON",
+                   help="a sampled grid (grid.sample): its ranged axes as JSON {axis: {distribution: [low, high]}} "
+                        "({} where every axis is a list; cvgrid.grid.sampled_ranges); left out for a grid of lists")
     p.add_argument("--out-dir", type=Path, required=True)
     a = p.parse_args(argv)
     folds = pd.read_csv(a.folds, sep="\t")
@@ -42,12 +45,15 @@ def main(argv=None):
     result = analyse(folds, cv, Thresholds(rope=a.rope, probability=a.probability, alpha=a.alpha, metric=a.metric),
                      model_sizes=pd.read_csv(a.model_costs, sep="\t"), contender_probability=a.contender_probability,
                      choose=a.choose, cost=a.cost,
-                     expectations=[json.loads(path.read_text()) for path in a.expectations])
+                     expectations=[json.loads(path.read_text()) for path in a.expectations], ranges=a.sampled_ranges)
     write_tables(result, a.out_dir)
     wording.write_summary(wording.summary_text(result), a.out_dir, markdown=False)
     wording.write_decision(result, a.out_dir)
     plots.factor_effects(result.tables["factor_effects"], a.out_dir / "factor_effects.svg")
-    plots.parallel_coordinates(cv, a.out_dir / "parallel_coordinates.svg", metric=a.metric)
+    plots.parallel_coordinates(cv, a.out_dir / "parallel_coordinates.svg", metric=a.metric, ranges=a.sampled_ranges)
+    if a.sampled_ranges is not None:
+        plots.factor_trends(cv, result.tables["factor_trends"], result.tables["factor_bins"], a.sampled_ranges,
+                            a.out_dir / "factor_trends.svg", metric=a.metric)
 
 
 if __name__ == "__main__":

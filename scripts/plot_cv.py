@@ -1,7 +1,9 @@
 #!/usr/bin/env python
-"""Plots of the CV results: a heatmap per model and every fold's accuracy per grid point."""
+"""Plots of the CV results: a heatmap per model (on a sampled grid a scatter, one dot per grid point) and
+every fold's accuracy per grid point."""
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -22,12 +24,19 @@ def main(argv=None):
     p.add_argument("--metric", choices=sorted(METRICS), required=True,
                    help="statistics.metric: the heatmap's values (--heatmap; the fold plot shows accuracy, whose folds every metric's rank is beside)")
     p.add_argument("--fold-plot", type=Path, help="every fold's accuracy per grid point to this file")
+    p.add_argument("--sampled-ranges", type=json.loads, default=None, metavar="JSON",
+                   help="a sampled grid (grid.sample): its ranged axes as JSON {axis: {distribution: [low, high]}}; "
+                        "its --heatmap is a scatter (cvgrid.plots.sampled_scatter)")
     a = p.parse_args(argv)
     summary = pd.read_csv(a.summary, sep="\t")
     if a.heatmap:
         verdicts = pd.read_csv(a.verdicts, sep="\t") if a.verdicts else None
         try:
-            plots.heatmap(summary, a.heatmap[0], a.heatmap[1], verdicts, a.heatmap_axes, metric=a.metric)
+            if a.sampled_ranges is not None:
+                plots.sampled_scatter(summary, a.heatmap[0], a.heatmap[1], verdicts, a.heatmap_axes,
+                                      ranges=a.sampled_ranges, metric=a.metric)
+            else:
+                plots.heatmap(summary, a.heatmap[0], a.heatmap[1], verdicts, a.heatmap_axes, metric=a.metric)
         except ValueError as error:
             sys.exit(f"error: {error}")
     if a.fold_plot:

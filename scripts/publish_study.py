@@ -33,7 +33,7 @@ from cvgrid import plots, wording
 from cvgrid.analysis import analyse, write_tables
 from cvgrid.costs import join_costs, model_sizes, training_costs
 from cvgrid.decision import CONTENDER_PROBABILITY, decide, expectation_record, prediction_table
-from cvgrid.grid import axes_of, grid_axes
+from cvgrid.grid import axes_of, grid_axes, sampled_ranges
 from cvgrid.io import write_json, write_tsv
 from cvgrid.stats import Thresholds
 from cvgrid.summary import compare_protocols, complete_points, cv_summary, fold_table
@@ -97,10 +97,18 @@ def publish_protocol(workdir: Path, published: Path, protocol: str, config: dict
     summary = cv_summary(folds, metric=config["statistics"]["metric"])
     write_tsv(summary, out / "cv_summary.tsv")
     result = publish_statistics(folds, summary, config, out / "stats", metrics)
+    ranges = sampled_ranges(config)  # a sampled grid (docs/search): a scatter and trends, as the workflow draws them
     for model in sorted(summary["model"].unique()):
-        plots.heatmap(summary, model, out / f"heatmap_{model}.svg", result.tables["compare_to_best"],
-                      metric=result.thresholds.metric)
+        if ranges is None:
+            plots.heatmap(summary, model, out / f"heatmap_{model}.svg", result.tables["compare_to_best"],
+                          metric=result.thresholds.metric)
+        else:
+            plots.sampled_scatter(summary, model, out / f"heatmap_{model}.svg", result.tables["compare_to_best"],
+                                  ranges=ranges, metric=result.thresholds.metric)
     plots.factor_effects(result.tables["factor_effects"], out / "stats" / "factor_effects.svg")
+    if ranges is not None:
+        plots.factor_trends(summary, result.tables["factor_trends"], result.tables["factor_bins"], ranges,
+                            out / "stats" / "factor_trends.svg", metric=result.thresholds.metric)
     return facts
 
 
@@ -126,7 +134,8 @@ def publish_statistics(folds: pd.DataFrame, summary: pd.DataFrame, config: dict,
         expectations.append(record)
     result = analyse(folds, summary, Thresholds.from_config(config["statistics"]), model_sizes=sizes,
                      contender_probability=config["statistics"].get("contender_probability", CONTENDER_PROBABILITY),
-                     choose=final["choose"], cost=final["cost"], expectations=expectations)
+                     choose=final["choose"], cost=final["cost"], expectations=expectations,
+                     ranges=sampled_ranges(config))
     write_tables(result, out)
     wording.write_summary(wording.summary_text(result), out, markdown=True)
     return result

@@ -310,7 +310,7 @@ def step_analysis(folds, choose="best", cost="work", expectations=None):
     sizes = pd.DataFrame({"model": ["A", "B"], "parameters": [1_000_000, 50_000], "macs": [2_000_000, 90_000],
                           "input_size": [64, 64]})
     return analyse(folds, cv_summary(folds, metric="accuracy"), THRESHOLDS, model_sizes=sizes,
-                   contender_probability=0.5, choose=choose, cost=cost, expectations=expectations)
+                   contender_probability=0.5, choose=choose, cost=cost, expectations=expectations, ranges=None)
 
 
 def test_contenders_tsv_lists_each_models_and_the_grids_contenders_with_their_costs():

@@ -125,7 +125,7 @@ def decided(epochs: dict, tmp_path, choose="best", cost="work") -> tuple[pd.Data
                            "seconds": 1.0} for (m, b), accs in accuracy.items() for f, a in enumerate(accs)])
     summary = cv_summary(folds, metric="accuracy")
     result = analyse(folds, summary, Thresholds(rope=0.005, probability=0.95, alpha=0.05, metric="accuracy"),
-                     contender_probability=0.5, choose=choose, cost=cost)
+                     contender_probability=0.5, choose=choose, cost=cost, ranges=None)
     write_tables(result, tmp_path)
     summary.to_csv(tmp_path / "cv_summary.tsv", sep="\t", index=False)
     return (pd.read_csv(tmp_path / "cv_summary.tsv", sep="\t"), pd.read_csv(tmp_path / "decision.tsv", sep="\t"))

@@ -163,7 +163,7 @@ def test_under_another_metric_the_statistics_rank_by_it_and_the_summary_says_why
     assert summary["model"].tolist() == ["finds_rare", "ignores_rare"]
     assert summary["mean_accuracy"].tolist() == sorted(summary["mean_accuracy"])  # not ranked by it
     result = analyse(folds, summary, Thresholds(rope=0.01, probability=0.95, alpha=0.05, metric=metric),
-                     contender_probability=0.5, choose="best", cost="work")
+                     contender_probability=0.5, choose="best", cost="work", ranges=None)
     selected = result.tables["selected"].set_index("scope").loc["all models"]
     assert selected["model"] == "finds_rare"
     assert selected[f"raw_{metric}"] == pytest.approx(summary.loc[0, f"mean_{metric}"])
@@ -191,12 +191,12 @@ def test_the_summary_says_why_the_best_by_the_metric_is_not_the_best_by_accuracy
     summary = cv_summary(folds, metric="balanced_accuracy")
     assert summary["batch_size"].tolist() == [32, 16]  # finds_rare first
     result = analyse(folds, summary, Thresholds(rope=0.01, probability=0.95, alpha=0.05, metric="balanced_accuracy"),
-                     contender_probability=0.5, choose="best", cost="work")
+                     contender_probability=0.5, choose="best", cost="work", ranges=None)
     paragraph = wording.metric_paragraph(result)
     assert "is not the best by accuracy" in paragraph
     assert f"recall of class class_{rare}" in paragraph and "is 0.0% against 100.0%" in paragraph
     assert wording.metric_paragraph(analyse(folds, cv_summary(folds, metric="accuracy"), Thresholds(
-        rope=0.01, probability=0.95, alpha=0.05, metric="accuracy"), contender_probability=0.5, choose="best", cost="work")) is None
+        rope=0.01, probability=0.95, alpha=0.05, metric="accuracy"), contender_probability=0.5, choose="best", cost="work", ranges=None)) is None
 
 
 def test_log_loss_of_files_without_every_classs_probability_stops_the_ranking_naming_why(tmp_path):

@@ -644,7 +644,7 @@ def test_factor_effects_pair_the_other_factors_on_an_incomplete_grid():
 def summary_of(folds):
     """The written summary of the whole analysis of `folds`, as the workflow writes it."""
     folds = folds.assign(epochs_run=10, seconds=1.0)  # as every job's metrics.json has them
-    return wording.summary_text(analyse(folds, cv_summary(folds, metric="accuracy"), T, contender_probability=0.5, choose="best", cost="work"))
+    return wording.summary_text(analyse(folds, cv_summary(folds, metric="accuracy"), T, contender_probability=0.5, choose="best", cost="work", ranges=None))
 
 
 def test_summary_text_reports_the_numbers():
@@ -676,7 +676,7 @@ def test_summary_text_words_the_thresholds_it_was_given():
     folds = grid_folds().assign(epochs_run=10, seconds=1.0)
     summary = cv_summary(folds, metric="accuracy")
     text = wording.summary_text(analyse(folds, summary, stats.Thresholds(rope=0.01, probability=0.9, alpha=0.1, metric="accuracy"),
-                                         contender_probability=0.5, choose="best", cost="work"))
+                                         contender_probability=0.5, choose="best", cost="work", ranges=None))
     assert "posterior probability ≥ 0.9: *worse* by more than 1 points" in text
     assert "Holm's correction at α = 0.1" in text
 

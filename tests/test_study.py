@@ -15,8 +15,8 @@ import yaml
 from conftest import REPO
 from cvgrid import wording
 from cvgrid.analysis import analyse
+from cvgrid.grid import grid_axes, sampled_ranges
 from cvgrid.stats import Thresholds
-from cvgrid.grid import grid_axes
 from cvgrid.summary import complete_points, cv_summary, fold_table
 
 STUDY = REPO / "docs" / "study"
@@ -93,6 +93,7 @@ def test_published_summary_and_statistics_are_recomputed_exactly(experiment, pro
     result = analyse(folds, summary, Thresholds.from_config(config["statistics"]), model_sizes=sizes,
                      contender_probability=config["statistics"].get("contender_probability", 0.5),
                      choose=config.get("final", {}).get("choose", "best"), cost=config.get("final", {}).get("cost", "work"),
+                     ranges=sampled_ranges(config),
                      # BBC-CV of the rule (scripts/publish_study.py; its method: tests/test_decision.py)
                      expectations=[json.loads(p.read_text())
                                    for p in sorted((folder / protocol / "stats" / "expectation").glob("*.json"))])

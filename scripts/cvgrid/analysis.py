@@ -20,10 +20,13 @@ from cvgrid.stats import (
     Thresholds,
     compare_models,
     compare_to_best,
+    factor_bins,
     factor_effects,
+    factor_trends,
     repeat_noise,
     repeat_noise_by_model,
     resolution,
+    sampled_level_effects,
 )
 from cvgrid.summary import mixed_hardware, selected_points
 
@@ -33,7 +36,8 @@ class Analysis:
     """Everything the statistics step computes for one run.
 
     ``tables``: name -> table, each written as ``stats/<name>.tsv`` (compare_to_best,
-    compare_models, resolution, selected, factor_effects, repeat_noise, contenders); ``noise_by_model``:
+    compare_models, resolution, selected, factor_effects, repeat_noise, contenders; on a sampled
+    grid also factor_trends and factor_bins, :func:`sampled_factor_tables`); ``noise_by_model``:
     :func:`~cvgrid.stats.repeat_noise_by_model` of repeat_noise (in the summary only);
     ``diverged``: the rows of cv_folds.tsv whose training diverged (none if the table lacks
     the column); ``mixed_hardware``: :func:`~cvgrid.summary.mixed_hardware` (grid points whose
@@ -115,21 +119,39 @@ def decisions(folds: pd.DataFrame, contender_rows: pd.DataFrame, choose: str = "
     return table
 
 
+def sampled_factor_tables(folds: pd.DataFrame, ranges: dict, thresholds: Thresholds) -> dict[str, pd.DataFrame]:
+    """The factors of a sampled grid (`ranges`: cvgrid.grid.sampled_ranges, each ranged axis's
+    {distribution: [low, high]}): ``factor_effects``, the level effects of the axes drawn from
+    lists, across points (cvgrid.stats.sampled_level_effects); ``factor_trends``, the rank
+    correlation of each ranged axis with the points' mean scores (cvgrid.stats.factor_trends);
+    ``factor_bins``, the ranged axes in quantile bins (cvgrid.stats.factor_bins)."""
+    choices = [axis for axis in axes_of(folds) if axis not in ranges]
+    return {
+        "factor_effects": sampled_level_effects(folds, choices, alpha=thresholds.alpha, metric=thresholds.metric),
+        "factor_trends": factor_trends(folds, ranges, alpha=thresholds.alpha, metric=thresholds.metric),
+        "factor_bins": factor_bins(folds, ranges, metric=thresholds.metric),
+    }
+
+
 def analyse(folds: pd.DataFrame, cv_summary: pd.DataFrame, thresholds: Thresholds, *,
-            contender_probability: float, choose: str, cost: str,
+            contender_probability: float, choose: str, cost: str, ranges: dict | None,
             model_sizes: pd.DataFrame | None = None, expectations=None) -> Analysis:
     """Every table of the statistics step from cv_folds.tsv (`folds`) and cv_summary.tsv;
     `contender_probability` (statistics.contender_probability) and `model_sizes`
     (model_costs.tsv) for :func:`contenders`, `choose`, `cost` (final.choose, final.cost) and
-    `expectations` for :func:`decisions`. The run's settings are required, never defaulted: an
-    analysis with another rule than the run's would describe another decision."""
+    `expectations` for :func:`decisions`; `ranges`: cvgrid.grid.sampled_ranges of the config,
+    None for a grid of lists (for a sampled grid the factors are :func:`sampled_factor_tables`').
+    The run's settings are required, never defaulted: an analysis with another rule or grid
+    than the run's would describe another decision."""
     to_best = compare_to_best(folds, thresholds, by_model=True)
+    factors = ({"factor_effects": factor_effects(folds, alpha=thresholds.alpha, metric=thresholds.metric)}
+               if ranges is None else sampled_factor_tables(folds, ranges, thresholds))
     tables = {
         "compare_to_best": to_best,
         "compare_models": compare_models(folds, thresholds),
         "resolution": resolution(to_best, folds, thresholds),
         "selected": selected_points(cv_summary, metric=thresholds.metric),
-        "factor_effects": factor_effects(folds, alpha=thresholds.alpha, metric=thresholds.metric),
+        **factors,
         "repeat_noise": repeat_noise(folds, metric=thresholds.metric),
     }
     # Contenders and the decision are built on accuracy so far (common.smk refuses a rule other

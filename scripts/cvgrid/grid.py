@@ -231,6 +231,18 @@ def sample_note(table: pd.DataFrame) -> str:
                if skipped else ""))
 
 
+def sampled_ranges(config: dict) -> dict[str, dict] | None:
+    """What the statistics and figures need to know of a sampled grid: None for a grid of lists
+    (the product of its lists, where factor effects pair the other axes' levels); with
+    grid.sample, each ranged axis as the config gives it ({distribution: [low, high]}), in
+    grid order, and {} where every axis is a list of choices (the points are still drawn, not a
+    product). Passed explicitly to the steps that need it, never guessed from a table."""
+    grid = config["grid"]
+    if SAMPLE not in grid:
+        return None
+    return {axis: dict(grid[axis]) for axis in grid_axes(config) if is_range(grid[axis])}
+
+
 def listed_grid(config: dict, table: pd.DataFrame) -> dict:
     """A copy of the config whose grid lists every value its ranges can reach: each range's
     bounds and the values drawn, so that the schema's checks of listed values (a weight decay

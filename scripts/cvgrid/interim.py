@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from cvgrid.grid import fold_keys, grid_axes, grid_table
+from cvgrid.grid import fold_keys, grid_axes, grid_table, sampled_ranges
 from cvgrid.io import atomic_path, write_tsv
 from cvgrid.metrics import unavailable_notes
 from cvgrid.summary import complete_points, cv_summary, fold_table
@@ -149,7 +149,8 @@ def interim_protocol(workdir: Path, config: dict, root: str, out: Path, written_
             write_tsv(summary, out / "cv_summary.interim.tsv")
             result = analysis.analyse(finished, summary, Thresholds.from_config(config["statistics"]),
                                       contender_probability=config["statistics"]["contender_probability"],
-                                      choose=config["final"]["choose"], cost=config["final"]["cost"])
+                                      choose=config["final"]["choose"], cost=config["final"]["cost"],
+                                      ranges=sampled_ranges(config))
             for name, table in result.tables.items():
                 write_tsv(table, out / f"{name}.interim.tsv")
             lines.append("**The verdicts below are over the complete grid points only**: each is compared "

@@ -194,10 +194,12 @@ def factor_effects(effects: pd.DataFrame, path) -> None:
 MAX_VECTOR_LINES = 500
 
 
-def parallel_coordinates(summary: pd.DataFrame, path, *, metric: str) -> None:
+def parallel_coordinates(summary: pd.DataFrame, path, *, metric: str, ranges: dict | None = None) -> None:
     """The whole grid: one line per grid point through its settings to its mean of `metric`
     (statistics.metric), coloured by its score (categorical axes are spaced evenly, numbers in
-    order; for log-loss the better, lower values are at the top)."""
+    order; for log-loss the better, lower values are at the top). `ranges` (a sampled grid's
+    ranged axes, cvgrid.grid.sampled_ranges): those axes to scale between their bounds, log
+    for log_uniform, with ticks at the bounds and between (range_position)."""
     summary = summary.assign(mean_accuracy=to_score(metric, summary[summary_columns(metric)[0]]))
     sign = 1 if get_metric(metric).higher_is_better else -1
     scale = 100 if get_metric(metric).percent else 1
@@ -208,6 +210,9 @@ def parallel_coordinates(summary: pd.DataFrame, path, *, metric: str) -> None:
     positions = {}
     for name in axes_names[:-1]:
         levels = sorted(summary[name].unique())
+        if ranges and name in ranges:
+            positions[name] = {v: float(range_position(ranges[name], v)) for v in levels}
+            continue
         positions[name] = {v: i / max(len(levels) - 1, 1) for i, v in enumerate(levels)}
     low, high = summary["mean_accuracy"].min(), summary["mean_accuracy"].max()
     span = (high - low) or 1.0
@@ -218,17 +223,172 @@ def parallel_coordinates(summary: pd.DataFrame, path, *, metric: str) -> None:
         ax.plot(range(len(axes_names)), ys, color=cmap((row.mean_accuracy - low) / span), **style)
     for i, name in enumerate(axes_names):
         ax.axvline(i, color="black", lw=0.8)
-        ticks = (positions[name].items() if name in positions
+        ticks = (range_ticks(ranges[name]) if ranges and name in ranges
+                 else positions[name].items() if name in positions
                  else [(f"{sign * scale * (low + f * span):.{1 if scale == 100 else 3}f}{unit}", f) for f in (0, 0.5, 1)])
         for label, y in ticks:
             ax.text(i + 0.03, y, f"{label:g}" if isinstance(label, float) else str(label), fontsize=8, va="center")
-    ax.set_xticks(range(len(axes_names)), [name.replace("_", " ") for name in axes_names[:-1]]
+    log_axes = [name for name, spec in (ranges or {}).items() if next(iter(spec)) == "log_uniform"]
+    ax.set_xticks(range(len(axes_names)), [name.replace("_", " ") + ("\n(log scale)" if name in log_axes else "")
+                                           for name in axes_names[:-1]]
                   + [f"mean {get_metric(metric).label}"])
     ax.set_yticks([])
     ax.set_ylim(-0.05, 1.05)
     values = sorted((sign * scale * low, sign * scale * high))
     fig.colorbar(plt.cm.ScalarMappable(norm=plt.Normalize(*values), cmap=cmap if sign > 0 else cmap.reversed()),
                  ax=ax, label=f"mean {get_metric(metric).label} ({unit.strip()})")
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def range_position(spec: dict, values):
+    """Where values of a ranged axis ({distribution: [low, high]}) lie between its bounds, 0 to
+    1: on a log scale for log_uniform, else linear."""
+    (distribution, (low, high)), = spec.items()
+    values = np.asarray(values, dtype=float)
+    if distribution == "log_uniform":
+        return (np.log(values) - np.log(low)) / (np.log(high) - np.log(low))
+    return (values - low) / (high - low)
+
+
+def range_ticks(spec: dict) -> list[tuple[float, float]]:
+    """(value, position) ticks of a ranged axis: its bounds and three values between, evenly
+    spaced on its scale (log for log_uniform), rounded to 2 significant digits."""
+    (distribution, (low, high)), = spec.items()
+    if distribution == "log_uniform":
+        values = np.geomspace(low, high, 5)
+    else:
+        values = np.linspace(low, high, 5)
+    values = [float(f"{v:.1e}") for v in values]
+    return [(v, float(range_position(spec, v))) for v in values]
+
+
+def trend_axes(summary: pd.DataFrame, model: str, chosen: list[str] | None, ranges: dict) -> tuple[str, str]:
+    """The two axes of a sampled grid's scatter (sampled_scatter): `chosen` (plots.heatmap_axes),
+    else the first two that vary among the model's points, ranged axes before lists (in
+    cvgrid.grid.AXES order each): learning rate and weight decay on config/search.yaml."""
+    rows = summary[summary["model"] == model]
+    axes = [axis for axis in axes_of(summary) if axis != "model"]
+    if chosen:
+        unknown = [axis for axis in chosen if axis not in axes]
+        if unknown:
+            raise ValueError(f"plots.heatmap_axes names {unknown[0]!r}, which is not an axis of this grid "
+                             f"(axes: {axes})")
+        return chosen[0], chosen[1]
+    varying = [axis for axis in axes if rows[axis].nunique() > 1]
+    ordered = ([a for a in varying if a in ranges] + [a for a in varying if a not in ranges]
+               + [a for a in axes if a not in varying])
+    return ordered[0], ordered[1]
+
+
+# How a dot of the sampled grid's scatter marks its verdict against the model's best.
+VERDICT_MARKERS = {"best": "*", "worse": "X", "practically equivalent": "s", "undecided": "o"}
+
+
+def sampled_scatter(summary: pd.DataFrame, model: str, path, verdicts: pd.DataFrame | None = None,
+                    axes: list[str] | None = None, *, ranges: dict, metric: str) -> None:
+    """The heatmap of a sampled grid (grid.sample), drawn as a scatter: its points share no
+    cells (no two have the same values of two ranged axes), so a heatmap would be one cell per
+    point in a sparse table. One dot per grid point of `model` at its values of two axes
+    (trend_axes: plots.heatmap_axes, rows then columns, on the vertical and horizontal axis;
+    else the first two ranged axes), coloured by its mean of `metric` on one scale, labelled
+    with it, and shaped by its verdict against the model's best (VERDICT_MARKERS, with
+    `verdicts`, compare_to_best.tsv). A ranged axis is drawn on its scale (log for
+    log_uniform); a list's values are spaced evenly, the points at one value spread a little
+    (seeded) so that none hides another."""
+    keys = axes_of(summary)
+    mean_column = summary_columns(metric)[0]
+    scale = 100 if get_metric(metric).percent else 1
+    unit = "%" if get_metric(metric).percent else "nats"
+    cmap = "viridis" if get_metric(metric).higher_is_better else "viridis_r"
+    y_axis, x_axis = trend_axes(summary, model, axes, ranges)
+    rows = summary[summary["model"] == model].reset_index(drop=True)
+    if verdicts is not None:
+        rows = rows.merge(verdicts[keys + ["verdict"]], on=keys, how="left")
+    fig, ax = plt.subplots(figsize=(8, 6))
+
+    def place(axis, which):
+        if axis in ranges:
+            if next(iter(ranges[axis])) == "log_uniform":
+                (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+            return rows[axis].astype(float).to_numpy()
+        levels = sorted(rows[axis].unique())
+        index = rows[axis].map({v: i for i, v in enumerate(levels)}).to_numpy(dtype=float)
+        (ax.set_xticks if which == "x" else ax.set_yticks)(range(len(levels)), [_value(v) for v in levels])
+        # The points of one level spread over +-0.25 at random (seeded: the same figure every run;
+        # an ordered spread would draw a slope that is not in the data).
+        return index + np.random.default_rng(0).uniform(-0.25, 0.25, len(rows))
+
+    xs, ys = place(x_axis, "x"), place(y_axis, "y")
+    values = scale * rows[mean_column].to_numpy(dtype=float)
+    norm = plt.Normalize(values.min(), values.max() if values.max() > values.min() else values.min() + 1)
+    # Without verdicts every dot a circle; a point without a verdict in the table says so.
+    verdict_of = (rows["verdict"].fillna("no verdict") if verdicts is not None
+                  else pd.Series("undecided", index=rows.index))
+    for verdict in [*VERDICT_MARKERS, *sorted(set(verdict_of) - set(VERDICT_MARKERS))]:
+        shown = (verdict_of == verdict).to_numpy()
+        marker = VERDICT_MARKERS.get(verdict, "o")
+        if shown.any():
+            ax.scatter(xs[shown], ys[shown], c=values[shown], cmap=cmap, norm=norm, marker=marker,
+                       s=160 if marker == "*" else 70, edgecolors="black", linewidths=0.6,
+                       label=verdict if verdicts is not None else None)
+    digits = 1 if scale == 100 else 3
+    for x, y, v in zip(xs, ys, values):
+        ax.annotate(f"{v:.{digits}f}", (x, y), textcoords="offset points", xytext=(5, 5), fontsize=7)
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=f"mean {get_metric(metric).label} ({unit})")
+    if verdicts is not None:
+        # Below the plot: inside it could hide a point (the best one, often at the edge).
+        ax.legend(title="verdict vs the best", fontsize=8, title_fontsize=8, loc="upper center",
+                  bbox_to_anchor=(0.5, -0.12), ncol=len(VERDICT_MARKERS) + 1)
+    ax.set_xlabel(x_axis.replace("_", " ") + (" (log scale)" if x_axis in ranges and next(iter(ranges[x_axis])) == "log_uniform" else ""))
+    ax.set_ylabel(y_axis.replace("_", " ") + (" (log scale)" if y_axis in ranges and next(iter(ranges[y_axis])) == "log_uniform" else ""))
+    others = [a for a in keys if a not in ("model", x_axis, y_axis) and rows[a].nunique() > 1]
+    ax.set_title(f"{model}: {len(rows)} sampled grid points, one dot each (a scatter, not a heatmap: the points share "
+                 f"no cells)" + (f"; {', '.join(a.replace('_', ' ') for a in others)} vary too" if others else ""),
+                 fontsize=9, wrap=True)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def factor_trends(summary: pd.DataFrame, trends: pd.DataFrame, bins: pd.DataFrame, ranges: dict, path, *,
+                  metric: str) -> None:
+    """The ranged axes of a sampled grid, one panel each: every grid point's mean of `metric`
+    over its folds against its value of the axis (log scale for log_uniform), the quantile bins'
+    means with their 95% intervals (factor_bins.tsv) as bars across each bin's values, and the
+    rank correlation with its interval in the title (factor_trends.tsv)."""
+    mean_column = summary_columns(metric)[0]
+    scale = 100 if get_metric(metric).percent else 1
+    unit = "%" if get_metric(metric).percent else "nats"
+    if trends.empty:
+        fig, ax = plt.subplots(figsize=(6, 1.5))
+        ax.text(0.5, 0.5, "no axis of this sampled grid is drawn from a range", ha="center", va="center")
+        ax.axis("off")
+    else:
+        fig, axes_grid = plt.subplots(1, len(trends), figsize=(4.6 * len(trends), 4), squeeze=False, sharey=True)
+        for ax, (_, trend) in zip(axes_grid.flat, trends.iterrows()):
+            axis = trend["factor"]
+            if next(iter(ranges[axis])) == "log_uniform":
+                ax.set_xscale("log")
+            ax.scatter(summary[axis].astype(float), scale * summary[mean_column], s=18, color="tab:blue", alpha=0.7,
+                       label="grid point (mean over its folds)")
+            for _, b in bins[bins["factor"] == axis].iterrows():
+                ax.hlines(scale * b["mean"], b["value_low"], b["value_high"], color="black", lw=2)
+                middle = (np.sqrt(b["value_low"] * b["value_high"]) if ax.get_xscale() == "log"
+                          else (b["value_low"] + b["value_high"]) / 2)
+                if np.isfinite(b["ci_low"]):
+                    ax.vlines(middle, scale * b["ci_low"], scale * b["ci_high"], color="black", lw=1)
+            rho = ("ρ not computed" if not np.isfinite(trend["rho"]) else
+                   f"Spearman ρ = {trend['rho']:+.2f} [{trend['ci_low']:+.2f}, {trend['ci_high']:+.2f}]")
+            ax.set_title(f"{axis.replace('_', ' ')}: {rho}", fontsize=9)
+            ax.set_xlabel(axis.replace("_", " ") + (" (log scale)" if ax.get_xscale() == "log" else ""))
+            ax.grid(alpha=0.3)
+        axes_grid.flat[0].set_ylabel(f"mean {get_metric(metric).label} ({unit})")
+        fig.suptitle(f"{int(trends['points'].iloc[0])} sampled grid points (dots); black: mean of the points in each "
+                     "bin of drawn values, with its 95% t interval; ρ: rank correlation with 95% bootstrap interval "
+                     "over the points (an association, not a causal effect)", fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)
     plt.close(fig)

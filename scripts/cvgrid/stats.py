@@ -21,6 +21,8 @@ the analysis of one run :mod:`cvgrid.analysis`'s, and neither is imported here):
 * :func:`compare_to_best`, :func:`compare_models`, :func:`repeat_noise`,
   :func:`repeat_noise_by_model`, :func:`factor_effects` -- tables built from
   the long ``folds`` frame, at the :class:`Thresholds` of the config.
+* :func:`factor_trends`, :func:`factor_bins`, :func:`sampled_level_effects` -- the factors
+  of a sampled grid (grid.sample), whose points are no product of levels.
 
 The winner corrected for its selection (Tibshirani & Tibshirani 2009) is
 :func:`cvgrid.summary.selected_points`, beside the summary it corrects.
@@ -75,6 +77,9 @@ __all__ = [
     "repeat_noise_by_model",
     "one_fold_dominates",
     "factor_effects",
+    "factor_trends",
+    "factor_bins",
+    "sampled_level_effects",
 ]
 
 #: Columns that identify one configuration of the grid.
@@ -779,6 +784,209 @@ def factor_effects(folds: pd.DataFrame, *, alpha: float, metric: str, factors: S
             r["significant"] = bool(ph < alpha)
         rows.extend(factor_rows)
     out = pd.DataFrame(rows, columns=columns)
+    out["level"] = out["level"].astype(object)
+    out["reference"] = out["reference"].astype(object)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Sampled grids (grid.sample): trends over ranged axes, level effects of drawn choices
+# ---------------------------------------------------------------------------
+#
+# A sampled grid is no product of levels: no two points share the other axes' values, so the
+# paired, matched level comparison of :func:`factor_effects` has nothing to match. An axis drawn
+# from a range (log_uniform, uniform, int) is shown as a trend over its values; an axis drawn
+# from a list (choices) keeps level effects, computed across points.
+
+#: Quantile bins of a ranged axis in :func:`factor_bins` (quarters: 8 points each of 32).
+TREND_BINS = 4
+#: Bootstrap resamples of the points behind a trend's interval (seeded: the same table every run).
+TREND_RESAMPLES = 2000
+TREND_SEED = 0
+#: The fewest points a trend is computed from (a rank correlation of 3 points says nothing).
+TREND_MIN_POINTS = 5
+
+_TREND_COLUMNS = ["factor", "distribution", "scale", "points", "value_low", "value_high", "rho", "ci_low",
+                  "ci_high", "p", "p_holm", "significant", "fold_rho_min", "fold_rho_max", "folds_same_sign", "k"]
+_BIN_COLUMNS = ["factor", "bin", "points", "value_low", "value_high", "mean", "ci_low", "ci_high", "k"]
+_SAMPLED_LEVEL_COLUMNS = ["factor", "level", "reference", "n_level", "n_reference", "mean_level", "mean_reference",
+                          "mean_diff", "median_diff", "ci_low", "ci_high", "t", "df", "p", "p_holm", "significant",
+                          "one_fold_dominates", "k"]
+
+
+def _distribution(spec) -> str:
+    """The distribution of a ranged axis: its config form {distribution: [low, high]}, or the name."""
+    return next(iter(spec)) if isinstance(spec, Mapping) else str(spec)
+
+
+def _point_scores(folds: pd.DataFrame, keys: Sequence[str], metric: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(points, wide): one row per grid point with its axes and ``score``, the mean over its
+    folds of the metric's score (cvgrid.metrics.to_score); and the (repeat, fold) x point
+    scores behind it, columns in the points' order."""
+    wide = _wide(folds, keys, metric=metric)
+    points = _config_frame(wide.columns, keys)
+    points["score"] = wide.mean().to_numpy()
+    return points, wide
+
+
+def _spearman(x, y) -> float:
+    return float(sps.spearmanr(x, y).statistic)
+
+
+def factor_trends(folds: pd.DataFrame, ranges: Mapping[str, Mapping], *, alpha: float, metric: str,
+                  keys: Sequence[str] | None = None, confidence: float = 0.95,
+                  resamples: int = TREND_RESAMPLES, seed: int = TREND_SEED) -> pd.DataFrame:
+    """The trend of the score over each ranged axis of a sampled grid (`ranges`: axis ->
+    {distribution: [low, high]}, cvgrid.grid.sampled_ranges): Spearman's rank correlation
+    ``rho`` (scipy.stats.spearmanr) between the axis's value and the grid point's mean score over
+    its folds, across the grid's points (all models together). A rank correlation is the same on a
+    log scale, so log_uniform axes need no transform; ``scale`` says how the figures draw it.
+
+    The interval is a bootstrap over the points (scipy.stats.bootstrap, BCa, `resamples` paired
+    resamples of (value, mean score), seeded): the points are the unit the design draws, and a
+    point keeps all its folds, so the folds are never resampled as if they were independent
+    observations (they share the point's settings and, between points, the same test images).
+    The alternative, a t interval over per-fold correlations, would treat the 32 points as fixed
+    and measure only fold noise, which the shared folds make small; but which points were drawn
+    is the larger uncertainty of a trend over a space. The folds are shown beside it: the
+    correlation on each (repeat, fold) alone (``fold_rho_min``, ``fold_rho_max``) and on how many
+    of the ``k`` it has the sign of ``rho`` (``folds_same_sign``).
+
+    ``p`` is spearmanr's (t approximation, points taken as independent), Holm-adjusted over
+    the ranged axes (``p_holm``); ``significant`` is ``p_holm < alpha``. A trend is an
+    association across the points drawn, not a causal effect: the other axes were drawn as well,
+    and a curved relation (best in the middle) can have a small rho (:func:`factor_bins` shows
+    it). rho is of the score (higher is better, also for log-loss): positive means higher
+    values of the axis go with better scores. Fewer than :data:`TREND_MIN_POINTS` points, or a
+    constant axis or score: rho and its interval are NaN.
+
+    One row per ranged axis: ``factor``, ``distribution``, ``scale`` (log for log_uniform,
+    else linear), ``points``, ``value_low``, ``value_high`` (the drawn values' range), ``rho``,
+    ``ci_low``, ``ci_high``, ``p``, ``p_holm``, ``significant``, ``fold_rho_min``,
+    ``fold_rho_max``, ``folds_same_sign``, ``k``."""
+    keys = _axes(folds, keys)
+    unknown = [axis for axis in ranges if axis not in keys]
+    if unknown:
+        raise ValueError(f"ranged axis {unknown[0]!r} is not a column of the fold table (axes: {keys})")
+    points, wide = _point_scores(folds, keys, metric)
+    rows = []
+    for axis, spec in ranges.items():
+        values = points[axis].to_numpy(dtype=float)
+        scores = points["score"].to_numpy()
+        distribution = _distribution(spec)
+        row = {"factor": axis, "distribution": distribution, "scale": "log" if distribution == "log_uniform" else "linear",
+               "points": len(points), "value_low": float(values.min()), "value_high": float(values.max()),
+               "k": len(wide)}
+        usable = len(points) >= TREND_MIN_POINTS and np.ptp(values) > 0 and np.ptp(scores) > ZERO_TOL
+        if usable:
+            result = sps.spearmanr(values, scores)
+            boot = sps.bootstrap((values, scores), _spearman, paired=True, vectorized=False,
+                                 n_resamples=resamples, confidence_level=confidence, method="BCa",
+                                 rng=np.random.default_rng(seed))
+            per_fold = np.array([_spearman(values, wide.iloc[i].to_numpy()) for i in range(len(wide))])
+            rho = float(result.statistic)
+            row.update(rho=rho, ci_low=float(boot.confidence_interval.low), ci_high=float(boot.confidence_interval.high),
+                       p=float(result.pvalue), fold_rho_min=float(np.nanmin(per_fold)),
+                       fold_rho_max=float(np.nanmax(per_fold)),
+                       folds_same_sign=int(np.sum(np.sign(per_fold) == np.sign(rho))) if rho != 0 else 0)
+        else:
+            row.update(rho=math.nan, ci_low=math.nan, ci_high=math.nan, p=math.nan, fold_rho_min=math.nan,
+                       fold_rho_max=math.nan, folds_same_sign=0)
+        rows.append(row)
+    out = pd.DataFrame(rows, columns=_TREND_COLUMNS)
+    out["p_holm"] = holm(out["p"].to_numpy()) if len(out) else []
+    out["significant"] = (out["p_holm"] < alpha).astype(bool)
+    return out
+
+
+def factor_bins(folds: pd.DataFrame, ranges: Mapping[str, Mapping], *, metric: str,
+                keys: Sequence[str] | None = None, bins: int = TREND_BINS, confidence: float = 0.95) -> pd.DataFrame:
+    """The ranged axes of a sampled grid in quantile bins (pandas.qcut of the drawn values into
+    `bins` bins of about equal numbers of points; fewer where values repeat, as on an int axis):
+    each bin's ``mean`` of its points' mean values of `metric` over their folds, with a t interval over
+    those points (scipy.stats.ttest_1samp's confidence interval: the points of a bin differ in
+    the other axes too, and that spread is in the interval), ``value_low`` and ``value_high``
+    (the bin's drawn values), ``points`` and ``k`` (folds per point). ``mean``, ``ci_low`` and
+    ``ci_high`` are in the metric's own values (for log-loss lower is better); a bin of one point
+    has no interval (NaN). Shows what a rank correlation cannot: a best value in the middle."""
+    keys = _axes(folds, keys)
+    points, wide = _point_scores(folds, keys, metric)
+    rows = []
+    for axis in ranges:
+        values = points[axis].astype(float)
+        codes = pd.qcut(values, q=min(bins, values.nunique()), labels=False, duplicates="drop")
+        for number, part in points.groupby(codes.to_numpy(), sort=True):
+            scores = part["score"].to_numpy()
+            low = high = math.nan
+            if len(scores) > 1 and np.ptp(scores) > ZERO_TOL:
+                interval = sps.ttest_1samp(scores, 0.0).confidence_interval(confidence)
+                low, high = sorted(float(from_score(metric, v)) for v in (interval.low, interval.high))
+            elif len(scores) > 1:  # every point of the bin scored the same
+                low = high = float(from_score(metric, scores[0]))
+            rows.append({"factor": axis, "bin": int(number) + 1, "points": len(part),
+                         "value_low": float(part[axis].min()), "value_high": float(part[axis].max()),
+                         "mean": float(from_score(metric, scores.mean())), "ci_low": low, "ci_high": high,
+                         "k": len(wide)})
+    return pd.DataFrame(rows, columns=_BIN_COLUMNS)
+
+
+def sampled_level_effects(folds: pd.DataFrame, choices: Sequence[str], *, alpha: float, metric: str,
+                          reference: dict | None = None, keys: Sequence[str] | None = None,
+                          confidence: float = 0.95) -> pd.DataFrame:
+    """Level effects of the axes of a sampled grid drawn from lists (`choices`: those axes):
+    for a level L and the reference R (as in :func:`factor_effects`), the mean score of the
+    points drawn at L minus that of the points drawn at R, each point's score its mean over its
+    folds. The points at L and at R are different points, unpaired: Welch's t-test
+    (scipy.stats.ttest_ind, unequal variances) gives the interval, ``t``, ``df`` and ``p``,
+    Holm-adjusted within each factor. The other axes differ between the two groups of points;
+    the draws balance them (a scrambled Sobol sequence nearly evenly), so they confound the
+    effect only by chance, and their spread is part of the interval.
+
+    Per (repeat, fold), the mean at L minus the mean at R gives ``median_diff`` (the median over
+    the folds) and ``one_fold_dominates`` (:func:`one_fold_dominates`). Columns: ``factor``,
+    ``level``, ``reference``, ``n_level``, ``n_reference`` (points), ``mean_level``,
+    ``mean_reference`` (in the metric's values), ``mean_diff``, ``median_diff``, ``ci_low``,
+    ``ci_high`` (of the score: positive = L is better), ``t``, ``df``, ``p``, ``p_holm``,
+    ``significant``, ``one_fold_dominates``, ``k``. A level drawn for one point only has no
+    test (NaN). Factors with a single level are skipped."""
+    keys = _axes(folds, keys)
+    reference = dict(reference or {})
+    points, wide = _point_scores(folds, keys, metric)
+    rows = []
+    for factor in choices:
+        if factor not in keys:
+            raise ValueError(f"unknown factor {factor!r}; configuration keys are {keys}")
+        levels = sorted(points[factor].unique().tolist())
+        if len(levels) < 2:
+            continue
+        ref = reference.get(factor, _default_reference(levels))
+        if ref not in levels:
+            raise ValueError(f"reference {ref!r} is not a level of {factor}: {levels}")
+        at_ref = (points[factor] == ref).to_numpy()
+        factor_rows = []
+        for level in levels:
+            if level == ref:
+                continue
+            at_level = (points[factor] == level).to_numpy()
+            x, y = points.loc[at_level, "score"].to_numpy(), points.loc[at_ref, "score"].to_numpy()
+            diffs = wide.loc[:, at_level].mean(axis=1).to_numpy() - wide.loc[:, at_ref].mean(axis=1).to_numpy()
+            row = {"factor": factor, "level": level, "reference": ref, "n_level": len(x), "n_reference": len(y),
+                   "mean_level": float(from_score(metric, x.mean())), "mean_reference": float(from_score(metric, y.mean())),
+                   "mean_diff": float(x.mean() - y.mean()), "median_diff": float(np.median(diffs)),
+                   "one_fold_dominates": one_fold_dominates(diffs), "k": len(wide),
+                   "ci_low": math.nan, "ci_high": math.nan, "t": math.nan, "df": math.nan, "p": math.nan}
+            if min(len(x), len(y)) > 1 and np.ptp(np.concatenate([x, y])) > ZERO_TOL:
+                test = sps.ttest_ind(x, y, equal_var=False)
+                interval = test.confidence_interval(confidence)
+                row.update(ci_low=float(interval.low), ci_high=float(interval.high), t=float(test.statistic),
+                           df=float(test.df), p=float(test.pvalue))
+            factor_rows.append(row)
+        adjusted = holm([r["p"] for r in factor_rows])
+        for r, ph in zip(factor_rows, adjusted):
+            r["p_holm"] = float(ph)
+            r["significant"] = bool(ph < alpha)
+        rows.extend(factor_rows)
+    out = pd.DataFrame(rows, columns=_SAMPLED_LEVEL_COLUMNS)
     out["level"] = out["level"].astype(object)
     out["reference"] = out["reference"].astype(object)
     return out

@@ -216,7 +216,10 @@ def resolution_paragraph(analysis: Analysis) -> str | None:
 
 
 def factors_paragraph(analysis: Analysis) -> str | None:
-    """Factor effects (factor_effects.tsv), significant ones first (in table order)."""
+    """Factor effects (factor_effects.tsv), significant ones first (in table order); on a
+    sampled grid :func:`sampled_factors_paragraph`."""
+    if "factor_trends" in analysis.tables:
+        return sampled_factors_paragraph(analysis)
     effects = analysis.tables["factor_effects"]
     metric = analysis.thresholds.metric
     unit = _unit(metric)
@@ -243,6 +246,116 @@ def factors_paragraph(analysis: Analysis) -> str | None:
     what = f"{label} difference" if get_metric(metric).higher_is_better else f"negated {label} difference (positive is better)"
     return (f"**Factors** ({what} averaged over this grid's levels of the other "
             "factors, paired by fold; p Holm-adjusted within each factor): " + " ".join(matter + not_matter))
+
+
+def _rho(r) -> str:
+    interval = (f"95% CI {r['ci_low']:+.2f} to {r['ci_high']:+.2f}" if np.isfinite(r["ci_low"]) and np.isfinite(r["ci_high"])
+                else "no bootstrap interval: too few distinct points")
+    return f"ρ = {r['rho']:+.2f} ({interval}, {_fmt_p(r['p_holm'])})"
+
+
+def _direction(rho: float, metric: str) -> str:
+    """'higher accuracy' or 'lower accuracy' (rho is of the score: positive is better)."""
+    word = better_word(metric) if rho > 0 else {"higher": "lower", "lower": "higher"}[better_word(metric)]
+    return f"{word} {get_metric(metric).label}"
+
+
+def trends_paragraph(analysis: Analysis) -> str | None:
+    """The ranged axes of a sampled grid (factor_trends.tsv, factor_bins.tsv): each axis's rank
+    correlation with the points' mean score and the mean in each quantile bin; None without
+    ranged axes."""
+    trends, bins = analysis.tables["factor_trends"], analysis.tables["factor_bins"]
+    if not len(trends):
+        return None
+    metric = analysis.thresholds.metric
+    label = get_metric(metric).label
+    parts = []
+    for _, r in trends.iterrows():
+        name = _FACTOR_NAMES.get(r["factor"], r["factor"])
+        head = (f"{name[0].upper() + name[1:]} (drawn {r['distribution'].replace('_', '-')}, "
+                f"{_fmt_value(r['value_low'])} to {_fmt_value(r['value_high'])})")
+        if not np.isfinite(r["rho"]):
+            parts.append(f"{head}: no trend computed ({int(r['points'])} points, or every value or score the same).")
+            continue
+        s = f"{head}: {_rho(r)}, the same sign on {int(r['folds_same_sign'])} of {int(r['k'])} folds alone"
+        if r["significant"]:
+            s += f"; higher values go with {_direction(r['rho'], metric)} across these points"
+        else:
+            s += "; no significant trend, which does not show there is none"
+        quarters = bins[bins["factor"] == r["factor"]]
+        if len(quarters) > 1:
+            s += "; by bin of drawn values: " + ", ".join(
+                f"{_fmt_value(b['value_low'])}–{_fmt_value(b['value_high'])} {format_value(metric, b['mean'])}"
+                + (f" ({format_value(metric, b['ci_low'])} to {format_value(metric, b['ci_high'])}, {int(b['points'])} points)"
+                   if np.isfinite(b["ci_low"]) else f" ({int(b['points'])} point{'s' if b['points'] > 1 else ''})")
+                for _, b in quarters.iterrows())
+        parts.append(s + ".")
+    n = int(trends["points"].iloc[0])
+    return (f"**Ranged axes** (Spearman rank correlation ρ between an axis's value and a grid point's mean {label} "
+            f"over its folds, across the {n} points drawn; 95% bootstrap interval over the points; p Holm-adjusted "
+            f"over the ranged axes; then the mean {label} of the points in each bin of about equal numbers of "
+            "points, 95% t interval over them): " + " ".join(parts)
+            + " A rank correlation across the points drawn is an association, not a causal effect: the other "
+            "axes were drawn too, and a best value inside the range shows in the bins, not in ρ.")
+
+
+def choices_paragraph(analysis: Analysis) -> str | None:
+    """The axes of a sampled grid drawn from lists (factor_effects.tsv of a sampled grid,
+    cvgrid.stats.sampled_level_effects); None when none has two levels."""
+    effects = analysis.tables["factor_effects"]
+    if not len(effects):
+        return None
+    metric = analysis.thresholds.metric
+    unit = _unit(metric)
+    parts = []
+    for factor in dict.fromkeys(effects["factor"]):
+        g = effects.loc[effects["factor"] == factor]
+        name = _FACTOR_NAMES.get(factor, factor)
+        levels = ", ".join(
+            f"{_fmt_value(r['level'])} vs {_fmt_value(r['reference'])} {_pts(r['mean_diff'], metric)} {unit} ("
+            + (f"95% CI {_pts(r['ci_low'], metric)} to {_pts(r['ci_high'], metric)}, {_fmt_p(r['p_holm'])}; "
+               if np.isfinite(r["p"]) else "no test: ")
+            + f"{int(r['n_level'])} vs {int(r['n_reference'])} points)"
+            for _, r in g.iterrows())
+        verdict_words = "matters" if g["significant"].any() else "no significant effect, which does not show there is none"
+        parts.append(f"{name[0].upper() + name[1:]}: {verdict_words}: {levels}.")
+    label = get_metric(metric).label
+    what = f"mean {label}" if get_metric(metric).higher_is_better else f"negated mean {label} (positive is better)"
+    return (f"**Choices** (axes drawn from lists: the {what} of the points drawn at a level minus that of the "
+            "points drawn at the reference level; different points, unpaired, so Welch's t interval over the points, "
+            "p Holm-adjusted within each factor; the other axes' draws differ between the two groups only by chance): "
+            + " ".join(parts))
+
+
+def sampled_factors_paragraph(analysis: Analysis) -> str | None:
+    """The factors of a sampled grid: :func:`choices_paragraph` and :func:`trends_paragraph`,
+    under one heading that says why they are not level-by-level effects."""
+    parts = [p for p in (trends_paragraph(analysis), choices_paragraph(analysis)) if p is not None]
+    if not parts:
+        return None
+    n = len(analysis.cv_summary)
+    return (f"**Factors of a sampled grid** ({n} points drawn by grid.sample, not a product of levels: no two points "
+            "share the other axes' values, so no effect here is paired by fold over matched points). " + " ".join(parts))
+
+
+def sampled_factor_lines(analysis: Analysis) -> list[str]:
+    """The decision block's lines on the factors of a sampled grid: the choices that matter
+    and the ranged axes with a significant trend, the others named as not shown."""
+    effects, trends = analysis.tables["factor_effects"], analysis.tables["factor_trends"]
+    metric = analysis.thresholds.metric
+    matter = [f"{_FACTOR_NAMES.get(f, f)} ("
+              + ", ".join(f"{_fmt_value(r['level'])} vs {_fmt_value(r['reference'])} {_pts(r['mean_diff'], metric)}"
+                          for _, r in g.iterrows()) + f" {_unit(metric)}, unpaired across points)"
+              for f, g in effects.groupby("factor", sort=False) if g["significant"].any()]
+    matter += [f"{_FACTOR_NAMES.get(r['factor'], r['factor'])} (ρ = {r['rho']:+.2f}: higher values with "
+               f"{_direction(r['rho'], metric)}, an association across the points drawn)"
+               for _, r in trends.iterrows() if r["significant"]]
+    rest = [_FACTOR_NAMES.get(f, f) for f, g in effects.groupby("factor", sort=False) if not g["significant"].any()]
+    rest += [_FACTOR_NAMES.get(r["factor"], r["factor"]) for _, r in trends.iterrows() if not r["significant"]]
+    if not (matter or rest):
+        return []
+    return ["- **Factors** (sampled grid): " + ("; ".join(matter) + " matter" if matter else "none matters significantly")
+            + (f"; no significant effect or trend of {', '.join(rest)} (not evidence of none)" if rest else "") + "."]
 
 
 def noise_paragraph(analysis: Analysis) -> str | None:
@@ -403,7 +516,9 @@ def decision_block(analysis: Analysis, max_listed: int = MAX_LISTED) -> str | No
                              f"{100 * r['worse_gap_now']:.1f} points below the best; smaller gaps stay "
                              "*undecided*.")
     effects = analysis.tables["factor_effects"]
-    if len(effects):
+    if "factor_trends" in analysis.tables:
+        lines += sampled_factor_lines(analysis)
+    elif len(effects):
         matter = [f"{_FACTOR_NAMES.get(f, f)} ("
                   + ", ".join(f"{_fmt_value(r['level'])} vs {_fmt_value(r['reference'])} {_pts(r['mean_diff'], 'accuracy')}"
                               for _, r in g.iterrows()) + " points)"

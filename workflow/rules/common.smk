@@ -15,7 +15,7 @@ SCRIPTS = str(Path(workflow.basedir).parent / "scripts")
 sys.path.insert(0, SCRIPTS)
 from cvgrid.grid import (  # noqa: E402
     AXES, ConfigError, architecture, fold_keys, grid_axes, grid_table, job_unit, listed_grid, point_settings,
-    sample_note,
+    sample_note, sampled_ranges,
 )
 from cvgrid.io import write_json  # noqa: E402
 from cvgrid.plan import folder_record, plan_weights, record_folder  # noqa: E402
@@ -57,6 +57,13 @@ if config["final"]["choose"] != "best" and config["statistics"]["metric"] != "ac
 HP = GRID.wildcard_pattern  # model~{model}/batch_size~{batch_size}/... one folder per axis
 FOLD = "repeat~{repeat}/fold~{fold}"
 GRID_AXES = grid_axes(config)  # the axes of this grid, in folder order
+# A sampled grid's ranged axes ({axis: {distribution: [low, high]}}, {} with lists only); None
+# for a grid of lists. The statistics and the heatmap step get it explicitly: a sampled grid
+# shows trends over its ranges, level effects across points and a scatter for the heatmap.
+SAMPLED_RANGES = sampled_ranges(config)
+SAMPLED_OPTION = (
+    "" if SAMPLED_RANGES is None else f"--sampled-ranges {shlex.quote(json.dumps(SAMPLED_RANGES))}"
+)
 for axis in config["plots"].get("heatmap_axes") or []:
     if axis not in GRID_AXES or axis == "model":
         raise WorkflowError(

@@ -64,9 +64,11 @@ rule plot_heatmap:
             if config["plots"].get("heatmap_axes")
             else ""
         ),
+        sampled=SAMPLED_OPTION,  # a sampled grid: a scatter instead (already quoted)
     shell:
         "python {params.script:q} --summary {input.summary:q} --verdicts {input.verdicts:q}"
-        " --heatmap {wildcards.model:q} {output:q} {params.axes} --metric {params.metric:q} > {log:q} 2>&1"
+        " --heatmap {wildcards.model:q} {output:q} {params.axes} --metric {params.metric:q}"
+        " {params.sampled} > {log:q} 2>&1"
 
 
 rule plot_fold_accuracies:
@@ -222,6 +224,31 @@ rule cv_statistics:
             category="1. Summary",
             labels={"item": "the whole grid"},
         ),
+        # A sampled grid's trends over its ranged axes (none for a grid of lists).
+        **(
+            {}
+            if SAMPLED_RANGES is None
+            else {
+                "trends": report(
+                    "results/stats/factor_trends.tsv",
+                    caption="../report/factor_trends.rst",
+                    category="3. Statistics",
+                    labels={"item": "trends over the ranged axes (table)"},
+                ),
+                "bins": report(
+                    "results/stats/factor_bins.tsv",
+                    caption="../report/factor_trends.rst",
+                    category="3. Statistics",
+                    labels={"item": "trends over the ranged axes (bins)"},
+                ),
+                "trends_plot": report(
+                    "results/stats/factor_trends.svg",
+                    caption="../report/factor_trends.rst",
+                    category="3. Statistics",
+                    labels={"item": "trends over the ranged axes (plot)"},
+                ),
+            }
+        ),
     log:
         "logs/cv_statistics.log",
     localrule: True
@@ -232,13 +259,14 @@ rule cv_statistics:
         out_dir=lambda w, output: os.path.dirname(output.summary),
         statistics=config["statistics"],
         final=config["final"],
+        sampled=SAMPLED_OPTION,  # a sampled grid's ranged axes (already quoted), else nothing
     shell:
         "python {params.script:q} --folds {input.folds:q} --summary {input.summary:q}"
         " --alpha {params.statistics[alpha]} --rope {params.statistics[rope]}"
         " --probability {params.statistics[probability]} --metric {params.statistics[metric]:q}"
         " --contender-probability {params.statistics[contender_probability]}"
         " --model-costs {input.model_costs:q} --expectations {input.expectations:q}"
-        " --choose {params.final[choose]:q} --cost {params.final[cost]:q}"
+        " --choose {params.final[choose]:q} --cost {params.final[cost]:q} {params.sampled}"
         " --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
