@@ -281,9 +281,10 @@ class Chromium:
 
 
 def main(argv=None) -> None:
-    """Screenshot of a Snakemake report with one item shown, e.g. the README's docs/report.png:
+    """Screenshot of a Snakemake report's landing page (the README's docs/report.png) or of one item:
 
-        python tests/browser.py report.html docs/report.png --category "1. Summary" --item "written summary"
+        python tests/browser.py report.html docs/report.png --landing --size 1200x900
+        python tests/browser.py report.html summary.png --category "1. Summary" --item "written summary"
     """
     import argparse
 
@@ -292,6 +293,7 @@ def main(argv=None) -> None:
     parser.add_argument("png", type=Path)
     parser.add_argument("--category", default="1. Summary")
     parser.add_argument("--item", default="written summary", help="the label of the item to show")
+    parser.add_argument("--landing", action="store_true", help="the landing page as it opens, no click")
     parser.add_argument("--size", default="1400x900", help="viewport, WIDTHxHEIGHT")
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.split("x"))
@@ -304,6 +306,12 @@ def main(argv=None) -> None:
 
     with Chromium(binary, width=width, height=height) as browser:
         browser.open(args.report)
+        if args.landing:
+            browser.wait_for("document.querySelector('#app .decision') !== null", what="the decision block")
+            time.sleep(1.0)  # let it paint
+            browser.screenshot(args.png)
+            print(f"{args.png}: {args.png.stat().st_size} bytes")
+            return
         browser.click(link(args.category))
         row = (f"[...document.querySelectorAll('#app table tbody tr')].find(tr => [...tr.querySelectorAll('td')]"
                f".some(td => td.textContent.trim() === {json.dumps(args.item)}))")
