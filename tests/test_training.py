@@ -141,7 +141,7 @@ def test_early_stopping_stops_after_patience_and_restores_the_best_weights(tiny)
 def test_the_checkpoint_saver_writes_at_most_every_interval_and_flushes_the_rest(tmp_path):
     """CheckpointSaver, the fit's checkpoint policy: after_epoch keeps the state and writes it
     only when the interval has passed; flush writes what is kept; resume loads it back."""
-    from cvgrid.training import CheckpointSaver, Progress
+    from cvgrid.training import CheckpointSaver, FoldRandom, Progress
 
     def saver(path, interval):
         model = torch.nn.Linear(3, 2)
@@ -149,7 +149,7 @@ def test_the_checkpoint_saver_writes_at_most_every_interval_and_flushes_the_rest
         progress = Progress()
         return CheckpointSaver(path, settings=settings(), precision="fp32", interval=interval, model=model,
                                optimizer=optimizer, scheduler=None, scaler=torch.amp.GradScaler("cpu", enabled=False),
-                               generator=torch.Generator().manual_seed(0), progress=progress)
+                               random=FoldRandom(0, CPU), progress=progress)
 
     path = tmp_path / "fold.pt"
     first = saver(path, interval=3600)
