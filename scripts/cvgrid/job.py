@@ -193,13 +193,13 @@ def train_folds(job: TrainingJob, fold_settings: list[TrainSettings], *, folds_p
     log.info("training %d folds, %d at the same time", len(tasks), parallel)
     stop = threading.Event()
     pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="fold")
-    futures = [pool.submit(_train_fold_in_thread, job, **task, fold_table=fold_table, folds_path=folds_path,
-                           parallel=parallel, stop=stop)
-               for task in tasks]
     prefix = _FoldInLog()
     for handler in logging.getLogger().handlers:
         handler.addFilter(prefix)
     try:
+        futures = [pool.submit(_train_fold_in_thread, job, **task, fold_table=fold_table, folds_path=folds_path,
+                               parallel=parallel, stop=stop)
+                   for task in tasks]
         wait(futures, return_when=FIRST_EXCEPTION)
         failed = [f for f in futures if f.done() and f.exception() is not None]
         if failed:
