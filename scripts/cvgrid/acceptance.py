@@ -73,6 +73,7 @@ def parallel_summary(metrics: list[dict], wall_seconds: float, predictions: list
     those of one at a time (a GPU's autotuned kernels may differ in the last bits)."""
     same = sum(mine == theirs for mine, theirs in zip(predictions, one_at_a_time["predictions"], strict=True))
     images = sum(m["n_train"] * m["epochs_run"] for m in metrics)
+    peaks = [m["peak_gpu_memory_mb"] for m in metrics if m.get("peak_gpu_memory_mb") is not None]
     return {
         "parallel_folds_used": sorted({m.get("parallel_folds", 1) for m in metrics}),
         "folds": len(metrics),
@@ -82,5 +83,5 @@ def parallel_summary(metrics: list[dict], wall_seconds: float, predictions: list
         "speed_up": round(one_at_a_time["seconds"] / wall_seconds, 2),
         "accuracy_per_fold": [m["accuracy"] for m in metrics],
         "same_predictions_as_one_at_a_time": same,
-        "peak_gpu_memory_mb": max((m.get("peak_gpu_memory_mb") or 0 for m in metrics), default=None),
+        "peak_gpu_memory_mb": max(peaks) if peaks else None,  # None on the CPU
     }
