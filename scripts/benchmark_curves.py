@@ -58,8 +58,9 @@ class Fit:
             model=self.model, optimizer=self.optimizer, scheduler=None, scaler=self.scaler, data=self.data,
             labels=self.labels, order=order, transform=self.transform, augment_generator=self.random.augment,
             settings=self.settings, device=self.device, precision=self.precision)
-        val_loss, val_accuracy, _ = evaluate(self.model, self.data, self.labels, self.val_idx, self.transform,
-                                             self.device, self.precision, self.settings.eval_batch_size)
+        val_loss, val_accuracy, _ = evaluate(self.model, data=self.data, labels=self.labels, indices=self.val_idx,
+                                             transform=self.transform, device=self.device, precision=self.precision,
+                                             batch_size=self.settings.eval_batch_size)
         self.epochs += 1
         writing = time.perf_counter()
         self.curves.epoch(self.epochs, {"train_loss": train_loss, "train_accuracy": train_accuracy,
