@@ -55,7 +55,7 @@ from cvgrid import hardware
 from cvgrid.data import class_names, prepare_dataset
 from cvgrid.grid import ConfigError, augmentation_policy
 from cvgrid.models import build_model, get_spec
-from cvgrid.training import BatchTransform, TrainSettings, autocast, train_epoch, train_step
+from cvgrid.training import BatchTransform, FoldRandom, TrainSettings, autocast, train_epoch, train_step
 
 REFERENCE_CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
@@ -251,7 +251,7 @@ class Project(Variant):
             self.model = torch.compile(self.model)
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         self.transform = BatchTransform(get_spec(model_name).input_size, self.settings)
-        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.random = FoldRandom(cfg.seed, device)  # the permutations on the CPU, the augmentation on the device
         self.cfg, self.device, self.precision, self.prepared = cfg, device, precision, prepared
         self.meta = {"precision": precision, "memory_format": "channels_last", "augmentation": augment}
         if compile_model:
@@ -260,12 +260,12 @@ class Project(Variant):
         self.warmup_seconds = self.time(cfg.warmup) if cfg.warmup else 0.0
 
     def time(self, steps: int) -> float:
-        order = sample_order(len(self.prepared.labels), steps * self.cfg.batch_size, self.generator).to(self.device)
+        order = sample_order(len(self.prepared.labels), steps * self.cfg.batch_size, self.random.order).to(self.device)
         synchronize(self.device)
         started = time.perf_counter()
         train_epoch(self.model, optimizer=self.optimizer, scheduler=None, scaler=self.scaler,
                     data=self.prepared.data, labels=self.prepared.labels, order=order, transform=self.transform,
-                    generator=self.generator, settings=self.settings, device=self.device,
+                    augment_generator=self.random.augment, settings=self.settings, device=self.device,
                     precision=self.precision)  # ends in .item()
         return time.perf_counter() - started
 
@@ -377,19 +377,19 @@ def compile_costs(model_name: str, cfg: BenchConfig, device: torch.device, preci
     settings = train_settings(model_name, cfg, True)
     input_size = get_spec(model_name).input_size
     transform = BatchTransform(input_size, settings)
-    generator = torch.Generator().manual_seed(cfg.seed)
     model, optimizer = new_model(model_name, prepared.num_classes, device, torch.channels_last, cfg)
+    random = FoldRandom(cfg.seed, device)  # the permutations on the CPU, the augmentation on the device
     compiled = torch.compile(model)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     n = len(prepared.labels)
     costs = {}
 
     def train(batch: int) -> float:
-        order = sample_order(n, batch, generator).to(device)
+        order = sample_order(n, batch, random.order).to(device)
         synchronize(device)
         started = time.perf_counter()
         train_epoch(compiled, optimizer=optimizer, scheduler=None, scaler=scaler, data=prepared.data,
-                    labels=prepared.labels, order=order, transform=transform, generator=generator,
+                    labels=prepared.labels, order=order, transform=transform, augment_generator=random.augment,
                     settings=settings, device=device, precision=precision)
         return time.perf_counter() - started
 

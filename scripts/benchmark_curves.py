@@ -32,7 +32,7 @@ from cvgrid import hardware
 from cvgrid.curves import open_curves, read_curves
 from cvgrid.data import class_names, prepare_dataset
 from cvgrid.models import build_model, get_spec
-from cvgrid.training import BatchTransform, TrainSettings, evaluate, train_epoch
+from cvgrid.training import BatchTransform, FoldRandom, TrainSettings, evaluate, train_epoch
 
 
 class Fit:
@@ -44,7 +44,7 @@ class Fit:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.learning_rate)
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         self.transform = BatchTransform(get_spec(model_name).input_size, settings)
-        self.generator = torch.Generator().manual_seed(settings.seed)
+        self.random = FoldRandom(settings.seed, device)  # the permutations on the CPU, the augmentation on the device
         self.data, self.labels, self.train_idx, self.val_idx = data, labels, train_idx, val_idx
         self.settings, self.device, self.precision = settings, device, precision
         self.curves = open_curves(curves_dir, enabled=curves_dir is not None)
@@ -53,13 +53,14 @@ class Fit:
     def epoch(self) -> float:
         """Seconds of one epoch, the writer's call included."""
         started = time.perf_counter()
-        order = self.train_idx[torch.randperm(len(self.train_idx), generator=self.generator).to(self.device)]
+        order = self.train_idx[torch.randperm(len(self.train_idx), generator=self.random.order).to(self.device)]
         train_loss, train_accuracy, seconds = train_epoch(
             model=self.model, optimizer=self.optimizer, scheduler=None, scaler=self.scaler, data=self.data,
-            labels=self.labels, order=order, transform=self.transform, generator=self.generator,
+            labels=self.labels, order=order, transform=self.transform, augment_generator=self.random.augment,
             settings=self.settings, device=self.device, precision=self.precision)
-        val_loss, val_accuracy, _ = evaluate(self.model, self.data, self.labels, self.val_idx, self.transform,
-                                             self.device, self.precision, self.settings.eval_batch_size)
+        val_loss, val_accuracy, _ = evaluate(self.model, data=self.data, labels=self.labels, indices=self.val_idx,
+                                             transform=self.transform, device=self.device, precision=self.precision,
+                                             batch_size=self.settings.eval_batch_size)
         self.epochs += 1
         writing = time.perf_counter()
         self.curves.epoch(self.epochs, {"train_loss": train_loss, "train_accuracy": train_accuracy,

@@ -9,8 +9,10 @@ pinned one (2.11 or newer).
 2. scripts/benchmark.py for model A and model B on the device;
 3. the five folds of one grid point (model A, batch 64, learning rate 0.0004, affine) with
    scripts/train.py, at precision auto and at fp16 (on the CPU: auto and fp32);
-4. training.parallel_folds 1, 2, 4, 8 where train.py has --parallel-folds (issue 25, item 9),
-   else recorded as not available;
+4. training.parallel_folds 1, 2, 4, 8: the same eight folds (repeat 0's five, repeat 1's first
+   three) of that grid point, each a fixed number of epochs (--parallel-epochs), by one train.py
+   --parallel-folds N: its wall time, the speed-up over one at a time, and whether each fold's
+   predictions are those it got one at a time (on the CPU every N means 1, said in its log);
 
 and writes one JSON (default docs/benchmarks/gpu-<gpu name>.json). --cpu checks the whole run
 quickly on a machine without a GPU (few images, one epoch, few steps).
@@ -34,12 +36,14 @@ SCRIPTS = Path(__file__).resolve().parent
 REPO = SCRIPTS.parent
 sys.path.insert(0, str(SCRIPTS))
 
-from cvgrid.acceptance import fold_summary, read_config, slug, torch_version_ok  # noqa: E402
+from cvgrid.acceptance import fold_summary, parallel_summary, read_config, slug, torch_version_ok  # noqa: E402
 
 CONFIG = REPO / "config" / "config.yaml"
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 POINT = {"model": "model_a", "batch_size": 64, "learning_rate": 0.0004, "augmentation": "affine"}
 FOLDS = 5
+PARALLEL = (1, 2, 4, 8)  # training.parallel_folds tried
+PARALLEL_FOLDS = [(0, f) for f in range(FOLDS)] + [(1, f) for f in range(3)]  # 8 folds: (repeat, fold)
 BUDGET_S = 8 * 60
 
 
@@ -74,6 +78,8 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=min(8, os.cpu_count() or 1), help="CPU threads per training job")
     p.add_argument("--max-epochs", type=int, default=None,
                    help="cap the folds' epochs (default: the config's training.max_epochs; 1 with --cpu)")
+    p.add_argument("--parallel-epochs", type=int, default=None,
+                   help="epochs of every fold in the parallel-folds runs, no early stop (default 5; 1 with --cpu)")
     a = p.parse_args(argv)
     started = time.monotonic()
 
@@ -135,11 +141,26 @@ def main(argv=None):
     if all(speeds):
         record["images_per_second_ratio_second_to_auto"] = round(speeds[1] / speeds[0], 3)
 
-    # 4. Several folds on one GPU at once, where train.py can (issue 25, item 9).
-    helptext = subprocess.run([sys.executable, SCRIPTS / "train.py", "--help"], capture_output=True, text=True).stdout
-    record["parallel_folds"] = (
-        "not run: this train.py has no --parallel-folds yet (issue 25, item 9)"
-        if "--parallel-folds" not in helptext else "not run: wire --parallel-folds 1 2 4 8 here (issue 25, item 9)")
+    # 4. Several folds on one GPU at once (training.parallel_folds): the same eight folds, each the
+    # same number of epochs (no early stop), so that the wall times compare.
+    two_repeats = work / "folds-2-repeats.tsv"
+    run([SCRIPTS / "make_folds.py", "--index", index, "--folds", FOLDS, "--repeats", 2, "--seed",
+         config["cv"]["seed"], "--validation-fraction", config["cv"]["validation_fraction"], "--out", two_repeats],
+        logs / "folds-2-repeats.log")
+    epochs = a.parallel_epochs or (1 if a.cpu else 5)
+    parallel_settings = {**settings, "max_epochs": epochs, "patience": epochs}
+    record["parallel_folds"] = {"folds": len(PARALLEL_FOLDS), "epochs_per_fold": epochs, "precision": "auto", "runs": {}}
+    one_at_a_time = None
+    for n in PARALLEL:
+        out_dirs = [work / f"parallel-{n}" / f"repeat{r}-fold{f}" for r, f in PARALLEL_FOLDS]
+        seconds = run([SCRIPTS / "train.py", "--images", images, "--index", index, "--folds", two_repeats,
+                       "--repeat", *[r for r, f in PARALLEL_FOLDS], "--fold", *[f for r, f in PARALLEL_FOLDS],
+                       "--settings", json.dumps(parallel_settings), "--precision", "auto", "--threads", a.threads,
+                       "--device", device, "--parallel-folds", n, "--out-dir", *out_dirs], logs / f"parallel-{n}.log")
+        metrics = [json.loads((d / "metrics.json").read_text()) for d in out_dirs]
+        predictions = [(d / "predictions.tsv").read_text() for d in out_dirs]
+        one_at_a_time = one_at_a_time or {"seconds": seconds, "predictions": predictions}
+        record["parallel_folds"]["runs"][str(n)] = parallel_summary(metrics, seconds, predictions, one_at_a_time)
 
     record["seconds_total"] = round(time.monotonic() - started, 1)
     record["within_8_minutes"] = record["seconds_total"] <= BUDGET_S
@@ -148,7 +169,9 @@ def main(argv=None):
     out.write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
     print(f"{out}: {gpu_name}, {record['seconds_total']} s; folds: " + "; ".join(
         f"{p}: {s['precision']} {s['mean_images_per_second']} images/s, accuracy {s['mean_accuracy']:.3f}"
-        for p, s in record["folds"].items()))
+        for p, s in record["folds"].items()) + "; parallel folds: " + "; ".join(
+        f"{n}: {r['wall_seconds']} s ({r['speed_up']}x), {r['same_predictions_as_one_at_a_time']} of "
+        f"{r['folds']} folds as one at a time" for n, r in record["parallel_folds"]["runs"].items()))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Train one model on one or several cross-validation folds, one after the other in this one
-process, and write each fold's metrics.json, history.tsv and predictions.tsv into its own
+"""Train one model on one or several cross-validation folds in this one process (one after the
+other, or on a GPU --parallel-folds at the same time), and write each fold's metrics.json, history.tsv and predictions.tsv into its own
 folder. The grid point's training settings come as one JSON object (the rule `train` passes
 cvgrid.grid.point_settings of the point: its axes, the rest of `training:`,
 the augmentation policy's numbers and the model's options), e.g.:
@@ -46,6 +46,9 @@ def main(argv=None):
     p.add_argument("--checkpoint", type=Path, nargs="+", default=None, help="each fold resumes from / saves to its file")
     p.add_argument("--checkpoint-seconds", type=float, default=0.0,
                    help="at most one checkpoint per fold in this many seconds (always at a fold's end and on SIGTERM)")
+    p.add_argument("--parallel-folds", type=int, default=1,
+                   help="on a GPU, train this many of the folds at the same time (training.parallel_folds; "
+                        "the same result per fold); on the CPU 1, said in the log")
     p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=False,
                    help="also write each fold's per-epoch curves as TensorBoard event files beside its history.tsv (the workflow passes training.tensorboard; off when run on its own)")
     p.add_argument("--weights", type=Path, default=None,
@@ -64,7 +67,7 @@ def main(argv=None):
         job.run_folds(fold_settings=fold_settings, images_path=a.images, index_path=a.index, folds_path=a.folds,
                       out_dirs=a.out_dir, checkpoint_paths=a.checkpoint, precision=a.precision, device=a.device,
                       threads=a.threads, checkpoint_seconds=a.checkpoint_seconds, tensorboard=a.tensorboard,
-                      gpus_requested=a.gpus_requested)
+                      gpus_requested=a.gpus_requested, parallel_folds=a.parallel_folds)
     except job.INPUT_ERRORS as error:
         sys.exit(f"error: {error}")
 

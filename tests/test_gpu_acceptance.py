@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 from conftest import REPO, write_image_folder
-from cvgrid.acceptance import fill_defaults, slug, torch_version_ok
+from cvgrid.acceptance import fill_defaults, parallel_summary, slug, torch_version_ok
 
 
 def network_cut() -> list[str]:
@@ -42,7 +42,14 @@ def test_the_cpu_mode_runs_without_snakemake_or_network_and_writes_one_json(tmp_
         assert summary["epochs_per_fold"] == [1] * 5 and summary["mean_images_per_second"] > 0
     assert record["folds"]["fp32"]["precision"] == ["fp32"]
     assert {"model_a", "model_b"} <= set(json.dumps(record["benchmark"]).split('"'))
-    assert "parallel_folds" in record and record["seconds_total"] > 0
+    # training.parallel_folds 1, 2, 4, 8 over the same eight folds; on the CPU every N means 1 (logged).
+    parallel = record["parallel_folds"]
+    assert set(parallel["runs"]) == {"1", "2", "4", "8"} and parallel["folds"] == 8
+    for n, run in parallel["runs"].items():
+        assert run["folds"] == 8 and run["parallel_folds_used"] == [1] and run["wall_seconds"] > 0
+        assert run["same_predictions_as_one_at_a_time"] == 8 and run["speed_up"] > 0 and run["peak_gpu_memory_mb"] is None
+        assert n == "1" or "means 1 on cpu" in (tmp_path / "work" / "logs" / f"parallel-{n}.log").read_text()
+    assert record["seconds_total"] > 0
 
 
 def test_helpers():
@@ -51,3 +58,12 @@ def test_helpers():
     schema = {"properties": {"a": {"default": 1}, "b": {"default": {}, "properties": {"c": {"default": "x"}}}}}
     assert fill_defaults({"b": {}}, schema) == {"a": 1, "b": {"c": "x"}}
     assert fill_defaults({}, schema) == {"a": 1, "b": {"c": "x"}}
+
+
+def test_the_parallel_summary_counts_the_folds_that_kept_their_predictions():
+    metrics = [{"accuracy": 0.5, "n_train": 100, "epochs_run": 2, "parallel_folds": 2, "peak_gpu_memory_mb": 30.0},
+               {"accuracy": 0.75, "n_train": 100, "epochs_run": 2, "parallel_folds": 2, "peak_gpu_memory_mb": 40.0}]
+    summary = parallel_summary(metrics, 20.0, ["a", "b"], {"seconds": 30.0, "predictions": ["a", "c"]})
+    assert summary["same_predictions_as_one_at_a_time"] == 1 and summary["speed_up"] == 1.5
+    assert summary["images_per_second_together"] == 20.0 and summary["parallel_folds_used"] == [2]
+    assert summary["seconds_per_fold"] == 10.0 and summary["peak_gpu_memory_mb"] == 40.0

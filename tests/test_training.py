@@ -141,7 +141,7 @@ def test_early_stopping_stops_after_patience_and_restores_the_best_weights(tiny)
 def test_the_checkpoint_saver_writes_at_most_every_interval_and_flushes_the_rest(tmp_path):
     """CheckpointSaver, the fit's checkpoint policy: after_epoch keeps the state and writes it
     only when the interval has passed; flush writes what is kept; resume loads it back."""
-    from cvgrid.training import CheckpointSaver, Progress
+    from cvgrid.training import CheckpointSaver, FoldRandom, Progress
 
     def saver(path, interval):
         model = torch.nn.Linear(3, 2)
@@ -149,7 +149,7 @@ def test_the_checkpoint_saver_writes_at_most_every_interval_and_flushes_the_rest
         progress = Progress()
         return CheckpointSaver(path, settings=settings(), precision="fp32", interval=interval, model=model,
                                optimizer=optimizer, scheduler=None, scaler=torch.amp.GradScaler("cpu", enabled=False),
-                               generator=torch.Generator().manual_seed(0), progress=progress)
+                               random=FoldRandom(0, CPU), progress=progress)
 
     path = tmp_path / "fold.pt"
     first = saver(path, interval=3600)
@@ -471,3 +471,131 @@ def test_the_fp16_path_with_its_gradient_scaler_trains_and_resumes(tiny, tmp_pat
     assert scaler["scale"] > 0 and scaler["_growth_tracker"] >= 0, scaler  # an enabled scaler's state
     again = fit(images, labels, split, 2, settings(), device=CPU, precision="fp16", checkpoint_path=checkpoint)
     assert again.resumed_from_epoch == result.epochs_run and again.test_loss == result.test_loss
+
+
+# --- several folds at the same time (training.parallel_folds) -------------------------------
+
+
+def test_fold_dropout_draws_what_torchs_dropout_draws_on_the_cpu():
+    """FoldDropout (a fold's own generator) in the state of torch's global generator gives
+    nn.Dropout's numbers bit for bit, forward and backward: CPU results of before stay the same.
+    dropout_from puts the model's nn.Dropout back after the block, and refuses a layer that would
+    still draw from the global generator."""
+    from torch import nn
+
+    from cvgrid.training import FoldDropout, SettingsError, dropout_from
+
+    x = torch.randn(64, 256)
+    torch.manual_seed(5)
+    mine = FoldDropout(0.3, torch.Generator().manual_seed(0))
+    mine.generator.set_state(torch.get_rng_state())
+    theirs = nn.Dropout(0.3)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out_mine, out_theirs = mine(a), theirs(b)
+    assert torch.equal(out_mine, out_theirs) and (out_mine == 0).any()
+    out_mine.sum().backward()
+    out_theirs.sum().backward()
+    assert torch.equal(a.grad, b.grad)
+    assert torch.equal(mine.eval()(x), x)
+
+    model = nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.Dropout(0.5), nn.Linear(4, 2)))
+    with dropout_from(model, torch.Generator()):
+        assert type(model[1][0]) is FoldDropout and model[1][0].p == 0.5
+    assert type(model[1][0]) is nn.Dropout
+    with pytest.raises(SettingsError, match=r"1\.0 \(Dropout2d\)"):
+        with dropout_from(nn.Sequential(nn.Conv2d(3, 3, 1), nn.Sequential(nn.Dropout2d(0.1))), torch.Generator()):
+            pass
+
+
+def test_parallel_folds_mean_one_on_the_cpu_and_at_most_the_jobs_folds_on_a_gpu(caplog):
+    from cvgrid.job import SettingsError, parallel_folds_on
+
+    with caplog.at_level("INFO"):
+        assert parallel_folds_on(CPU, 4, 5) == 1
+    assert "training.parallel_folds 4 means 1 on cpu" in caplog.text
+    assert parallel_folds_on(CPU, 1, 5) == 1
+    gpu = torch.device("cuda", 0)  # a device name only: nothing runs on it
+    assert parallel_folds_on(gpu, 4, 5) == 4 and parallel_folds_on(gpu, 8, 5) == 5 and parallel_folds_on(gpu, 1, 5) == 1
+    with pytest.raises(SettingsError, match="parallel_folds is 0"):
+        parallel_folds_on(gpu, 0, 5)
+
+
+# Folds trained by the library (cvgrid.job.train_folds), `parallel` at once, in a process of their
+# own (SIGTERM), with train_cmd's threads: argv = prepared folder, parallel, settings JSON, then
+# out_dir:checkpoint per fold.
+TRAIN_FOLDS = """
+import json, sys
+from pathlib import Path
+from cvgrid import job
+from cvgrid.training import settings_from_json
+
+job.configure_logging()
+root, parallel, values = Path(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3])
+pairs = [arg.split(":") for arg in sys.argv[4:]]
+folds = [settings_from_json(values, repeat=0, fold=f) for f in range(len(pairs))]
+with job.training_job(images_path=root / "images.npy", index_path=root / "index.tsv", precision="auto",
+                      device="cpu", threads=2, checkpoint_seconds=3600, tensorboard=False) as running:
+    job.train_folds(running, folds, folds_path=root / "folds.tsv", out_dirs=[Path(o) for o, c in pairs],
+                    checkpoint_paths=[Path(c) for o, c in pairs], parallel=parallel)
+"""
+
+
+def train_folds_cmd(prepared, folder, parallel, **changes):
+    values = {**SETTINGS, "max_epochs": 4, **changes}
+    return [sys.executable, "-c", TRAIN_FOLDS, str(prepared), str(parallel), json.dumps(values),
+            *(f"{folder}/fold{f}:{folder}/ckpt/fold{f}.pt" for f in range(2))]
+
+
+def test_folds_trained_at_the_same_time_give_each_fold_its_result_alone(prepared, tmp_path):
+    """Both folds of the prepared set in two threads of one job (what a GPU job does with
+    training.parallel_folds 2), with augmentation and dropout (each fold's own random streams):
+    each fold's metrics, history and predictions are those of the folds trained one at a time,
+    bit for bit, on the CPU."""
+    affine = {"augmentation": "affine", "rotation_degrees": 15, "shift_fraction": 0.1, "zoom_fraction": 0.1}
+    env = dict(os.environ, PYTHONPATH=str(REPO / "scripts"))
+    for parallel in (1, 2):
+        result = subprocess.run(train_folds_cmd(prepared, tmp_path / f"p{parallel}", parallel, **affine),
+                                capture_output=True, text=True, timeout=600, env=env)
+        assert result.returncode == 0, result.stderr
+    assert "training 2 folds, 2 at the same time" in result.stderr
+    assert "[fold r0f1] epoch   1 " in result.stderr  # the log names the fold of each line
+    for fold in range(2):
+        at_once = assert_same_fold_results(tmp_path / "p2" / f"fold{fold}", tmp_path / "p1" / f"fold{fold}")
+        assert at_once["parallel_folds"] == 2 and at_once["config"]["augmentation"] == "affine"
+    alone = json.loads((tmp_path / "p1" / "fold0" / "metrics.json").read_text())
+    assert alone["parallel_folds"] == 1
+
+
+def test_sigterm_stops_folds_trained_at_once_and_the_retry_resumes_both(prepared, uninterrupted, tmp_path):
+    """SIGTERM (SLURM's time limit) while two folds train at the same time: the job exits 143,
+    each fold leaves its last finished epoch in its checkpoint, and the retry gives fold 1 the
+    result of the uninterrupted one-fold run, bit for bit."""
+    env = dict(os.environ, PYTHONPATH=str(REPO / "scripts"))
+    cmd = train_folds_cmd(prepared, tmp_path, 2)
+    both_trained = re.compile(r"\[fold r0f0\] epoch   1 (.*\n)*.*\[fold r0f1\] epoch   1 "
+                              r"|\[fold r0f1\] epoch   1 (.*\n)*.*\[fold r0f0\] epoch   1 ")
+    with (tmp_path / "first.log").open("w") as log:
+        process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, env=env)
+        deadline = time.monotonic() + 300
+        while not both_trained.search((tmp_path / "first.log").read_text()):
+            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()
+            time.sleep(0.01)
+        os.kill(process.pid, signal.SIGTERM)
+        process.wait(timeout=120)
+    first = (tmp_path / "first.log").read_text()
+    if process.returncode == 0:
+        pytest.fail(f"both folds ended before SIGTERM arrived; make the fit longer:\n{first}")
+    assert process.returncode == 143, first
+    assert all((tmp_path / "ckpt" / f"fold{f}.pt").exists() for f in range(2)), first
+    for fold in range(2):
+        if not (tmp_path / f"fold{fold}" / "metrics.json").exists():
+            assert f"fold={fold} stopped" in first, first
+        for name in ("metrics.json", "history.tsv", "predictions.tsv"):
+            (tmp_path / f"fold{fold}" / name).unlink(missing_ok=True)  # what Snakemake does
+
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert second.returncode == 0, second.stderr
+    assert "resuming" in second.stderr
+    resumed = assert_same_fold_results(tmp_path / "fold1", uninterrupted)
+    assert resumed["resumed_from_epoch"] >= 1
+    assert not any((tmp_path / "ckpt" / f"fold{f}.pt").exists() for f in range(2))

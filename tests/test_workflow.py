@@ -240,11 +240,26 @@ def test_a_new_thread_count_checkpoint_interval_device_or_curves_switch_retrains
 
     settings = json.loads(json.dumps(finished_run["settings"]))
     training = settings.setdefault("training", {})
-    training.update(threads=int(training.get("threads", 1)) + 1, checkpoint_seconds=7, device="cpu", tensorboard=False)
+    training.update(threads=int(training.get("threads", 1)) + 1, checkpoint_seconds=7, device="cpu", tensorboard=False,
+                    parallel_folds=2)
     configfile = write_config(tmp_path / "config.yaml", settings)
     result = run_snakemake(finished_run["work"], configfile, "-n")
     output = result.stdout + result.stderr
     assert "Nothing to be done" in output, output  # no training job, and no refit either
+    # One fold per job (the tiny run's): nothing to train at the same time, and the user is told.
+    assert "training.parallel_folds 2 has no effect with training.folds_per_job 1" in output, output
+
+
+def test_parallel_folds_reach_the_training_job_of_a_grid_point(tmp_path, snakemake, image_folder):
+    """training.parallel_folds goes to train.py (--parallel-folds) of a job of several folds."""
+    config = tiny_config(image_folder(n_classes=3, per_class=20), training={"folds_per_job": "all", "parallel_folds": 3})
+    configfile = write_config(tmp_path / "config.yaml", config)
+    work = tmp_path / "work"
+    work.mkdir()
+    result = snakemake(work, configfile, "--dry-run", "--printshellcmds")
+    output = result.stdout + result.stderr
+    assert output.count("--parallel-folds 3") == job_counts(output)["train"] == 2, output
+    assert "has no effect" not in output
 
 
 def test_the_same_config_resaved_in_another_key_order_plans_nothing(finished_run, tmp_path):

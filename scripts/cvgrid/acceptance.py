@@ -63,3 +63,25 @@ def fold_summary(metrics: list[dict], wall_seconds: float) -> dict:
         "mean_images_per_second": sum(rates) / len(rates) if rates else None,
         "wall_seconds": round(wall_seconds, 1),
     }
+
+
+def parallel_summary(metrics: list[dict], wall_seconds: float, predictions: list[str], one_at_a_time: dict) -> dict:
+    """The folds trained by one train.py --parallel-folds N: its wall time (the process's, its
+    start-up included), the speed-up over the run one at a time (`one_at_a_time`: its seconds
+    and predictions.tsv texts, in the same fold order), how many folds it trained at once
+    (metrics.json's parallel_folds: 1 on the CPU), and how many folds' predictions are exactly
+    those of one at a time (a GPU's autotuned kernels may differ in the last bits)."""
+    same = sum(mine == theirs for mine, theirs in zip(predictions, one_at_a_time["predictions"], strict=True))
+    images = sum(m["n_train"] * m["epochs_run"] for m in metrics)
+    peaks = [m["peak_gpu_memory_mb"] for m in metrics if m.get("peak_gpu_memory_mb") is not None]
+    return {
+        "parallel_folds_used": sorted({m.get("parallel_folds", 1) for m in metrics}),
+        "folds": len(metrics),
+        "wall_seconds": round(wall_seconds, 1),
+        "seconds_per_fold": round(wall_seconds / len(metrics), 2),
+        "images_per_second_together": round(images / wall_seconds, 1),
+        "speed_up": round(one_at_a_time["seconds"] / wall_seconds, 2),
+        "accuracy_per_fold": [m["accuracy"] for m in metrics],
+        "same_predictions_as_one_at_a_time": same,
+        "peak_gpu_memory_mb": max(peaks) if peaks else None,  # None on the CPU
+    }

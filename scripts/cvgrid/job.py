@@ -1,8 +1,9 @@
 """A training job: what the CV folds (`run_folds`) and the final refit (cvgrid.final.refit)
 do around their fits, written once (`training_job`).
 
-One job may train several folds of a grid point one after the other (training.folds_per_job),
-loading torch, the device and the data once. Results are written only after a fold's fit has
+One job may train several folds of a grid point (training.folds_per_job), loading torch, the
+device and the data once: one after the other, or on a GPU several at the same time
+(training.parallel_folds, `train_folds`). Results are written only after a fold's fit has
 finished, each atomically, so a killed job leaves no half-written result behind, only
 checkpoints: the interrupted fold's last finished epoch, and the final state of each fold it
 had finished, from which the next attempt scores those folds again without training them
@@ -16,7 +17,9 @@ import logging
 import math
 import signal
 import sys
-from contextlib import contextmanager
+import threading
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,7 +32,8 @@ from cvgrid.data import DataError, class_names, load_prepared
 from cvgrid.folds import FoldError, split_indices
 from cvgrid.io import write_json, write_tsv
 from cvgrid.metrics import CLASS_PROBABILITY_PREFIX
-from cvgrid.training import CheckpointError, FoldResult, SettingsError, TrainSettings, fit
+from cvgrid.training import (CheckpointError, FitStopped, FoldResult, HostBatches, SettingsError, TrainSettings, fit,
+                             place_images)
 from cvgrid.weights import WeightsError
 
 log = logging.getLogger(__name__)
@@ -63,17 +67,23 @@ class TrainingJob:
     # memory and go to the device batch by batch (hardware.fits_on_device, training.HostBatches).
     data_on_device: bool = True
     checkpoints: list[Path] = field(default_factory=list)  # of the fits so far, deleted at the job's end
+    # The images as the fits read them (training.place_images), placed once for all of them.
+    data: torch.Tensor | HostBatches | None = None
+
+    def __post_init__(self):
+        if self.data is None:
+            self.data = place_images(self.images, self.device, self.data_on_device)
 
     def fit(self, settings: TrainSettings, split: dict[str, np.ndarray], checkpoint_path: Path | None,
-            out_dir: Path) -> FoldResult:
+            out_dir: Path, stop: threading.Event | None = None) -> FoldResult:
         log.info("%s on %s (%s); %s", settings.label(), self.device, self.precision,
                  {role: len(ix) for role, ix in split.items()})
         if checkpoint_path is not None:
             self.checkpoints.append(Path(checkpoint_path))
-        return fit(self.images, self.index["label"].to_numpy(), split, len(self.class_names), settings,
+        return fit(self.data, self.index["label"].to_numpy(), split, len(self.class_names), settings,
                    device=self.device, precision=self.precision, checkpoint_path=checkpoint_path,
                    checkpoint_seconds=self.checkpoint_seconds, curves_dir=out_dir if self.tensorboard else None,
-                   data_on_device=self.data_on_device)
+                   stop=stop)
 
 
 @contextmanager
@@ -128,17 +138,107 @@ def run_folds(
     checkpoint_seconds: float,
     tensorboard: bool,
     gpus_requested: int = 0,
+    parallel_folds: int = 1,
 ) -> list[dict]:
-    """Train CV folds one after the other in one job (one setting, output folder and checkpoint
-    each); write each folder's history.tsv, predictions.tsv and metrics.json (metrics last)."""
-    checkpoint_paths = checkpoint_paths or [None] * len(fold_settings)
+    """Train CV folds in one job (one setting, output folder and checkpoint each), on a GPU up to
+    `parallel_folds` at the same time (on the CPU one after the other: parallel_folds_on); write
+    each folder's history.tsv, predictions.tsv and metrics.json (metrics last)."""
     with training_job(images_path=images_path, index_path=index_path, precision=precision, device=device,
                       threads=threads, checkpoint_seconds=checkpoint_seconds, tensorboard=tensorboard,
                       gpus_requested=gpus_requested) as job:
-        fold_table = pd.read_csv(folds_path, sep="\t")
-        return [_train_fold(job, settings, fold_table=fold_table, folds_path=folds_path, out_dir=Path(out_dir),
-                            checkpoint_path=checkpoint)
-                for settings, out_dir, checkpoint in zip(fold_settings, out_dirs, checkpoint_paths, strict=True)]
+        return train_folds(job, fold_settings, folds_path=folds_path, out_dirs=out_dirs,
+                           checkpoint_paths=checkpoint_paths,
+                           parallel=parallel_folds_on(job.device, parallel_folds, len(fold_settings)))
+
+
+def parallel_folds_on(device: torch.device, requested: int, folds: int) -> int:
+    """How many folds a job trains at the same time: training.parallel_folds on a GPU (at most
+    the job's folds); 1 on the CPU, where one fold already has the job's threads (logged)."""
+    if requested < 1:
+        raise SettingsError(f"training.parallel_folds is {requested}; it must be 1 or more")
+    if requested > 1 and device.type != "cuda":
+        log.info("training.parallel_folds %d means 1 on %s: the folds train one after the other", requested, device)
+        return 1
+    if requested > folds:
+        log.info("training.parallel_folds %d: this job has %d fold(s), trained at the same time", requested, folds)
+    return min(requested, folds)
+
+
+def train_folds(job: TrainingJob, fold_settings: list[TrainSettings], *, folds_path: Path, out_dirs: list[Path],
+                checkpoint_paths: list[Path] | None, parallel: int = 1) -> list[dict]:
+    """Train the folds of `fold_settings` in `job`, `parallel` at the same time (on any device: the
+    CPU policy is parallel_folds_on's), and write their results; the metrics of each, in order.
+
+    Several at once: one thread per fold, each fold on its own CUDA stream. The kernels of one
+    small model leave most of a modern GPU idle and are launched by the CPU one after the other;
+    threads launch the folds' kernels side by side (torch releases the GIL inside its operations
+    and the backward pass runs in its own threads), and the streams let the GPU run them at the
+    same time. Stepping N models in lockstep from one thread would queue every kernel from one
+    CPU thread, the very limit of a small model. Each fold keeps the numbers it has alone: its
+    random streams are its own (training.FoldRandom: order, augmentation, dropout), the model is
+    built under the one lock on torch's global generator, and autocast and grad mode are
+    per-thread in torch. (On a GPU, cuDNN's autotuner and atomics make no run bit-exact; on the
+    CPU, N at once and one at a time agree bit for bit: tests/test_training.py.)
+
+    SIGTERM (cvgrid.job.Terminated, in the main thread) or an error in one fold stops the others
+    before their next batch (training.FitStopped); each leaves its last finished epoch in its
+    checkpoint, so a retry resumes all of them. peak_gpu_memory_mb is then the job's peak over
+    the folds that ran together (metrics.json's parallel_folds says how many)."""
+    fold_table = pd.read_csv(folds_path, sep="\t")
+    checkpoint_paths = checkpoint_paths or [None] * len(fold_settings)
+    tasks = [dict(settings=settings, out_dir=Path(out_dir), checkpoint_path=checkpoint)
+             for settings, out_dir, checkpoint in zip(fold_settings, out_dirs, checkpoint_paths, strict=True)]
+    if parallel <= 1:
+        return [_train_fold(job, **task, fold_table=fold_table, folds_path=folds_path) for task in tasks]
+    log.info("training %d folds, %d at the same time", len(tasks), parallel)
+    stop = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="fold")
+    prefix = _FoldInLog()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(prefix)
+    try:
+        futures = [pool.submit(_train_fold_in_thread, job, **task, fold_table=fold_table, folds_path=folds_path,
+                               parallel=parallel, stop=stop)
+                   for task in tasks]
+        wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [f for f in futures if f.done() and f.exception() is not None]
+        if failed:
+            raise failed[0].exception()
+        return [f.result() for f in futures]
+    except BaseException:
+        # SIGTERM in this thread, or one fold's error: the others stop before their next batch
+        # and write their checkpoints; the folds not started yet do not start.
+        stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for handler in logging.getLogger().handlers:
+            handler.removeFilter(prefix)
+
+
+class _FoldInLog(logging.Filter):
+    """A record from a fold's thread starts with the fold (folds trained at once share one log)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.threadName.startswith("fold r") and not getattr(record, "fold_named", False):
+            record.msg, record.fold_named = f"[{record.threadName}] {record.msg}", True
+        return True
+
+
+def _train_fold_in_thread(job: TrainingJob, *, parallel: int, **task) -> dict:
+    """_train_fold in a thread of its own, named after the fold (in the log), on a CUDA stream of
+    its own that first waits for the job's work on the device (the images placed there)."""
+    settings = task["settings"]
+    threading.current_thread().name = f"fold r{settings.repeat}f{settings.fold}"
+    stream = torch.cuda.Stream(job.device) if job.device.type == "cuda" else None
+    with torch.cuda.stream(stream) if stream is not None else nullcontext():
+        if stream is not None:
+            stream.wait_stream(torch.cuda.default_stream(job.device))
+        try:
+            return _train_fold(job, **task, parallel=parallel)
+        except FitStopped:
+            log.info("%s stopped", settings.label())
+            raise
 
 
 def images_per_second_after_first_epoch(history: pd.DataFrame, images_trained: int) -> float | None:
@@ -151,11 +251,12 @@ def images_per_second_after_first_epoch(history: pd.DataFrame, images_trained: i
 
 
 def _train_fold(job: TrainingJob, settings: TrainSettings, *, fold_table: pd.DataFrame, folds_path: Path,
-                out_dir: Path, checkpoint_path: Path | None) -> dict:
+                out_dir: Path, checkpoint_path: Path | None, parallel: int = 1,
+                stop: threading.Event | None = None) -> dict:
     split = split_indices(fold_table, settings.repeat, settings.fold)
-    if job.device.type == "cuda":
+    if job.device.type == "cuda" and parallel == 1:
         torch.cuda.reset_peak_memory_stats(job.device)  # peak_gpu_memory_mb: this fold's, not the job's
-    result = job.fit(settings, split, checkpoint_path, out_dir)
+    result = job.fit(settings, split, checkpoint_path, out_dir, stop=stop)
 
     test = job.index.iloc[split["test"]]
     probs = result.test_probabilities
@@ -194,6 +295,9 @@ def _train_fold(job: TrainingJob, settings: TrainSettings, *, fold_table: pd.Dat
         "precision": job.precision,
         # False: the images did not fit in the GPU's free memory and went to it batch by batch.
         "data_on_device": job.data_on_device,
+        # Folds trained at the same time in this job (training.parallel_folds): seconds and
+        # images/s are this fold's while sharing the GPU, peak_gpu_memory_mb theirs together.
+        "parallel_folds": parallel,
         **hardware.describe(job.device),
         # Where it ran: host, SLURM job and partition (None outside SLURM; ties a result to its
         # scheduler record), and on a GPU its name, capability, driver, CUDA, cuDNN, TF32, peak memory.

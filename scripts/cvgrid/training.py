@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from cvgrid.curves import open_curves
 from cvgrid.hardware import AUTOCAST_DTYPES
@@ -163,8 +165,9 @@ class BatchTransform:
 
     With augmentation, every image gets its own random rotation, shift and zoom, applied
     together with the resize in one `grid_sample`; borders repeat the edge pixels, like
-    Keras' fill_mode="nearest". The random draws come from a CPU generator so that they are
-    the same on every device.
+    Keras' fill_mode="nearest". The random parameters are drawn by `generator` on its device,
+    which is the batch's (FoldRandom.augment): on a GPU no random numbers go from the host to
+    the device per batch.
     """
 
     def __init__(self, input_size: int, settings: TrainSettings):
@@ -187,7 +190,7 @@ class BatchTransform:
 
     def augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         n = x.shape[0]
-        u = torch.rand(n, 5, generator=generator).mul_(2).sub_(1).to(x.device)  # U(-1, 1)
+        u = torch.rand(n, 5, generator=generator, device=generator.device).mul_(2).sub_(1)  # U(-1, 1)
         angle = u[:, 0] * self.rotation
         zoom_x, zoom_y = 1 + u[:, 1] * self.zoom, 1 + u[:, 2] * self.zoom
         cos, sin = torch.cos(angle), torch.sin(angle)
@@ -250,15 +253,24 @@ def train_step(model, x, y, *, optimizer, scheduler, scaler, device, precision, 
     return loss, logits
 
 
-def train_epoch(model, *, optimizer, scheduler, scaler, data, labels, order, transform, generator, settings,
-                device, precision):
-    """One pass over `order` in mini-batches. Returns (mean loss, accuracy, seconds)."""
+class FitStopped(Exception):
+    """A fit stopped between two batches because its job asked it to (`stop`: SIGTERM or an error
+    in a fold trained beside it); its last finished epoch is in its checkpoint."""
+
+
+def train_epoch(model, *, optimizer, scheduler, scaler, data, labels, order, transform, augment_generator,
+                settings, device, precision, stop: threading.Event | None = None):
+    """One pass over `order` in mini-batches (augmented with `augment_generator`'s draws if the
+    settings augment). Returns (mean loss, accuracy, seconds). Raises FitStopped before a batch
+    once `stop` is set."""
     model.train()
     started = time.perf_counter()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
-    augment_generator = generator if settings.augments else None
+    augment_generator = augment_generator if settings.augments else None
     for start in range(0, len(order), settings.batch_size):
+        if stop is not None and stop.is_set():
+            raise FitStopped(f"{settings.label()} stopped in an epoch")
         idx = order[start : start + settings.batch_size]
         x, y = transform(data[idx], augment_generator), labels[idx]
         loss, logits = train_step(model, x, y, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
@@ -291,18 +303,108 @@ class FoldResult:
     diverged_epoch: int | None = None
 
 
-def _rng_state(generator: torch.Generator) -> dict:
-    state = {"generator": generator.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+# torch's global generators are shared by every thread of the process: the one thing a fit draws
+# from them is its model's initial weights, under this lock (cvgrid.job trains folds in threads).
+_GLOBAL_RNG_LOCK = threading.Lock()
 
 
-def _set_rng_state(generator: torch.Generator, state: dict) -> None:
-    generator.set_state(state["generator"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+class FoldRandom:
+    """The random streams of one fit, its own, so that a fold draws the same numbers whether it
+    trains alone or beside other folds in the same process (training.parallel_folds):
+
+    - order: the epochs' permutations of the training part (a CPU generator seeded with the seed);
+    - augment: the augmentation parameters, drawn on the training device (BatchTransform); on the
+      CPU this is `order` itself, as before there was a GPU path, so CPU results are unchanged;
+    - dropout: the dropout masks (FoldDropout); on the CPU it continues torch's global generator
+      from where building the model left it, which is what nn.Dropout drew from, so CPU results
+      are unchanged again.
+
+    On a GPU, augment and dropout are generators on the GPU, seeded with two seeds spawned from the
+    seed (numpy's SeedSequence: independent streams). Create it right after building the model,
+    holding _GLOBAL_RNG_LOCK."""
+
+    def __init__(self, seed: int, device: torch.device):
+        self.on_cpu = device.type == "cpu"
+        self.order = torch.Generator().manual_seed(seed)
+        if self.on_cpu:
+            self.augment = self.order
+            self.dropout = torch.Generator()
+            self.dropout.set_state(torch.get_rng_state())
+        else:
+            augment_seed, dropout_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(2))
+            self.augment = torch.Generator(device).manual_seed(augment_seed)
+            self.dropout = torch.Generator(device).manual_seed(dropout_seed)
+
+    def state_dict(self) -> dict:
+        """For the checkpoint. On the CPU the keys of checkpoints written before this class
+        ("generator": the permutations and augmentation, "torch": the global generator that
+        dropout drew from), so that they resume the same."""
+        if self.on_cpu:
+            return {"generator": self.order.get_state(), "torch": self.dropout.get_state()}
+        return {"generator": self.order.get_state(), "augment": self.augment.get_state(),
+                "dropout": self.dropout.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.order.set_state(state["generator"])
+        if self.on_cpu:
+            self.dropout.set_state(state["torch"])
+            return
+        for name in ("augment", "dropout"):
+            if name in state:
+                getattr(self, name).set_state(state[name])
+            else:  # a GPU checkpoint written before the draws moved to the GPU
+                log.warning("the checkpoint holds no %s generator: it restarts from its seed (the resumed "
+                            "fold differs from an uninterrupted one)", name)
+
+
+class FoldDropout(nn.Dropout):
+    """nn.Dropout drawing its masks from `generator` instead of torch's global generator, with
+    torch's own arithmetic for the CPU (a Bernoulli(1 - p) mask divided by 1 - p, times the
+    input): on the CPU a generator in the global one's state gives the same numbers, bit for bit."""
+
+    def __init__(self, p: float, generator: torch.Generator, inplace: bool = False):
+        super().__init__(p, inplace)
+        self.generator = generator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if self.p == 1:
+            noise = torch.zeros((), dtype=x.dtype, device=x.device)
+        else:
+            noise = torch.empty_like(x).bernoulli_(1 - self.p, generator=self.generator).div_(1 - self.p)
+        return x.mul_(noise) if self.inplace else x * noise
+
+
+# Layers that draw from torch's global generator and have no FoldDropout counterpart here.
+GLOBAL_RANDOM_LAYERS = (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout, nn.RReLU)
+
+
+@contextmanager
+def dropout_from(model: nn.Module, generator: torch.Generator):
+    """Inside the block, every nn.Dropout of `model` draws from `generator` (FoldDropout); after
+    it the model has its nn.Dropout layers again (for model.pt and model.onnx). A layer that draws
+    from the global generator otherwise (GLOBAL_RANDOM_LAYERS, torchvision's StochasticDepth) is
+    a SettingsError naming it: the fit's draws would depend on the folds trained beside it."""
+    swapped = []
+    for parent_name, parent in model.named_modules():
+        for name, child in parent.named_children():
+            if type(child) is nn.Dropout:
+                swapped.append((parent, name, child))
+            elif isinstance(child, GLOBAL_RANDOM_LAYERS) or type(child).__name__ == "StochasticDepth":
+                raise SettingsError(f"the model's layer {parent_name + '.' if parent_name else ''}{name} "
+                                    f"({type(child).__name__}) draws from torch's global generator; only "
+                                    "nn.Dropout can draw from the fold's own")
+    for parent, name, child in swapped:
+        fold_dropout = FoldDropout(child.p, generator, child.inplace)
+        fold_dropout.train(child.training)
+        setattr(parent, name, fold_dropout)
+    try:
+        yield
+    finally:
+        for parent, name, child in swapped:
+            child.train(getattr(parent, name).training)
+            setattr(parent, name, child)
 
 
 @dataclass
@@ -395,10 +497,10 @@ class CheckpointSaver:
     The training objects are the fit's own, read when a state is kept."""
 
     def __init__(self, path: Path | None, *, settings: TrainSettings, precision: str, interval: float,
-                 model, optimizer, scheduler, scaler, generator: torch.Generator, progress: Progress):
+                 model, optimizer, scheduler, scaler, random: FoldRandom, progress: Progress):
         self.path, self.settings, self.precision, self.interval = path, settings, precision, interval
         self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
-        self.generator, self.progress = generator, progress
+        self.random, self.progress = random, progress
         self.unsaved: dict | None = None  # the last finished epoch's state while not yet on disk
         self.saved_at = time.monotonic()
 
@@ -412,7 +514,7 @@ class CheckpointSaver:
         if self.scheduler is not None:
             self.scheduler.load_state_dict(checkpoint["scheduler"])
         self.scaler.load_state_dict(checkpoint["scaler"])
-        _set_rng_state(self.generator, checkpoint["rng"])
+        self.random.load_state_dict(checkpoint["rng"])
         self.progress.load_state_dict(checkpoint)
         log.info("resuming %s after epoch %d from %s", self.settings.label(), self.progress.epoch, self.path)
         return True
@@ -425,7 +527,7 @@ class CheckpointSaver:
         self.unsaved = _cpu_copy({
             "settings": asdict(self.settings), "precision": self.precision, "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-            "rng": _rng_state(self.generator),
+            "rng": self.random.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             **self.progress.state_dict(),
         })
@@ -456,8 +558,18 @@ class HostBatches:
         return self.data[indices.cpu()].to(self.device, non_blocking=True)
 
 
+def place_images(images: np.ndarray, device: torch.device, on_device: bool = True) -> torch.Tensor | HostBatches:
+    """The (N, H, W, 3) uint8 images as the fit reads them: one (N, 3, H, W) channels-last tensor on
+    the device for the whole fit, or (on_device False: it does not fit in the GPU's free memory)
+    in host memory, moved batch by batch. A job places them once for all its folds."""
+    host = torch.from_numpy(images).permute(0, 3, 1, 2)
+    if on_device:
+        return host.to(device).contiguous(memory_format=torch.channels_last)
+    return HostBatches(host.contiguous(memory_format=torch.channels_last), device)
+
+
 def fit(
-    images: np.ndarray,
+    images: np.ndarray | torch.Tensor | HostBatches,
     labels: np.ndarray,
     split: dict[str, np.ndarray],
     num_classes: int,
@@ -469,14 +581,24 @@ def fit(
     checkpoint_seconds: float = 0.0,
     curves_dir: Path | None = None,
     data_on_device: bool = True,
+    stop: threading.Event | None = None,
 ) -> FoldResult:
     """Train on split["train"], stop early on split["validation"], score split["test"] once
     (if it is not empty: a refit on all data has none).
 
+    `images`: the uint8 (N, H, W, 3) array, or the images placed already (place_images), which
+    the folds of a job share. `data_on_device` False (for an array): the images stay in host
+    memory and go to the device batch by batch (HostBatches), for an array larger than the GPU's
+    free memory; the same numbers.
+
     Checkpoints (with `checkpoint_path`): the state after a finished epoch is written at most
     every `checkpoint_seconds` (0: after every epoch), and always when the fit ends, also by
-    an exception such as SIGTERM's (cvgrid.job.Terminated): the file then holds the last
-    finished epoch, from which the fit resumes as if it had never stopped.
+    an exception such as SIGTERM's (cvgrid.job.Terminated) or FitStopped (`stop` set, checked
+    before every batch): the file then holds the last finished epoch, from which the fit resumes
+    as if it had never stopped.
+
+    Random numbers: the fit's own (FoldRandom), so that it gives the same result beside other
+    fits in other threads of the process as alone.
 
     Divergence: when the training loss of an epoch becomes NaN or inf, training stops there
     and the fold is scored with the best weights before it (by validation accuracy, as early
@@ -484,36 +606,40 @@ def fit(
     `diverged_epoch` of the result names the epoch.
 
     Curves (with `curves_dir`, training.tensorboard): each finished epoch's history row also
-    goes to TensorBoard event files there (cvgrid.curves), closed when the fit ends.
-    `data_on_device` False: the images stay in host memory and go to the device batch by batch
-    (HostBatches), for an array larger than the GPU's free memory; the same numbers."""
+    goes to TensorBoard event files there (cvgrid.curves), closed when the fit ends."""
     if settings.tta not in TTA_MODES:
         raise SettingsError(f"tta {settings.tta!r} is not one of {TTA_MODES}")
     started = time.perf_counter()
-    torch.manual_seed(settings.seed)
-    generator = torch.Generator().manual_seed(settings.seed)
     spec = get_spec(settings.builder)
-    model = build_model(settings.builder, num_classes, weights_path=settings.weights,
-                        options=settings.build_options()).to(device, memory_format=torch.channels_last)
+    with _GLOBAL_RNG_LOCK:
+        torch.manual_seed(settings.seed)
+        model = build_model(settings.builder, num_classes, weights_path=settings.weights,
+                            options=settings.build_options())
+        random = FoldRandom(settings.seed, device)
+    with dropout_from(model, random.dropout):
+        return _fit(model, spec.input_size, images, labels, split, num_classes, settings, random=random,
+                    device=device, precision=precision, checkpoint_path=checkpoint_path,
+                    checkpoint_seconds=checkpoint_seconds, curves_dir=curves_dir, data_on_device=data_on_device,
+                    stop=stop, started=started)
+
+
+def _fit(model, input_size, images, labels, split, num_classes, settings, *, random, device, precision,
+         checkpoint_path, checkpoint_seconds, curves_dir, data_on_device, stop, started) -> FoldResult:
+    """fit, once the model is built with its random streams."""
+    model = model.to(device, memory_format=torch.channels_last)
     optimizer = make_optimizer(settings, model.parameters())
     scheduler = make_scheduler(settings, optimizer, steps_per_epoch=math.ceil(len(split["train"]) / settings.batch_size))
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    transform = BatchTransform(spec.input_size, settings)
+    transform = BatchTransform(input_size, settings)
 
-    # The whole data set lives on the device for the whole fit, or (data_on_device False: it does
-    # not fit in the GPU's free memory) in host memory, moved batch by batch.
-    host = torch.from_numpy(images).permute(0, 3, 1, 2)
-    if data_on_device:
-        data = host.to(device).contiguous(memory_format=torch.channels_last)
-    else:
-        data = HostBatches(host.contiguous(memory_format=torch.channels_last), device)
+    data = place_images(images, device, data_on_device) if isinstance(images, np.ndarray) else images
     labels_t = torch.from_numpy(np.array(labels, dtype=np.int64)).to(device)
     train_idx, val_idx, test_idx = (torch.from_numpy(split[r]).to(device) for r in ("train", "validation", "test"))
 
     progress = Progress()
     saver = CheckpointSaver(checkpoint_path, settings=settings, precision=precision, interval=checkpoint_seconds,
                             model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                            generator=generator, progress=progress)
+                            random=random, progress=progress)
     if not saver.resume():
         # What a fit that diverges in its first epoch is scored with.
         progress.best_state = _cpu_copy(model.state_dict())
@@ -524,11 +650,11 @@ def fit(
         for epoch in range(progress.epoch + 1, settings.max_epochs + 1):
             if progress.diverged_epoch is not None or epoch - progress.best_epoch > settings.patience:
                 break
-            order = train_idx[torch.randperm(len(train_idx), generator=generator).to(device)]
+            order = train_idx[torch.randperm(len(train_idx), generator=random.order).to(device)]
             train_loss, train_accuracy, seconds = train_epoch(
                 model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, data=data, labels=labels_t,
-                order=order, transform=transform, generator=generator, settings=settings, device=device,
-                precision=precision,
+                order=order, transform=transform, augment_generator=random.augment, settings=settings,
+                device=device, precision=precision, stop=stop,
             )
             if not math.isfinite(train_loss):
                 # A result, not a crash: the fold is scored with the best weights before this epoch.

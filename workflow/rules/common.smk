@@ -39,6 +39,12 @@ if "sample" in TABLE.attrs:
     validate(listed_grid(config, TABLE), schema="../schemas/config.schema.yaml")
     if workflow.is_main_process:
         logger.info(sample_note(TABLE))
+if JOB_UNIT == "fold" and config["training"]["parallel_folds"] > 1 and workflow.is_main_process:
+    # Nothing to train at the same time in a job of one fold: said, not an error (changes no result).
+    logger.warning(
+        f"training.parallel_folds {config['training']['parallel_folds']} has no effect with "
+        "training.folds_per_job 1 (one fold per job): set folds_per_job to all or cv.folds"
+    )
 COMPARE = config["cv"]["compare_groups"] != "none"  # the grid also runs under a second scheme
 if COMPARE and config["cv"]["compare_groups"] == config["cv"]["groups"]:
     raise WorkflowError(
@@ -254,7 +260,7 @@ def point_settings_json(wildcards):
 
 # Training settings that cannot change a result: never in a rule's params (Snakemake reruns a job
 # whose params text changed), they go to the scripts through threads and resources.
-RUN_ONLY_TRAINING_KEYS = ("threads", "device", "checkpoint_seconds", "folds_per_job", "tensorboard")
+RUN_ONLY_TRAINING_KEYS = ("threads", "device", "checkpoint_seconds", "folds_per_job", "tensorboard", "parallel_folds")
 
 
 def refit_config_json():

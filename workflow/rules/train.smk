@@ -5,7 +5,7 @@
 #
 # Params hold only what changes a result, in canonical form: the point's settings as sorted
 # JSON and the precision (Snakemake reruns a job whose params text changed). The thread count,
-# checkpoint interval, TensorBoard switch, device and script path are threads and resources (not compared), so
+# checkpoint interval, TensorBoard switch, parallel folds, device and script path are threads and resources (not compared), so
 # that changing them retrains nothing; the output folders and checkpoint files follow from the
 # wildcards.
 
@@ -48,6 +48,8 @@ rule train:
         # Not results (strings: no local limit applies to them).
         device=str(config["training"]["device"]),
         checkpoint_seconds=str(config["training"]["checkpoint_seconds"]),
+        # Folds trained at the same time on the GPU (1 on the CPU): the same results.
+        parallel_folds=str(config["training"]["parallel_folds"]),
         # Curves change no result: switching them retrains nothing.
         tensorboard="tensorboard" if config["training"]["tensorboard"] else "no-tensorboard",
         script=script_path("train.py"),
@@ -69,5 +71,6 @@ rule train:
         " --folds {input.folds:q} --repeat {params.repeats} --fold {params.fold_numbers}"
         " --settings {params.settings:q} --precision {params.precision:q}"
         " --device {resources.device:q} --gpus-requested {resources.gpu} --threads {threads} {params.weights}"
-        " --checkpoint-seconds {resources.checkpoint_seconds:q} --{resources.tensorboard}"
+        " --checkpoint-seconds {resources.checkpoint_seconds:q} --parallel-folds {resources.parallel_folds:q}"
+        " --{resources.tensorboard}"
         " --out-dir {params.out_dirs:q} --checkpoint {params.checkpoints:q} > {log:q} 2>&1"
