@@ -499,11 +499,16 @@ def test_fold_dropout_draws_what_torchs_dropout_draws_on_the_cpu():
     assert torch.equal(mine.eval()(x), x)
 
     model = nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.Dropout(0.5), nn.Linear(4, 2)))
-    with dropout_from(model, torch.Generator()):
+    with dropout_from(model, torch.Generator(), beside_others=False):
         assert type(model[1][0]) is FoldDropout and model[1][0].p == 0.5
     assert type(model[1][0]) is nn.Dropout
+    # A layer drawing from the global generator: refused beside other folds only (a model of the
+    # user's with Dropout2d still trains one fold at a time, as it always did).
+    spatial = nn.Sequential(nn.Conv2d(3, 3, 1), nn.Sequential(nn.Dropout2d(0.1)))
+    with dropout_from(spatial, torch.Generator(), beside_others=False):
+        assert type(spatial[1][0]) is nn.Dropout2d
     with pytest.raises(SettingsError, match=r"1\.0 \(Dropout2d\)"):
-        with dropout_from(nn.Sequential(nn.Conv2d(3, 3, 1), nn.Sequential(nn.Dropout2d(0.1))), torch.Generator()):
+        with dropout_from(spatial, torch.Generator(), beside_others=True):
             pass
 
 

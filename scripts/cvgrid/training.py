@@ -381,17 +381,19 @@ GLOBAL_RANDOM_LAYERS = (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropou
 
 
 @contextmanager
-def dropout_from(model: nn.Module, generator: torch.Generator):
+def dropout_from(model: nn.Module, generator: torch.Generator, *, beside_others: bool):
     """Inside the block, every nn.Dropout of `model` draws from `generator` (FoldDropout); after
     it the model has its nn.Dropout layers again (for model.pt and model.onnx). A layer that draws
     from the global generator otherwise (GLOBAL_RANDOM_LAYERS, torchvision's StochasticDepth) is
-    a SettingsError naming it: the fit's draws would depend on the folds trained beside it."""
+    a SettingsError naming it where the fit trains `beside_others` (training.parallel_folds): its
+    draws would depend on the folds trained beside it. Alone, such a layer draws from the global
+    generator as it always did (seeded by the fit: reproducible)."""
     swapped = []
     for parent_name, parent in model.named_modules():
         for name, child in parent.named_children():
             if type(child) is nn.Dropout:
                 swapped.append((parent, name, child))
-            elif isinstance(child, GLOBAL_RANDOM_LAYERS) or type(child).__name__ == "StochasticDepth":
+            elif beside_others and (isinstance(child, GLOBAL_RANDOM_LAYERS) or type(child).__name__ == "StochasticDepth"):
                 raise SettingsError(f"the model's layer {parent_name + '.' if parent_name else ''}{name} "
                                     f"({type(child).__name__}) draws from torch's global generator; only "
                                     "nn.Dropout can draw from the fold's own")
@@ -616,7 +618,8 @@ def fit(
         model = build_model(settings.builder, num_classes, weights_path=settings.weights,
                             options=settings.build_options())
         random = FoldRandom(settings.seed, device)
-    with dropout_from(model, random.dropout):
+    # `stop` is given to folds trained in threads beside others (cvgrid.job.train_folds).
+    with dropout_from(model, random.dropout, beside_others=stop is not None):
         return _fit(model, spec.input_size, images, labels, split, num_classes, settings, random=random,
                     device=device, precision=precision, checkpoint_path=checkpoint_path,
                     checkpoint_seconds=checkpoint_seconds, curves_dir=curves_dir, data_on_device=data_on_device,
