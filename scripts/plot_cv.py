@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Plots of the CV results: a heatmap per model and every fold's accuracy per grid point."""
+"""Plots of the CV results: a heatmap per model and every fold's value of the metric per grid point."""
 
 import argparse
 import sys
@@ -20,8 +20,8 @@ def main(argv=None):
     p.add_argument("--heatmap-axes", nargs=2, metavar=("ROWS", "COLUMNS"),
                    help="the heatmap's two grid axes (config plots.heatmap_axes; default: cvgrid.plots.heatmap_layout)")
     p.add_argument("--metric", choices=sorted(METRICS), required=True,
-                   help="statistics.metric: the heatmap's values (--heatmap; the fold plot shows accuracy, whose folds every metric's rank is beside)")
-    p.add_argument("--fold-plot", type=Path, help="every fold's accuracy per grid point to this file")
+                   help="statistics.metric: the heatmap's values and the fold plot's")
+    p.add_argument("--fold-plot", type=Path, help="every fold's value of the metric per grid point to this file")
     a = p.parse_args(argv)
     summary = pd.read_csv(a.summary, sep="\t")
     if a.heatmap:
@@ -31,7 +31,7 @@ def main(argv=None):
         except ValueError as error:
             sys.exit(f"error: {error}")
     if a.fold_plot:
-        plots.fold_accuracies(pd.read_csv(a.folds, sep="\t"), summary, a.fold_plot)
+        plots.fold_accuracies(pd.read_csv(a.folds, sep="\t"), summary, a.fold_plot, metric=a.metric)
 
 
 if __name__ == "__main__":
