@@ -202,7 +202,7 @@ start = time.monotonic()
 if figure == "heatmap":
     plots.heatmap(summary, "model_a", out, metric="accuracy")
 elif figure == "fold plot":
-    plots.fold_accuracies(folds, summary, out)
+    plots.fold_accuracies(folds, summary, out, metric="accuracy")
 else:
     plots.parallel_coordinates(summary, out, metric="accuracy")
 '''

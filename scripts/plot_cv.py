@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Plots of the CV results: a heatmap per model (on a sampled grid a scatter, one dot per grid point) and
-every fold's accuracy per grid point."""
+every fold's value of the metric per grid point."""
 
 import argparse
 import json
@@ -22,8 +22,8 @@ def main(argv=None):
     p.add_argument("--heatmap-axes", nargs=2, metavar=("ROWS", "COLUMNS"),
                    help="the heatmap's two grid axes (config plots.heatmap_axes; default: cvgrid.plots.heatmap_layout)")
     p.add_argument("--metric", choices=sorted(METRICS), required=True,
-                   help="statistics.metric: the heatmap's values (--heatmap; the fold plot shows accuracy, whose folds every metric's rank is beside)")
-    p.add_argument("--fold-plot", type=Path, help="every fold's accuracy per grid point to this file")
+                   help="statistics.metric: the heatmap's values and the fold plot's")
+    p.add_argument("--fold-plot", type=Path, help="every fold's value of the metric per grid point to this file")
     p.add_argument("--sampled-ranges", type=json.loads, default=None, metavar="JSON",
                    help="a sampled grid (grid.sample): its ranged axes as JSON {axis: {distribution: [low, high]}}; "
                         "its --heatmap is a scatter (cvgrid.plots.sampled_scatter)")
@@ -40,7 +40,7 @@ def main(argv=None):
         except ValueError as error:
             sys.exit(f"error: {error}")
     if a.fold_plot:
-        plots.fold_accuracies(pd.read_csv(a.folds, sep="\t"), summary, a.fold_plot)
+        plots.fold_accuracies(pd.read_csv(a.folds, sep="\t"), summary, a.fold_plot, metric=a.metric)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from conftest import REPO, tiny_config, write_config, write_image_folder
-from cvgrid.grid import AXES, ConfigError, grid_axes, grid_table, point_settings
+from cvgrid.grid import AXES, LATER_SETTINGS, ConfigError, grid_axes, grid_table, point_settings
 from cvgrid.plots import heatmap_layout
 
 SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
@@ -74,7 +74,35 @@ def test_settings_off_the_grid_come_from_training_and_axes_override_them():
     s = point_settings(config, point)
     assert (s["optimizer"], s["weight_decay"], s["seed"], s["batch_size"]) == ("adamw", 0.01, 1, 32)
     assert (s["rotation_degrees"], s["architecture"], s["model_options"], s["dropout"]) == (20.0, "model_a", {}, None)
-    assert set(s) >= set(AXES)
+    # every axis's setting, but a setting added later at the value earlier jobs trained with
+    assert set(s) >= set(AXES) - set(LATER_SETTINGS) and not set(s) & set(LATER_SETTINGS)
+
+
+def test_class_weights_at_their_default_leave_a_jobs_settings_as_they_were_and_are_an_axis_like_any_other():
+    """training.class_weights came after runs were published: at `none` a job's settings (the
+    train rule's params, sorted JSON) lack the key, so a finished run retrains nothing; as an axis
+    both values reach the jobs, and TrainSettings takes the missing key as none."""
+    from cvgrid.training import settings_from_json
+
+    config = validated(reference_config())
+    assert config["training"]["class_weights"] == "none"  # the schema's default
+    point = {"model": "model_a", "batch_size": 32, "learning_rate": 0.001, "augmentation": "none"}
+    plain = point_settings(config, point)
+    assert "class_weights" not in plain
+    assert settings_from_json(plain, repeat=0, fold=0).class_weights == "none"
+    # a config without the key (refit_best.py's --config leaves it out at its default): the same
+    del config["training"]["class_weights"]
+    assert point_settings(config, point) == plain
+    config = reference_config()
+    config["grid"]["class_weights"] = ["none", "balanced"]
+    config = validated(config)
+    assert grid_axes(config)[-1] == "class_weights" and len(grid_table(config)) == 36 * 2
+    balanced = point_settings(config, {**point, "class_weights": "balanced"})
+    assert balanced == {**plain, "class_weights": "balanced"}
+    assert point_settings(config, {**point, "class_weights": "none"}) == plain
+    config["grid"]["class_weights"] = ["inverse"]
+    with pytest.raises(WorkflowError, match="inverse"):
+        validated(config)
 
 
 def test_a_recipe_axis_compares_named_sets_of_settings_as_wholes():

@@ -62,7 +62,7 @@ def test_a_heatmap_within_its_limit_draws_every_panel_without_a_note(tmp_path):
 def test_the_fold_plot_of_a_big_grid_shows_its_best_points_and_says_how_many_are_left_out(tmp_path, monkeypatch):
     monkeypatch.setattr(plots, "MAX_FOLD_PLOT_POINTS", 6)
     folds, summary = grid_of_panels(10)
-    plots.fold_accuracies(folds, summary, tmp_path / "folds.svg")
+    plots.fold_accuracies(folds, summary, tmp_path / "folds.svg", metric="accuracy")
     svg = (tmp_path / "folds.svg").read_text()
     labels = [label for label in plots.point_labels(summary) if f"<!-- {label} -->" in svg]
     assert labels == list(plots.point_labels(summary.head(6)))  # the six best, nothing else
@@ -80,3 +80,22 @@ def test_parallel_coordinates_of_many_points_are_one_raster_image_inside_the_svg
     assert many.count("<image") == few.count("<image") + 1
     assert many.count("<path") < few.count("<path") - 10
     assert "mean accuracy (%)" in many  # labels stay text
+
+
+def test_the_fold_plot_shows_the_metric_of_the_statistics_each_fold_and_its_direction(tmp_path):
+    """statistics.metric reaches the fold plot: its axis names the metric and its units (and for
+    log-loss that lower is better), and the grid points are in the metric's order, best on top."""
+    folds, _ = grid_of_panels(2)
+    # log-loss ranks the points the other way round from accuracy here
+    folds = folds.assign(balanced_accuracy=folds["accuracy"] - 0.1, log_loss=folds["accuracy"])
+    for metric, label in (("balanced_accuracy", "test-fold balanced accuracy (%)  —  bar: mean"),
+                          ("log_loss", "test-fold log-loss (nats; lower is better)  —  bar: mean")):
+        summary = cv_summary(folds, metric=metric)
+        path = tmp_path / f"{metric}.svg"
+        plots.fold_accuracies(folds, summary, path, metric=metric)
+        svg = path.read_text()
+        assert f"<!-- {label} -->" in svg and "test-fold accuracy" not in svg
+        labels = list(plots.point_labels(summary))
+        # matplotlib draws the first category at the top, writing the tick labels top down
+        assert sorted(labels, key=lambda label: svg.index(f"<!-- {label} -->")) == labels
+    assert labels[0] == plots.point_labels(cv_summary(folds, metric="accuracy")).iloc[-1]

@@ -192,6 +192,61 @@ def test_a_checkpoint_of_the_same_job_is_resumed_and_one_of_another_job_ignored(
         assert fresh.resumed_from_epoch == 0 and fresh.test_loss == first.test_loss
 
 
+def test_balanced_class_weights_are_the_inverse_class_frequencies_of_the_training_part():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    from cvgrid.training import SettingsError, loss_class_weights
+
+    train = np.array([0] * 40 + [1] * 30 + [3] * 10)  # class 2 has no training image
+    weights = loss_class_weights("balanced", train, 4)
+    # n / (classes x n_class) over the classes trained on; the absent class weighs 1 (no image carries it)
+    assert weights.tolist() == pytest.approx([80 / (3 * 40), 80 / (3 * 30), 1.0, 80 / (3 * 10)])
+    assert weights[[0, 1, 3]].tolist() == pytest.approx(compute_class_weight("balanced", classes=np.array([0, 1, 3]), y=train))
+    assert loss_class_weights("none", train, 4) is None
+    with pytest.raises(SettingsError, match="class_weights 'inverse'"):
+        loss_class_weights("inverse", train, 4)
+
+
+def test_class_weights_make_the_validation_accuracy_the_weighted_one_and_leave_the_test_score_plain():
+    """Early stopping under class weights follows the weighted validation accuracy: a model that
+    gets the three common images right and the rare one wrong scores 3/4 plainly, and with the
+    rare class weighing 3 times as much, 3 / (3 + 3) = 1/2."""
+    from cvgrid.training import evaluate
+
+    class Fixed(torch.nn.Module):  # always class 0, whatever the image
+        def forward(self, x):
+            return torch.tensor([[5.0, 0.0]]).expand(len(x), 2)
+
+    data = torch.zeros(4, 3, 8, 8, dtype=torch.uint8)
+    labels = torch.tensor([0, 0, 0, 1])
+    common = dict(model=Fixed(), data=data, labels=labels, indices=torch.arange(4), device=CPU, precision="fp32",
+                  batch_size=4, transform=lambda batch, generator=None: batch.float())
+    plain_loss, plain, _ = evaluate(**common)
+    weighted_loss, weighted, _ = evaluate(**common, class_weights=torch.tensor([1.0, 3.0]))
+    assert (plain, weighted) == (pytest.approx(0.75), pytest.approx(0.5))
+    assert weighted_loss > plain_loss  # the rare image's large loss weighs 3 times
+
+
+def test_a_class_weighted_fit_trains_reproducibly_and_a_checkpoint_without_the_key_still_resumes(tiny, tmp_path):
+    images, labels, split = tiny
+    weighted = settings(class_weights="balanced")
+    first = fit(images, labels, split, 2, weighted, device=CPU, precision="fp32")
+    again = fit(images, labels, split, 2, weighted, device=CPU, precision="fp32")
+    pd.testing.assert_frame_equal(no_seconds(first.history), no_seconds(again.history))
+    assert first.test_accuracy == again.test_accuracy
+    # A checkpoint of a job written before class_weights existed (its settings lack the key) is
+    # the same job as one at class_weights none: it resumes instead of training again.
+    checkpoint = tmp_path / "job.pt"
+    plain = fit(images, labels, split, 2, settings(), device=CPU, precision=AUTO, checkpoint_path=checkpoint)
+    state = torch.load(checkpoint, weights_only=True)
+    assert "class_weights" not in state["settings"]  # what older checkpoints hold, too
+    resumed = fit(images, labels, split, 2, settings(), device=CPU, precision=AUTO, checkpoint_path=checkpoint)
+    assert resumed.resumed_from_epoch == plain.epochs_run
+    # and a class-weighted job does not take the plain one's checkpoint
+    other = fit(images, labels, split, 2, weighted, device=CPU, precision=AUTO, checkpoint_path=checkpoint)
+    assert other.resumed_from_epoch == 0
+
+
 # --- the batch transform -------------------------------------------------------------------
 
 

@@ -32,6 +32,7 @@ AXES: dict[str, type] = {
     "dropout": float,  # the model's dropout option; training.dropout null = the model's own
     "seed": int,  # the training seed: as an axis it measures training noise on the same folds
     "tta": str,  # test-time augmentation when scoring the test fold: none | shifts
+    "class_weights": str,  # none | balanced: the training loss weighs each class by its inverse frequency
 }
 REQUIRED_AXES = ("model", "batch_size", "learning_rate", "augmentation")
 TRAINING_SETTINGS = tuple(key for key in AXES if key not in (*REQUIRED_AXES, "recipe"))
@@ -39,6 +40,11 @@ TRAINING_SETTINGS = tuple(key for key in AXES if key not in (*REQUIRED_AXES, "re
 GRID_KEYS = list(REQUIRED_AXES)
 # What an augmentation policy sets (the schema fills in 0 for each key a policy leaves out).
 AUGMENTATION_KEYS = ("rotation_degrees", "shift_fraction", "zoom_fraction")
+# Settings added after runs were published, with the value every earlier job trained with: at
+# that value point_settings leaves them out, so that a finished job's params (the sorted JSON of
+# its settings) stay what they were and nothing retrains (cvgrid.training.TrainSettings has the
+# same defaults; its checkpoints leave them out too).
+LATER_SETTINGS = {"class_weights": "none"}
 # The key of `grid:` that turns it from a product of lists into points drawn from its axes
 # (cvgrid.sampling): {points, method, seed}.
 SAMPLE = "sample"
@@ -262,7 +268,8 @@ def point_settings(config: dict, point: dict) -> dict:
     keyword arguments of cvgrid.training.TrainSettings without repeat, fold and weights: the
     point's axes, every other training setting from its recipe (`recipes:`, if the grid has
     that axis) or else from `training:`, the augmentation policy's
-    numbers and the model's registry entry and options. `config` needs `training`,
+    numbers and the model's registry entry and options; a setting of LATER_SETTINGS at the value
+    every earlier job trained with is left out (without_later_defaults). `config` needs `training`,
     `augmentations`, `models` and `recipes` (refit_best.py gets just these). One function, so that a
     CV job and the refit of the same point train the same way."""
     training = config["training"]
@@ -272,13 +279,20 @@ def point_settings(config: dict, point: dict) -> dict:
     if "recipe" in point:
         recipe = (config.get("recipes") or {}).get(point["recipe"]) or {}
     for key in TRAINING_SETTINGS:
-        value = point[key] if key in point else recipe.get(key, training.get(key))
+        value = point[key] if key in point else recipe.get(key, training.get(key, LATER_SETTINGS.get(key)))
         settings[key] = None if value is None else AXES[key](value)
     settings["recipe"] = point.get("recipe")
+    settings = without_later_defaults(settings)
     settings.update(augmentation_policy(config["augmentations"], settings["augmentation"]))
     settings["architecture"] = architecture(config, settings["model"])
     settings["model_options"] = model_options(config, settings["model"])
     return settings
+
+
+def without_later_defaults(settings: dict) -> dict:
+    """`settings` without the LATER_SETTINGS that hold the value every earlier job trained with."""
+    return {key: value for key, value in settings.items()
+            if not (key in LATER_SETTINGS and value == LATER_SETTINGS[key])}
 
 
 def augmentation_policy(augmentations: dict, name: str) -> dict[str, float]:

@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from cvgrid.grid import axes_of  # noqa: E402
-from cvgrid.metrics import get_metric, summary_columns, to_score  # noqa: E402
+from cvgrid.metrics import better_word, get_metric, summary_columns, to_score  # noqa: E402
 
 
 def save_figure(fig, path, **kwargs) -> None:
@@ -140,21 +140,25 @@ def point_labels(table: pd.DataFrame) -> pd.Series:
 MAX_FOLD_PLOT_POINTS = 100
 
 
-def fold_accuracies(folds: pd.DataFrame, summary: pd.DataFrame, path) -> None:
-    """Every fold's accuracy per grid point (dots) and the mean (bar), best grid point on top;
-    the MAX_FOLD_PLOT_POINTS best grid points of a bigger grid."""
+def fold_accuracies(folds: pd.DataFrame, summary: pd.DataFrame, path, *, metric: str) -> None:
+    """Every fold's value of `metric` (statistics.metric; its column of cv_folds.tsv) per grid
+    point (dots) and the mean (bar), best grid point on top (cv_summary.tsv's order, by the
+    metric); the MAX_FOLD_PLOT_POINTS best grid points of a bigger grid."""
+    spec = get_metric(metric)
+    scale, unit = (100, "%") if spec.percent else (1, "nats")
     left_out = max(len(summary) - MAX_FOLD_PLOT_POINTS, 0)
     summary = summary.head(MAX_FOLD_PLOT_POINTS)  # cv_summary.tsv is ordered best first
     labels = point_labels(summary)
     order = list(labels)
     data = folds.merge(summary[axes_of(summary)].assign(point=labels))
-    data = data.assign(accuracy_pct=100 * data["accuracy"])
+    data = data.assign(value=scale * data[metric])
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.32 * len(order)))
-    sns.pointplot(data=data, y="point", x="accuracy_pct", order=order, errorbar=None, linestyle="none",
+    sns.pointplot(data=data, y="point", x="value", order=order, errorbar=None, linestyle="none",
                   markers="|", markersize=14, color="black", ax=ax)
-    sns.stripplot(data=data, y="point", x="accuracy_pct", order=order, hue="fold", palette="tab10",
+    sns.stripplot(data=data, y="point", x="value", order=order, hue="fold", palette="tab10",
                   size=5, jitter=0.15, ax=ax)
-    ax.set_xlabel("test-fold accuracy (%)  —  bar: mean")
+    lower = "" if spec.higher_is_better else f"; {better_word(metric)} is better"
+    ax.set_xlabel(f"test-fold {spec.label} ({unit}{lower})  —  bar: mean")
     ax.set_ylabel("")
     if left_out:
         ax.set_title(f"the {len(summary)} best grid points; {left_out} more are not shown (cv_folds.tsv has every fold)",

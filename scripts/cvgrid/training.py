@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cvgrid.curves import open_curves
+from cvgrid.grid import without_later_defaults
 from cvgrid.hardware import AUTOCAST_DTYPES
 from cvgrid.io import atomic_path
 from cvgrid.models import build_model, get_spec
@@ -56,6 +57,7 @@ class TrainSettings:
     warmup_epochs: int = 0  # linear warm-up (constant, cosine); onecycle's rising part
     dropout: float | None = None  # the model's dropout option; None = the model's default
     tta: str = "none"  # none | shifts: the test fold scored as the mean over the image and 4 shifts
+    class_weights: str = "none"  # none | balanced: each class's loss weighed by its inverse frequency
     recipe: str | None = None  # the name of the config's recipe these settings come from, if any
     architecture: str | None = None  # the registry entry that builds `model`; None = `model` itself
     model_options: dict = field(default_factory=dict)  # the config's models.<model>.options
@@ -99,11 +101,31 @@ def settings_from_json(values: dict, **extra) -> TrainSettings:
         raise SettingsError(f"training settings: {error}") from None
 
 
-RECIPE_KEYS = ("recipe", "optimizer", "weight_decay", "label_smoothing", "schedule", "warmup_epochs", "dropout", "tta")
+RECIPE_KEYS = ("recipe", "optimizer", "weight_decay", "label_smoothing", "schedule", "warmup_epochs", "dropout", "tta",
+               "class_weights")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "onecycle")
 TTA_MODES = ("none", "shifts")
+CLASS_WEIGHTS = ("none", "balanced")
 TTA_SHIFT_FRACTION = 0.05  # tta shifts: by 5 % of the width, left, right, up and down
+
+
+def loss_class_weights(mode: str, train_labels: np.ndarray, num_classes: int) -> np.ndarray | None:
+    """The training loss's weight of each class (label 0..num_classes-1): None for `none` (plain
+    cross-entropy, the reference); for `balanced` the inverse of each class's frequency in the
+    fold's training part, n / (classes x n_class) (scikit-learn's compute_class_weight), so that
+    every class weighs as much in the loss as any other, however rare. A class without training
+    images gets 1 (no training image carries it; it only weighs its validation images)."""
+    if mode == "none":
+        return None
+    if mode != "balanced":
+        raise SettingsError(f"class_weights {mode!r} is not one of {CLASS_WEIGHTS}")
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(train_labels)
+    weights = np.ones(num_classes)
+    weights[present] = compute_class_weight("balanced", classes=present, y=train_labels)
+    return weights
 
 
 def make_optimizer(settings: TrainSettings, parameters):
@@ -215,9 +237,12 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision])
 
 
-def evaluate(model, *, data, labels, indices, transform, device, precision, batch_size, tta: str = "none"):
+def evaluate(model, *, data, labels, indices, transform, device, precision, batch_size, tta: str = "none",
+             class_weights: torch.Tensor | None = None):
     """Mean loss, accuracy and per-sample softmax probabilities on `indices`; with tta
-    "shifts" each probability is the mean over the image and its shifted_views."""
+    "shifts" each probability is the mean over the image and its shifted_views. With
+    `class_weights` (one per class) the loss and the accuracy are means weighted by the class of
+    each image, as the training loss is (for early stopping under training.class_weights)."""
     model.eval()
     probabilities = []
     with torch.inference_mode():
@@ -233,17 +258,24 @@ def evaluate(model, *, data, labels, indices, transform, device, precision, batc
             probabilities.append(probs / len(views))
     probs = torch.cat(probabilities)
     truth = labels[indices]
-    loss = F.nll_loss(torch.log(probs.clamp_min(1e-12)), truth).item()
-    accuracy = (probs.argmax(1) == truth).float().mean().item()
+    loss = F.nll_loss(torch.log(probs.clamp_min(1e-12)), truth, weight=class_weights).item()
+    correct = (probs.argmax(1) == truth).float()
+    if class_weights is None:
+        accuracy = correct.mean().item()
+    else:
+        weight = class_weights[truth]
+        accuracy = ((weight * correct).sum() / weight.sum()).item()
     return loss, accuracy, probs
 
 
-def train_step(model, x, y, *, optimizer, scheduler, scaler, device, precision, label_smoothing=0.0):
+def train_step(model, x, y, *, optimizer, scheduler, scaler, device, precision, label_smoothing=0.0,
+               class_weights=None):
     """One optimizer step on the batch (x, y), then one step of the learning-rate schedule (if
-    any); returns the loss and the logits (not synced)."""
+    any); returns the loss and the logits (not synced). `class_weights`: cross-entropy's weight
+    of each class (its mean weighted by the class of each image), or None."""
     with autocast(device, precision):
         logits = model(x)
-    loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+    loss = F.cross_entropy(logits.float(), y, weight=class_weights, label_smoothing=label_smoothing)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.step(optimizer)
@@ -259,14 +291,15 @@ class FitStopped(Exception):
 
 
 def train_epoch(model, *, optimizer, scheduler, scaler, data, labels, order, transform, augment_generator,
-                settings, device, precision, stop: threading.Event | None = None):
+                settings, device, precision, stop: threading.Event | None = None, class_weights=None):
     """One pass over `order` in mini-batches (augmented with `augment_generator`'s draws if the
-    settings augment). Returns (mean loss, accuracy, seconds). Raises FitStopped before a batch
+    settings augment). Returns (mean loss, accuracy, seconds); with `class_weights` the accuracy
+    is weighted by the class of each image, as the loss is. Raises FitStopped before a batch
     once `stop` is set."""
     model.train()
     started = time.perf_counter()
     loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
+    correct = torch.zeros((), device=device, dtype=torch.long if class_weights is None else torch.float32)
     augment_generator = augment_generator if settings.augments else None
     for start in range(0, len(order), settings.batch_size):
         if stop is not None and stop.is_set():
@@ -274,12 +307,15 @@ def train_epoch(model, *, optimizer, scheduler, scaler, data, labels, order, tra
         idx = order[start : start + settings.batch_size]
         x, y = transform(data[idx], augment_generator), labels[idx]
         loss, logits = train_step(model, x, y, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                                  device=device, precision=precision, label_smoothing=settings.label_smoothing)
+                                  device=device, precision=precision, label_smoothing=settings.label_smoothing,
+                                  class_weights=class_weights)
         # Accumulate on the device: no host sync inside the loop.
         loss_sum += loss.detach() * len(idx)
-        correct += (logits.argmax(1) == y).sum()
+        hits = logits.argmax(1) == y
+        correct += hits.sum() if class_weights is None else (class_weights[y] * hits).sum()
     n = len(order)
-    mean_loss, accuracy = loss_sum.item() / n, correct.item() / n
+    total = n if class_weights is None else class_weights[labels[order]].sum().item()
+    mean_loss, accuracy = loss_sum.item() / n, correct.item() / total
     return mean_loss, accuracy, time.perf_counter() - started
 
 
@@ -466,10 +502,16 @@ def load_checkpoint(path: Path, settings: TrainSettings, precision: str) -> dict
         ) from error
     if not isinstance(checkpoint, dict) or "settings" not in checkpoint:
         raise CheckpointError(f"{path} is not a training checkpoint; delete it to start this fold afresh")
-    if checkpoint["settings"] != asdict(settings) or checkpoint.get("precision") != precision:
+    if checkpoint["settings"] != checkpoint_settings(settings) or checkpoint.get("precision") != precision:
         log.warning("ignoring checkpoint %s: it was written for other settings", path)
         return None
     return checkpoint
+
+
+def checkpoint_settings(settings: TrainSettings) -> dict:
+    """The settings a checkpoint records and is matched by: those of a checkpoint written before
+    a setting of cvgrid.grid.LATER_SETTINGS existed lack it, and still resume a job at its default."""
+    return without_later_defaults(asdict(settings))
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -527,7 +569,7 @@ class CheckpointSaver:
         if self.path is None:
             return
         self.unsaved = _cpu_copy({
-            "settings": asdict(self.settings), "precision": self.precision, "model": self.model.state_dict(),
+            "settings": checkpoint_settings(self.settings), "precision": self.precision, "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
             "rng": self.random.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
@@ -607,10 +649,19 @@ def fit(
     stopping restores them; the initial weights if the first epoch diverged).
     `diverged_epoch` of the result names the epoch.
 
+    Class weights (settings.class_weights balanced, loss_class_weights): the training loss
+    weighs each class by its inverse frequency in split["train"], and early stopping follows the
+    validation loss and accuracy weighted the same way (history.tsv's losses and accuracies are
+    then the weighted ones); the test fold is scored unweighted, as every other fold is.
+
     Curves (with `curves_dir`, training.tensorboard): each finished epoch's history row also
     goes to TensorBoard event files there (cvgrid.curves), closed when the fit ends."""
     if settings.tta not in TTA_MODES:
         raise SettingsError(f"tta {settings.tta!r} is not one of {TTA_MODES}")
+    weights = loss_class_weights(settings.class_weights, np.asarray(labels)[split["train"]], num_classes)
+    if weights is not None:
+        log.info("class weights (%s, from the class counts of the %d training images): %s", settings.class_weights,
+                 len(split["train"]), " ".join(f"{w:.4g}" for w in weights))
     started = time.perf_counter()
     spec = get_spec(settings.builder)
     with _GLOBAL_RNG_LOCK:
@@ -623,12 +674,12 @@ def fit(
         return _fit(model, spec.input_size, images, labels, split, num_classes, settings, random=random,
                     device=device, precision=precision, checkpoint_path=checkpoint_path,
                     checkpoint_seconds=checkpoint_seconds, curves_dir=curves_dir, data_on_device=data_on_device,
-                    stop=stop, started=started)
+                    stop=stop, started=started, weights=weights)
 
 
 def _fit(model, input_size, images, labels, split, num_classes, settings, *, random, device, precision,
-         checkpoint_path, checkpoint_seconds, curves_dir, data_on_device, stop, started) -> FoldResult:
-    """fit, once the model is built with its random streams."""
+         checkpoint_path, checkpoint_seconds, curves_dir, data_on_device, stop, started, weights) -> FoldResult:
+    """fit, once the model is built with its random streams (`weights`: loss_class_weights')."""
     model = model.to(device, memory_format=torch.channels_last)
     optimizer = make_optimizer(settings, model.parameters())
     scheduler = make_scheduler(settings, optimizer, steps_per_epoch=math.ceil(len(split["train"]) / settings.batch_size))
@@ -637,6 +688,7 @@ def _fit(model, input_size, images, labels, split, num_classes, settings, *, ran
 
     data = place_images(images, device, data_on_device) if isinstance(images, np.ndarray) else images
     labels_t = torch.from_numpy(np.array(labels, dtype=np.int64)).to(device)
+    class_weights = None if weights is None else torch.tensor(weights, dtype=torch.float32, device=device)
     train_idx, val_idx, test_idx = (torch.from_numpy(split[r]).to(device) for r in ("train", "validation", "test"))
 
     progress = Progress()
@@ -657,7 +709,7 @@ def _fit(model, input_size, images, labels, split, num_classes, settings, *, ran
             train_loss, train_accuracy, seconds = train_epoch(
                 model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, data=data, labels=labels_t,
                 order=order, transform=transform, augment_generator=random.augment, settings=settings,
-                device=device, precision=precision, stop=stop,
+                device=device, precision=precision, stop=stop, class_weights=class_weights,
             )
             if not math.isfinite(train_loss):
                 # A result, not a crash: the fold is scored with the best weights before this epoch.
@@ -666,9 +718,11 @@ def _fit(model, input_size, images, labels, split, num_classes, settings, *, ran
                             "before it (epoch %d)", train_loss, epoch, settings.label(), progress.best_epoch)
                 saver.after_epoch()  # a retry must not train this fold again
                 break
+            # Early stopping follows the objective trained: with class weights, the weighted
+            # validation accuracy (with balanced ones about the validation part's balanced accuracy).
             val_loss, val_accuracy, _ = evaluate(
                 model, data=data, labels=labels_t, indices=val_idx, transform=transform, device=device,
-                precision=precision, batch_size=settings.eval_batch_size,
+                precision=precision, batch_size=settings.eval_batch_size, class_weights=class_weights,
             )
             row = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
                    "val_loss": val_loss, "val_accuracy": val_accuracy, "seconds": seconds}

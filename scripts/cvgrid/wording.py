@@ -28,7 +28,8 @@ MAX_LISTED = 5
 _FACTOR_NAMES = {"augmentation": "augmentation", "batch_size": "batch size",
                  "learning_rate": "learning rate", "model": "model", "weight_decay": "weight decay",
                  "label_smoothing": "label smoothing", "warmup_epochs": "warm-up epochs",
-                 "max_epochs": "max epochs", "seed": "training seed", "tta": "test-time augmentation"}
+                 "max_epochs": "max epochs", "seed": "training seed", "tta": "test-time augmentation",
+                 "class_weights": "class weights"}
 
 
 def _fmt_value(v) -> str:

@@ -15,7 +15,7 @@ SCRIPTS = str(Path(workflow.basedir).parent / "scripts")
 sys.path.insert(0, SCRIPTS)
 from cvgrid.grid import (  # noqa: E402
     AXES, ConfigError, architecture, fold_keys, grid_axes, grid_table, job_unit, listed_grid, point_settings,
-    sample_note, sampled_ranges,
+    sample_note, sampled_ranges, without_later_defaults,
 )
 from cvgrid.io import write_json  # noqa: E402
 from cvgrid.plan import folder_record, plan_weights, record_folder  # noqa: E402
@@ -265,8 +265,10 @@ RUN_ONLY_TRAINING_KEYS = ("threads", "device", "checkpoint_seconds", "folds_per_
 
 def refit_config_json():
     """refit_best.py's --config: what point_settings needs besides the best point's axes, as
-    sorted JSON without RUN_ONLY_TRAINING_KEYS."""
-    training = {key: value for key, value in config["training"].items() if key not in RUN_ONLY_TRAINING_KEYS}
+    sorted JSON without RUN_ONLY_TRAINING_KEYS, nor a setting added later at its old value
+    (cvgrid.grid.LATER_SETTINGS: a finished refit's params stay what they were)."""
+    training = without_later_defaults(
+        {key: value for key, value in config["training"].items() if key not in RUN_ONLY_TRAINING_KEYS})
     sections = {key: config[key] for key in ("augmentations", "models", "recipes")}
     return json.dumps({"training": training, **sections}, sort_keys=True)
 

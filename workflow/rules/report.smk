@@ -80,7 +80,8 @@ rule plot_fold_accuracies:
             "results/plots/fold_accuracies.svg",
             caption="../report/fold_accuracies.rst",
             category="3. Statistics",
-            labels={"item": "every fold's accuracy"},
+            # the metric of the statistics (statistics.metric), whose folds the plot shows
+            labels={"item": "every fold's " + config["statistics"]["metric"].replace("_", " ")},
         ),
     log:
         "logs/plot_fold_accuracies.log",
