@@ -384,6 +384,31 @@ def points_to_repeat(comparisons: pd.DataFrame, repeats_done: int, max_repeats: 
     return decidable | (comparisons["is_best"].astype(bool) & model_repeats)
 
 
+def repeat_round(jobs: dict, axes, thresholds: stats.Thresholds, repeats_done: int, max_repeats: int) -> pd.DataFrame:
+    """One round of cv.decide (rules/decide.smk): which of the points in play get repeat
+    `repeats_done`. `jobs` maps each metrics.json of the points in play (every one of them has
+    repeats 0 .. repeats_done - 1, so the comparisons are paired on all of them) to its grid
+    point's folder pattern (model~.../batch_size~...). Returns :func:`cvgrid.stats.compare_to_best`
+    (per model, as the verdicts) with ``point`` (the folder pattern), ``repeats_done`` and
+    ``gets_repeat`` (:func:`points_to_repeat`) added."""
+    from cvgrid.summary import fold_table, read_metrics  # the gather's reading, checked the same way
+
+    folds = fold_table(list(jobs), axes)
+    repeats = folds.groupby(list(axes))["repeat"].nunique()
+    if (repeats != repeats_done).any() or folds["repeat"].max() != repeats_done - 1:
+        raise DecisionError(f"cv.decide's round for repeat {repeats_done} needs repeats 0 .. {repeats_done - 1}"
+                            f" of every point in play; the jobs have {sorted(folds['repeat'].unique())}")
+    point_of = {}
+    for path, point in jobs.items():
+        config = read_metrics(path)["config"]
+        point_of[tuple(config[axis] for axis in axes)] = point
+    comparisons = stats.compare_to_best(folds, thresholds, keys=list(axes))
+    comparisons.insert(len(axes), "point", [point_of[tuple(row)] for row in comparisons[list(axes)].itertuples(index=False)])
+    comparisons["repeats_done"] = repeats_done
+    comparisons["gets_repeat"] = points_to_repeat(comparisons, repeats_done, max_repeats)
+    return comparisons
+
+
 def _scores(scores) -> np.ndarray:
     scores = np.asarray(scores, dtype=float)
     if scores.ndim != 2 or scores.size == 0:

@@ -3,7 +3,8 @@ rule list_train_jobs:
     # read their inputs from this file: a big grid's paths do not fit on a command line
     # (Snakemake hands the whole command to bash as one argument of at most 128 KiB).
     input:
-        lambda w: train_outputs("metrics.json", root=w.root),
+        # The configured repeats of every point, then cv.decide's added ones (rules/decide.smk).
+        lambda w: train_outputs("metrics.json", root=w.root) + decided_outputs(w.root),
     output:
         "{root}/train_jobs.txt",
     log:
