@@ -212,3 +212,33 @@ def test_folds_per_job_of_one_repeat_stays_one_repeat_with_decide():
     assert job_unit(config) == "repeat"
     assert decide_max_repeats({"cv": {"repeats": 1}}) is None
     assert fold_keys(config) == [(0, f) for f in range(5)]
+
+
+@pytest.mark.real_data
+def test_the_study_overlay_adds_ten_jobs_to_the_published_first_repeat(real_data_dir, tmp_path):
+    """config/study-decide.yaml on a working directory restored from docs/study (its README's
+    command): none of the 90 published stratified jobs is trained again, and round 1 gives
+    repeat 1 to the best, (64, 0.0004, affine), and to the one undecided point that 3 repeats
+    could decide on the published verdicts, (128, 0.001, none): 10 training jobs."""
+    import subprocess
+    import sys
+
+    configs = [str(REPO / "config" / "study.yaml"), str(REPO / "config" / "study-decide.yaml")]
+    extra = ["--config", f"data_dir={real_data_dir}"]
+    work = tmp_path / "study"
+    work.mkdir()
+    run_snakemake(work, configs[0], "--configfile", *configs, *extra, "--cores", "1", "results/data/folds.tsv")
+    subprocess.run([sys.executable, str(REPO / "scripts" / "publish_study.py"), "restore", "--workdir", str(work)],
+                   check=True, capture_output=True, cwd=REPO)
+    before = run_snakemake(work, configs[0], "--configfile", *configs, *extra, "-n")
+    counts = job_counts(before.stdout + before.stderr)
+    assert "train" not in counts and counts["decide_repeat"] == 1  # the published jobs are repeat 0
+
+    run_snakemake(work, configs[0], "--configfile", *configs, *extra, "--cores", "1", "results/decide/repeat~1.tsv")
+    result = run_snakemake(work, configs[0], "--configfile", *configs, *extra, "-n")
+    output = result.stdout + result.stderr
+    assert job_counts(output)["train"] == 10
+    points = {re.search(r"results/train/(.*?)/repeat~1/fold~\d/metrics.json", line)[1] for line in planned(output, "train")}
+    assert points == {"model~model_a/batch_size~64/learning_rate~0.0004/augmentation~affine",
+                      "model~model_a/batch_size~128/learning_rate~0.001/augmentation~none"}
+    assert "results/compare" not in output  # compare_groups: none
