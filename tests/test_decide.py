@@ -242,3 +242,85 @@ def test_the_study_overlay_adds_ten_jobs_to_the_published_first_repeat(real_data
     assert points == {"model~model_a/batch_size~64/learning_rate~0.0004/augmentation~affine",
                       "model~model_a/batch_size~128/learning_rate~0.001/augmentation~none"}
     assert "results/compare" not in output  # compare_groups: none
+
+
+# ---------------------------------------------------------------------------
+# Statistics on points with different numbers of repeats (what cv.decide leaves)
+# ---------------------------------------------------------------------------
+
+THRESHOLDS = stats.Thresholds(rope=0.005, probability=0.95, alpha=0.05, metric="accuracy")
+
+
+def mixed_folds() -> pd.DataFrame:
+    """Model A after two rounds: P (the best) and Q with 3 repeats of 5 folds, R with its first
+    repeat only. R's first repeat is above P's mean over 3 repeats, but below P's first repeat."""
+    per_point = {
+        0.001: [0.97, 0.95, 0.96, 0.98, 0.99] + [0.95, 0.94, 0.96, 0.95, 0.95] * 2,  # P: repeat 0 mean 0.97
+        0.0004: [0.93, 0.92, 0.95, 0.94, 0.96] + [0.92, 0.91, 0.93, 0.92, 0.92] * 2,  # Q
+        0.0001: [0.96, 0.95, 0.96, 0.96, 0.97],  # R: mean 0.96 > P's 0.958
+    }
+    rows = [{"model": "A", "batch_size": 16, "learning_rate": lr, "augmentation": "none", "repeat": i // 5,
+             "fold": i % 5, "accuracy": acc, "n_train": 80, "n_validation": 0, "n_test": 20}
+            for lr, accs in per_point.items() for i, acc in enumerate(accs)]
+    return pd.DataFrame(rows)
+
+
+def test_the_best_is_the_best_of_the_points_with_the_most_repeats_and_each_comparison_uses_the_shared_pairs():
+    from cvgrid.summary import point_summary
+
+    folds = mixed_folds()
+    summary = point_summary(folds, metric="accuracy")
+    assert list(summary["learning_rate"]) == [0.001, 0.0004, 0.0001]  # R's higher mean is over other folds
+    table = stats.compare_to_best(folds, THRESHOLDS).set_index("learning_rate")
+    assert table.loc[0.001, "is_best"] and table.loc[0.001, "k"] == 15
+    assert table.loc[0.0004, "k"] == 15 and table.loc[0.0001, "k"] == 5
+    # R against P on repeat 0 only: 0.96 - 0.97
+    assert table.loc[0.0001, "mean_diff"] == pytest.approx(-0.01)
+    assert table.loc[0.0004, "mean_diff"] == pytest.approx(np.mean(np.array(mixed_folds().query(
+        "learning_rate == 0.0004")["accuracy"]) - np.array(mixed_folds().query("learning_rate == 0.001")["accuracy"])))
+
+
+def test_pairs_missing_other_than_whole_repeats_at_the_end_are_refused():
+    folds = mixed_folds()
+    gap = folds[~((folds["learning_rate"] == 0.0004) & (folds["repeat"] == 1))]  # repeat 1 missing, 2 there
+    with pytest.raises(ValueError, match="whole repeats at the end"):
+        stats.compare_to_best(gap, THRESHOLDS)
+    with pytest.raises(ValueError, match="same folds"):
+        stats.compare_to_best(folds.drop(index=3), THRESHOLDS)  # a fold of a repeat
+
+
+def test_the_choice_runs_on_the_pairs_every_point_has():
+    """Contenders, the decision, the selection correction and the factor effects see every point
+    on repeat 0 (the pairs all have); the verdicts use every pair two points share."""
+    from cvgrid.analysis import analyse
+    from cvgrid.summary import cv_summary
+
+    folds = mixed_folds().assign(epochs_run=10, best_epoch=5, seconds=1.0, n_validation=8)
+    shared = stats.shared_pairs(folds)
+    assert set(shared["repeat"]) == {0} and len(shared) == 15
+    assert len(stats.shared_pairs(folds[folds["learning_rate"] != 0.0001])) == 30  # all have 3 repeats
+    summary = cv_summary(folds, metric="accuracy")
+    analysis = analyse(folds, summary, THRESHOLDS)
+    selected = analysis.tables["selected"].iloc[0]
+    assert selected["folds"] == 5 and selected["learning_rate"] == 0.001 and selected["candidates"] == 3
+    contenders = analysis.tables["contenders"]
+    assert set(contenders["learning_rate"]) >= {0.001} and (contenders["gap"] <= 0).all()
+    assert analysis.tables["decision"].iloc[0]["learning_rate"] == 0.001
+    assert (analysis.tables["compare_to_best"]["k"].tolist()) == [15, 15, 5]
+    noise = analysis.tables["repeat_noise"].set_index("learning_rate")
+    assert noise.loc[0.001, "n_repeats"] == 3 and noise.loc[0.0001, "n_repeats"] == 1
+
+
+def test_bbc_cv_bootstraps_the_repeats_every_point_has():
+    from cvgrid.decision import decide
+
+    folds = mixed_folds()
+    rows = []
+    for (lr, repeat, fold), part in folds.groupby(["learning_rate", "repeat", "fold"]):
+        correct = round(part["accuracy"].iloc[0] * 20)
+        samples = [s for s in range(100) if (s + repeat) % 5 == fold]  # repeat r's own fold assignment
+        rows += [{"model": "A", "batch_size": 16, "learning_rate": lr, "augmentation": "none", "repeat": repeat,
+                  "fold": fold, "sample": s, "correct": i < correct} for i, s in enumerate(samples)]
+    result = decide(folds, pd.DataFrame(rows), None, "best", rope=0.005, probability=0.95, model="A", bags=50)
+    assert result["point"]["learning_rate"] == 0.001 and result["candidates"] == 3
+    assert result["raw"] == pytest.approx(0.97)  # P's mean on repeat 0, the pairs all three have

@@ -277,6 +277,10 @@ def decide(folds: pd.DataFrame, predictions: pd.DataFrame, point_costs: pd.DataF
         predictions = predictions[predictions["model"] == model]
         if folds.empty:
             raise DecisionError(f"the fold table has no grid point of the model {model!r}")
+    # The bootstrap pairs every point sample by sample: on the repeats every point has (cv.decide
+    # adds repeats to some), as the contenders and the selection correction (cvgrid.analysis).
+    folds = stats.shared_pairs(folds, keys)
+    predictions = predictions[predictions["repeat"].isin(folds["repeat"].unique())]
     wide = folds.pivot_table(index=keys, columns=["repeat", "fold"], values="accuracy").sort_index()
     points, correct, fold = correctness(predictions, keys)
     if not wide.index.to_frame(index=False).equals(points.astype(wide.index.to_frame(index=False).dtypes)):

@@ -10,8 +10,10 @@ ADDED_REPEATS = range(config["cv"]["repeats"], MAX_REPEATS or 0)
 
 
 def folds_file(wildcards):
-    """The training rule's fold table: folds.tsv for the configured repeats, an added repeat's own file."""
-    if int(wildcards.repeat) < config["cv"]["repeats"]:
+    """The training rule's fold table: folds.tsv for the configured repeats (and for a job of
+    every repeat, training.folds_per_job: all, which has no repeat wildcard), an added repeat's
+    own file."""
+    if "repeat" not in wildcards.keys() or int(wildcards.repeat) < config["cv"]["repeats"]:
         return f"{wildcards.root}/data/folds.tsv"
     return f"{wildcards.root}/data/folds_repeat~{wildcards.repeat}.tsv"
 
