@@ -324,3 +324,48 @@ def test_bbc_cv_bootstraps_the_repeats_every_point_has():
     result = decide(folds, pd.DataFrame(rows), None, "best", rope=0.005, probability=0.95, model="A", bags=50)
     assert result["point"]["learning_rate"] == 0.001 and result["candidates"] == 3
     assert result["raw"] == pytest.approx(0.97)  # P's mean on repeat 0, the pairs all three have
+
+
+def test_the_summary_says_which_points_got_repeats_what_changed_and_what_it_cost():
+    from cvgrid.wording import decide_paragraph
+
+    def round_table(repeats_done, verdicts, gets):
+        return pd.DataFrame({"model": "model_a", "batch_size": 16, "learning_rate": list(verdicts),
+                             "augmentation": "none", "verdict": list(verdicts.values()),
+                             "repeats_done": repeats_done, "gets_repeat": gets})
+
+    first = round_table(1, {0.001: "best", 0.0004: "undecided", 0.0002: "undecided", 0.0001: "worse"},
+                        [True, True, False, False])
+    second = round_table(2, {0.001: "best", 0.0004: "worse"}, [False, False])
+    final = first.assign(verdict=["best", "worse", "undecided", "worse"])
+    text = decide_paragraph([first, second], final, folds=5)
+    assert "a 2nd repeat to 2 points (model_a, batch size 16, learning rate 0.001, augmentation none; " in text
+    assert "then no point was left that more repeats could decide" in text
+    assert "learning rate 0.0004, augmentation none: *undecided* → *worse*" in text
+    assert "0.0002" not in text.split("Verdicts changed")[1]  # unchanged verdicts are not listed
+    assert "This cost 10 training jobs, against 20 for giving the whole grid of 4 points the same 1 repeat" in text
+    assert decide_paragraph([], final, folds=5) is None
+    nothing = decide_paragraph([first.assign(gets_repeat=False)], final, folds=5)
+    assert "none was added" in nothing
+
+
+def test_a_small_real_run_with_decide_goes_end_to_end(tmp_path):
+    """Real training (tiny images, 2 epochs), the rounds, the statistics and the summary: the job
+    list holds repeat 0 of every point plus what each round gave, and a second run has nothing to do."""
+    data = write_image_folder(tmp_path / "images", n_classes=3, per_class=20, size=(40, 40))
+    config = tiny_config(data, cv={"folds": 3, "validation_fraction": 0.2, "decide": {"max_repeats": 2}},
+                         training={"patience": 1})
+    configfile = write_config(tmp_path / "config.yaml", config)
+    work = tmp_path / "work"
+    work.mkdir()
+    run_snakemake(work, configfile, "--cores", "2", "results/stats/summary.html", timeout=1500)
+    rounds = pd.read_csv(work / "results" / "decide" / "repeat~1.tsv", sep="\t")
+    assert len(rounds) == 2 and (rounds["k"] == 3).all()
+    listed = (work / "results" / "train_jobs.txt").read_text().splitlines()
+    assert len(listed) == 2 * 3 + int(rounds["gets_repeat"].sum()) * 3
+    summary = (work / "results" / "stats" / "summary.html").read_text()
+    assert "Repeats only where they decide" in summary
+    folds = pd.read_csv(work / "results" / "cv_folds.tsv", sep="\t")
+    assert len(folds) == len(listed)
+    again = run_snakemake(work, configfile, "-n", "results/stats/summary.html")
+    assert "Nothing to be done" in again.stdout + again.stderr

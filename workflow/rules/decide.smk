@@ -60,6 +60,16 @@ def decided_outputs(root, name="metrics.json"):
     return outputs
 
 
+def decide_rounds(root):
+    """The rounds' tables, in order, up to the first that repeats no point (none without cv.decide)."""
+    tables = []
+    for repeat in ADDED_REPEATS:
+        tables.append(checkpoints.decide_repeat.get(root=root, repeat=repeat).output.table)
+        if not decided_points(root, repeat):
+            break
+    return tables
+
+
 rule make_repeat_folds:
     # An added repeat's fold assignment: repeat r of cvgrid.folds.repeat_folds(seed, r), the one a
     # folds.tsv of cv.repeats: r + 1 holds (tests/test_decide.py checks it).

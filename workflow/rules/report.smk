@@ -149,6 +149,7 @@ rule cv_statistics:
         summary="results/cv_summary.tsv",
         model_costs="results/stats/model_costs.tsv",
         expectations=expand("results/stats/expectation/{model}.json", model=config["grid"]["model"]),
+        decide=lambda w: decide_rounds("results"),  # cv.decide's rounds (rules/decide.smk), or none
     output:
         summary=report(
             "results/stats/summary.html",
@@ -240,7 +241,7 @@ rule cv_statistics:
         " --contender-probability {params.statistics[contender_probability]}"
         " --model-costs {input.model_costs:q} --expectations {input.expectations:q}"
         " --choose {params.final[choose]:q} --cost {params.final[cost]:q}"
-        " --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        " --decide-rounds {input.decide:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
 rule plot_diagnostics:
