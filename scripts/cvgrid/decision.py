@@ -413,6 +413,18 @@ def repeat_round(jobs: dict, axes, thresholds: stats.Thresholds, repeats_done: i
     return comparisons
 
 
+def write_round(jobs: dict, axes, statistics: dict, repeats_done: int, max_repeats: int, table_path, log_path) -> None:
+    """Checkpoint decide_repeat (rules/decide.smk): :func:`repeat_round` at the config's
+    ``statistics`` thresholds into `table_path`, and the points that get the repeat into `log_path`."""
+    from cvgrid.io import write_tsv
+
+    table = repeat_round(jobs, axes, stats.Thresholds.from_config(statistics), repeats_done, max_repeats)
+    write_tsv(table, table_path)
+    chosen = table.loc[table["gets_repeat"], "point"]
+    Path(log_path).write_text(f"repeat {repeats_done}: {len(chosen)} of {len(table)} points in play get it"
+                              + "".join(f"\n  {point}" for point in chosen) + "\n")
+
+
 def _scores(scores) -> np.ndarray:
     scores = np.asarray(scores, dtype=float)
     if scores.ndim != 2 or scores.size == 0:

@@ -504,6 +504,9 @@ def compare_to_best(folds: pd.DataFrame, thresholds: Thresholds, *, by_model: bo
     resampled t-test, Holm-adjusted over the group, beside it (``significantly_worse``:
     ``p_holm < thresholds.alpha``). ``repeats_needed`` says how many repeats of the k-fold CV would decide an
     undecided comparison if its mean difference and SD stayed as observed (NaN: none would).
+    Where cv.decide gave points different numbers of repeats, the best is the best of the points
+    with the most (:func:`cvgrid.summary.point_summary` says why), it has every pair, and each
+    comparison is paired on the pairs both points have: ``k`` per row says how many.
 
     The comparison is of ``thresholds.metric``'s score (higher is better, cvgrid.metrics), so
     ``mean_diff`` and the ROPE are in the metric's units and negative is worse, also for
