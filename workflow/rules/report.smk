@@ -241,7 +241,9 @@ rule cv_statistics:
         " --contender-probability {params.statistics[contender_probability]}"
         " --model-costs {input.model_costs:q} --expectations {input.expectations:q}"
         " --choose {params.final[choose]:q} --cost {params.final[cost]:q}"
-        " --decide-rounds {input.decide:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        # Only with cv.decide: without it the command is as before (its text changed reruns the step).
+        + (" --decide-rounds {input.decide:q}" if MAX_REPEATS else "")
+        + " --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
 rule plot_diagnostics:
