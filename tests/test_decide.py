@@ -345,8 +345,13 @@ def test_the_summary_says_which_points_got_repeats_what_changed_and_what_it_cost
     assert "0.0002" not in text.split("Verdicts changed")[1]  # unchanged verdicts are not listed
     assert "This cost 10 training jobs, against 20 for giving the whole grid of 4 points the same 1 repeat" in text
     assert decide_paragraph([], final, folds=5) is None
+    assert "The best changed" not in text
     nothing = decide_paragraph([first.assign(gets_repeat=False)], final, folds=5)
     assert "none was added" in nothing
+    swapped = final.assign(verdict=["undecided", "best", "undecided", "worse"])
+    assert ("The best changed (model_a: batch size 16, learning rate 0.0004, augmentation none after the added "
+            "repeats, batch size 16, learning rate 0.001, augmentation none on the first)") in decide_paragraph(
+        [first, second], swapped, folds=5)
 
 
 def test_a_small_real_run_with_decide_goes_end_to_end(tmp_path):

@@ -461,6 +461,15 @@ def decide_paragraph(rounds: Sequence[pd.DataFrame], final: pd.DataFrame, folds:
                              for _, r in changed.head(max_listed).iterrows())
                    + (f"; and {len(changed) - max_listed} more" if len(changed) > max_listed else "")
                    if len(changed) else "none")
+    # The choice (contenders, decision.tsv, selected.tsv, BBC-CV) runs on the repeats every point
+    # has, where the first round's best is best: say so where the added repeats made another best.
+    firsts, finals = (table[table["verdict"] == "best"].set_index("model") for table in (rounds[0], final))
+    moved = [f"{_model(model)}: {_describe(finals.loc[model], keys)} after the added repeats, "
+             f"{_describe(row, keys)} on the first" for model, row in firsts.iterrows()
+             if model in finals.index and any(finals.loc[model, k] != row[k] for k in keys if k != "model")]
+    if moved:
+        stop += (". The best changed (" + "; ".join(moved) + "): the contenders, the decision and the "
+                 "corrected accuracy are computed on the repeats every point has, where the first is best")
     if not given:
         return (f"**Repeats only where they decide** (cv.decide): after the first {int(rounds[0]['repeats_done'].iloc[0])}"
                 " repeat(s), no undecided point could be decided by more repeats, so none was added.")
