@@ -38,6 +38,8 @@ def main(argv=None):
     p.add_argument("--sampled-ranges", type=json.loads, default=None, metavar="JSON",
                    help="a sampled grid (grid.sample): its ranged axes as JSON {axis: {distribution: [low, high]}} "
                         "({} where every axis is a list; cvgrid.grid.sampled_ranges); left out for a grid of lists")
+    p.add_argument("--decide-rounds", type=Path, nargs="*", default=[],
+                   help="cv.decide's round tables (results/decide/repeat~R.tsv) in order, where it is on")
     p.add_argument("--out-dir", type=Path, required=True)
     a = p.parse_args(argv)
     folds = pd.read_csv(a.folds, sep="\t")
@@ -47,7 +49,11 @@ def main(argv=None):
                      choose=a.choose, cost=a.cost,
                      expectations=[json.loads(path.read_text()) for path in a.expectations], ranges=a.sampled_ranges)
     write_tables(result, a.out_dir)
-    wording.write_summary(wording.summary_text(result), a.out_dir, markdown=False)
+    text = wording.summary_text(result)
+    if a.decide_rounds:  # after the verdicts it changed
+        rounds = [pd.read_csv(path, sep="\t") for path in a.decide_rounds]
+        text += "\n" + wording.decide_paragraph(rounds, result.tables["compare_to_best"], int(folds["fold"].nunique())) + "\n"
+    wording.write_summary(text, a.out_dir, markdown=False)
     wording.write_decision(result, a.out_dir)
     plots.factor_effects(result.tables["factor_effects"], a.out_dir / "factor_effects.svg")
     plots.parallel_coordinates(cv, a.out_dir / "parallel_coordinates.svg", metric=a.metric, ranges=a.sampled_ranges)

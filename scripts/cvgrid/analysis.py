@@ -27,6 +27,7 @@ from cvgrid.stats import (
     repeat_noise_by_model,
     resolution,
     sampled_level_effects,
+    shared_pairs,
 )
 from cvgrid.summary import mixed_hardware, selected_points
 
@@ -157,8 +158,12 @@ def analyse(folds: pd.DataFrame, cv_summary: pd.DataFrame, thresholds: Threshold
     # Contenders and the decision are built on accuracy so far (common.smk refuses a rule other
     # than best with another metric): under another metric their tables are empty, not wrong.
     if thresholds.metric == "accuracy":
-        tables["contenders"] = contenders(folds, to_best, thresholds, model_sizes, contender_probability)
-        tables["decision"] = decisions(folds, tables["contenders"], choose, cost, expectations)
+        # The choice sees every point on the same pairs: those every point has (cv.decide adds
+        # repeats to some; cvgrid.stats.shared_pairs), as BBC-CV and the selection correction do.
+        shared = shared_pairs(folds)
+        on_shared = to_best if len(shared) == len(folds) else compare_to_best(shared, thresholds, by_model=True)
+        tables["contenders"] = contenders(shared, on_shared, thresholds, model_sizes, contender_probability)
+        tables["decision"] = decisions(shared, tables["contenders"], choose, cost, expectations)
     else:
         tables["contenders"] = tables["decision"] = pd.DataFrame()
     diverged = folds[folds["diverged"]] if "diverged" in folds else folds.iloc[0:0]

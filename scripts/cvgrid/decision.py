@@ -277,6 +277,10 @@ def decide(folds: pd.DataFrame, predictions: pd.DataFrame, point_costs: pd.DataF
         predictions = predictions[predictions["model"] == model]
         if folds.empty:
             raise DecisionError(f"the fold table has no grid point of the model {model!r}")
+    # The bootstrap pairs every point sample by sample: on the repeats every point has (cv.decide
+    # adds repeats to some), as the contenders and the selection correction (cvgrid.analysis).
+    folds = stats.shared_pairs(folds, keys)
+    predictions = predictions[predictions["repeat"].isin(folds["repeat"].unique())]
     wide = folds.pivot_table(index=keys, columns=["repeat", "fold"], values="accuracy").sort_index()
     points, correct, fold = correctness(predictions, keys)
     if not wide.index.to_frame(index=False).equals(points.astype(wide.index.to_frame(index=False).dtypes)):
@@ -382,6 +386,43 @@ def points_to_repeat(comparisons: pd.DataFrame, repeats_done: int, max_repeats: 
     scope = pd.Series("all", index=comparisons.index) if "best_model" in comparisons else comparisons["model"]
     model_repeats = decidable.groupby(scope).transform("any")
     return decidable | (comparisons["is_best"].astype(bool) & model_repeats)
+
+
+def repeat_round(jobs: dict, axes, thresholds: stats.Thresholds, repeats_done: int, max_repeats: int) -> pd.DataFrame:
+    """One round of cv.decide (rules/decide.smk): which of the points in play get repeat
+    `repeats_done`. `jobs` maps each metrics.json of the points in play (every one of them has
+    repeats 0 .. repeats_done - 1, so the comparisons are paired on all of them) to its grid
+    point's folder pattern (model~.../batch_size~...). Returns :func:`cvgrid.stats.compare_to_best`
+    (per model, as the verdicts) with ``point`` (the folder pattern), ``repeats_done`` and
+    ``gets_repeat`` (:func:`points_to_repeat`) added."""
+    from cvgrid.summary import fold_table, read_metrics  # the gather's reading, checked the same way
+
+    folds = fold_table(list(jobs), axes)
+    repeats = folds.groupby(list(axes))["repeat"].nunique()
+    if (repeats != repeats_done).any() or folds["repeat"].max() != repeats_done - 1:
+        raise DecisionError(f"cv.decide's round for repeat {repeats_done} needs repeats 0 .. {repeats_done - 1}"
+                            f" of every point in play; the jobs have {sorted(folds['repeat'].unique())}")
+    point_of = {}
+    for path, point in jobs.items():
+        config = read_metrics(path)["config"]
+        point_of[tuple(config[axis] for axis in axes)] = point
+    comparisons = stats.compare_to_best(folds, thresholds, keys=list(axes))
+    comparisons.insert(len(axes), "point", [point_of[tuple(row)] for row in comparisons[list(axes)].itertuples(index=False)])
+    comparisons["repeats_done"] = repeats_done
+    comparisons["gets_repeat"] = points_to_repeat(comparisons, repeats_done, max_repeats)
+    return comparisons
+
+
+def write_round(jobs: dict, axes, statistics: dict, repeats_done: int, max_repeats: int, table_path, log_path) -> None:
+    """Checkpoint decide_repeat (rules/decide.smk): :func:`repeat_round` at the config's
+    ``statistics`` thresholds into `table_path`, and the points that get the repeat into `log_path`."""
+    from cvgrid.io import write_tsv
+
+    table = repeat_round(jobs, axes, stats.Thresholds.from_config(statistics), repeats_done, max_repeats)
+    write_tsv(table, table_path)
+    chosen = table.loc[table["gets_repeat"], "point"]
+    Path(log_path).write_text(f"repeat {repeats_done}: {len(chosen)} of {len(table)} points in play get it"
+                              + "".join(f"\n  {point}" for point in chosen) + "\n")
 
 
 def _scores(scores) -> np.ndarray:

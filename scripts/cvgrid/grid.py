@@ -312,6 +312,24 @@ def fold_keys(config: dict) -> list[tuple[int, int]]:
     return [(r, f) for r in range(cv["repeats"]) for f in range(cv["folds"])]
 
 
+def decide_max_repeats(config: dict) -> int | None:
+    """cv.decide.max_repeats, or None where cv.decide is off. cv.decide adds the repeats
+    cv.repeats .. max_repeats - 1, one round each, to the points they could decide
+    (rules/decide.smk); refused with a config it cannot work with."""
+    cv = config["cv"]
+    decide = cv.get("decide")
+    if not decide:
+        return None
+    if cv.get("race"):
+        raise ConfigError("cv.decide and cv.race are both set: racing drops points early, deciding adds repeats"
+                          " to undecided ones; use one of them")
+    most = decide["max_repeats"]
+    if most <= cv["repeats"]:
+        raise ConfigError(f"cv.decide.max_repeats is {most}, not above cv.repeats ({cv['repeats']}): cv.decide adds"
+                          f" the repeats cv.repeats .. max_repeats - 1, so it would add none")
+    return most
+
+
 # What one training job trains (training.folds_per_job): one fold, the folds of one repeat of a
 # grid point, or all its repeats and folds.
 JOB_UNITS = ("fold", "repeat", "all")
@@ -325,6 +343,14 @@ def job_unit(config: dict) -> str:
     folds, repeats = config["cv"]["folds"], config["cv"]["repeats"]
     if value == 1:
         return "fold"
+    if decide_max_repeats(config) is not None:
+        # cv.decide adds repeats to some points only: a job cannot train every repeat.
+        if value == folds:
+            return "repeat"
+        raise ConfigError(
+            f"training.folds_per_job is {value!r} with cv.decide: a job would train every repeat of a grid point,"
+            f" but cv.decide adds repeats to some points only (set it to 1 or to cv.folds, {folds})"
+        )
     if value == "all" or value == folds * repeats:
         return "all"
     if value == folds:

@@ -61,6 +61,7 @@ from cvgrid.summary import point_summary
 __all__ = [
     "CONFIG_KEYS",
     "PAIR_KEYS",
+    "shared_pairs",
     "ZERO_TOL",
     "Thresholds",
     "CorrelatedPosterior",
@@ -342,10 +343,15 @@ def _check_columns(frame: pd.DataFrame, columns: Sequence[str], name: str) -> No
 
 def _wide(folds: pd.DataFrame, keys: Sequence[str] | None = None, *, metric: str) -> pd.DataFrame:
     """The score of `metric` (cvgrid.metrics.to_score: accuracy itself) as (repeat, fold) rows x
-    configuration columns.
+    configuration columns; NaN where a configuration lacks a pair.
 
-    Raises if a configuration has a (repeat, fold) twice or misses one that
-    another configuration has: comparisons must be paired on the same folds.
+    Raises if a configuration has a (repeat, fold) twice, or lacks pairs other than whole
+    repeats at the end: every configuration has repeats 0 .. m - 1 with all their folds, for its
+    own m. That is what cv.decide leaves (it adds repeats one at a time to some points, and
+    always to the best, cvgrid.decision.points_to_repeat): any two configurations then share the
+    pairs of the one with fewer repeats, and a comparison is paired on those
+    (:func:`compare_to_best`, :func:`compare_models`; ``k`` says how many). What needs the
+    same pairs for every configuration takes :func:`shared_pairs` first.
     """
     keys = _axes(folds, keys)
     _check_columns(folds, keys + list(PAIR_KEYS) + [metric], "folds")
@@ -356,9 +362,24 @@ def _wide(folds: pd.DataFrame, keys: Sequence[str] | None = None, *, metric: str
         raise ValueError(f"folds has {int(dup.sum())} duplicated (configuration, repeat, fold) rows")
     wide = to_score(metric, folds.set_index(list(PAIR_KEYS) + keys)[metric]).unstack(keys).sort_index()
     wide = wide.sort_index(axis=1)
-    if wide.isna().to_numpy().any():
-        raise ValueError("not every configuration has every (repeat, fold): comparisons need the same folds")
+    repeats = wide.notna().groupby(level="repeat")
+    whole, some = repeats.all(), repeats.any()
+    # A repeat with only some of its folds, or a repeat missing before one that is there.
+    if (whole != some).to_numpy().any() or (whole.cummin() != whole).to_numpy().any():
+        raise ValueError("not every configuration has every (repeat, fold), and the missing ones are not whole"
+                         " repeats at the end (cv.decide's added repeats): comparisons need the same folds")
     return wide.astype(float)
+
+
+def shared_pairs(folds: pd.DataFrame, keys: Sequence[str] | None = None) -> pd.DataFrame:
+    """The rows of `folds` on the (repeat, fold) pairs that every configuration has: all of them
+    unless cv.decide gave some points more repeats (:func:`_wide`), else the repeats every point
+    has. What must see every configuration on the same pairs (the contenders and the choice
+    among them, BBC-CV, the selection correction, the factor effects) runs on these."""
+    keys = _axes(folds, keys)
+    pairs = folds.groupby(list(PAIR_KEYS))[keys].apply(lambda part: len(part.drop_duplicates()))
+    every = pairs[pairs == folds[keys].drop_duplicates().shape[0]].index
+    return folds[folds.set_index(list(PAIR_KEYS)).index.isin(every)].reset_index(drop=True)
 
 
 def design_sizes(folds: pd.DataFrame) -> tuple[float, float]:
@@ -488,6 +509,9 @@ def compare_to_best(folds: pd.DataFrame, thresholds: Thresholds, *, by_model: bo
     resampled t-test, Holm-adjusted over the group, beside it (``significantly_worse``:
     ``p_holm < thresholds.alpha``). ``repeats_needed`` says how many repeats of the k-fold CV would decide an
     undecided comparison if its mean difference and SD stayed as observed (NaN: none would).
+    Where cv.decide gave points different numbers of repeats, the best is the best of the points
+    with the most (:func:`cvgrid.summary.point_summary` says why), it has every pair, and each
+    comparison is paired on the pairs both points have: ``k`` per row says how many.
 
     The comparison is of ``thresholds.metric``'s score (higher is better, cvgrid.metrics), so
     ``mean_diff`` and the ROPE are in the metric's units and negative is worse, also for
@@ -533,15 +557,16 @@ def compare_to_best(folds: pd.DataFrame, thresholds: Thresholds, *, by_model: bo
                            repeats_needed=np.nan)
             else:
                 diffs = wide[col].to_numpy() - wide[best_col].to_numpy()
+                diffs = diffs[~np.isnan(diffs)]  # the pairs both have (_wide)
                 row.update(_pair_row(diffs, n_train, n_test, thresholds))
                 row["repeats_needed"] = repeats_needed(row["mean_diff"], row["sd_diff"], folds=n_folds,
                                                        size_ratio=n_test / n_train, thresholds=thresholds)
+            row["k"] = int(np.isfinite(wide[col].to_numpy() + wide[best_col].to_numpy()).sum())
             group_rows.append(row)
         adjusted = holm([r["p"] for r in group_rows])
         for r, ph in zip(group_rows, adjusted):
             r["p_holm"] = ph
             r["significantly_worse"] = bool(not r["is_best"] and ph < thresholds.alpha)
-            r["k"] = len(wide)
             r["rope"], r["probability"] = thresholds.rope, thresholds.probability
         rows.extend(group_rows)
     columns = (keys + [mean] + [f"best_{k}" for k in best_keys]
@@ -589,10 +614,12 @@ def compare_models(folds: pd.DataFrame, thresholds: Thresholds, *,
         col_a = tuple(a[k] for k in keys)
         col_b = tuple(b[k] for k in keys)
         diffs = wide[col_a].to_numpy() - wide[col_b].to_numpy()
+        diffs = diffs[~np.isnan(diffs)]  # the pairs both have (_wide)
         row = {"model_a": a["model"], "model_b": b["model"],
                **{f"{k}_{side}": point[k] for k in keys if k != "model" for side, point in (("a", a), ("b", b))},
                f"{mean}_a": a[mean], f"{mean}_b": b[mean]}
         row.update(_pair_row(diffs, n_train, n_test, thresholds))
+        row["k"] = len(diffs)
         rows.append(row)
     columns = ["model_a", "model_b", *settings, f"{mean}_a", f"{mean}_b",
                "verdict", "mean_diff", "sd_diff", "ci_low", "ci_high", "t", "p", "p_holm", "significant",
@@ -600,7 +627,6 @@ def compare_models(folds: pd.DataFrame, thresholds: Thresholds, *,
     out = pd.DataFrame(rows, columns=columns)
     out["p_holm"] = holm(out["p"].to_numpy()) if len(out) else []
     out["significant"] = (out["p_holm"] < thresholds.alpha).astype(bool)
-    out["k"] = len(wide)
     out["rope"], out["probability"] = thresholds.rope, thresholds.probability
     return out
 
@@ -634,9 +660,9 @@ def repeat_noise(folds: pd.DataFrame, keys: Sequence[str] | None = None, *, metr
     n_repeats = wide.index.get_level_values("repeat").nunique()
     if n_repeats < 2:
         return pd.DataFrame(columns=columns)
-    per_repeat = wide.groupby(level="repeat").mean()
+    per_repeat = wide.groupby(level="repeat").mean()  # NaN for a repeat a point lacks (cv.decide)
     out = _config_frame(wide.columns, keys)
-    out["n_repeats"] = n_repeats
+    out["n_repeats"] = per_repeat.notna().sum().to_numpy()
     out[mean] = wide.mean().to_numpy()
     out["repeat_mean_min"] = per_repeat.min().to_numpy()
     out["repeat_mean_max"] = per_repeat.max().to_numpy()
@@ -735,7 +761,7 @@ def factor_effects(folds: pd.DataFrame, *, alpha: float, metric: str, factors: S
     keys = _axes(folds, keys)
     factors = sorted(keys) if factors is None else factors
     reference = dict(reference or {})
-    wide = _wide(folds, keys, metric=metric)
+    wide = _wide(shared_pairs(folds, keys), keys, metric=metric)  # averages over points: the same pairs
     n_train, n_test = _sizes(folds)
     configs = _config_frame(wide.columns, keys)
     columns = ["factor", "level", "reference", "n_matched", "mean_level", "mean_reference",

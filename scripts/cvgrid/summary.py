@@ -144,7 +144,16 @@ def point_summary(folds: pd.DataFrame, keys=None, *, metric: str) -> pd.DataFram
     mean and fold spread (cvgrid.metrics.summary_columns). Rows best first by the metric's
     score (cvgrid.metrics.to_score: lower log-loss is better); equal means are ordered by the
     grid keys (smallest batch size, learning rate, ... first), so a model's best is always one
-    and the same point. `keys`: the grid's axes, by default those among the table's columns."""
+    and the same point. `keys`: the grid's axes, by default those among the table's columns.
+
+    Where points have different numbers of (repeat, fold) pairs (cv.decide added repeats to some),
+    the points with more pairs come first, and the best is the best among the points with the
+    most: means over different folds do not compare (a point left at its first repeat may owe
+    a high mean to those folds alone), and cv.decide gives each round's best the next repeat,
+    so the points with the most repeats are the best and the rivals it could not yet separate
+    from it, compared on the same pairs. Every other point is then judged against that best on
+    the pairs they share (cvgrid.stats.compare_to_best); where every point has the same pairs,
+    this is the ranking by mean alone."""
     keys = axes_of(folds) if keys is None else list(keys)
     grouped = folds.groupby(keys, sort=False)
     summary = grouped["accuracy"].agg(mean_accuracy="mean", acc_std_x2=lambda a: 2 * a.std(ddof=STD_DDOF),
@@ -160,7 +169,7 @@ def point_summary(folds: pd.DataFrame, keys=None, *, metric: str) -> pd.DataFram
         summary[summary_columns(metric)[1]] = grouped[metric].agg(lambda a: 2 * a.std(ddof=STD_DDOF))
     summary = summary.reset_index()
     summary = summary.assign(_score=to_score(metric, summary[mean]))
-    summary = summary.sort_values(["_score", *keys], ascending=[False] + [True] * len(keys),
+    summary = summary.sort_values(["folds", "_score", *keys], ascending=[False, False] + [True] * len(keys),
                                   ignore_index=True).drop(columns="_score")
     summary["rank"] = summary.groupby("model", sort=False).cumcount() + 1
     return summary
@@ -250,9 +259,11 @@ def selected_points(summary: pd.DataFrame, keys=None, *, metric: str) -> pd.Data
     ``raw_accuracy`` and ``corrected_accuracy``, as published.
     """
     keys = axes_of(summary) if keys is None else list(keys)
-    metric_columns_ = fold_columns(summary, metric)
-    if summary[metric_columns_].isna().to_numpy().any():
-        raise ValueError("not every grid point has every (repeat, fold): the selection needs the same folds")
+    # The selection is corrected on the pairs every point has (cv.decide adds repeats to some:
+    # cvgrid.stats.shared_pairs); ``folds`` says how many.
+    metric_columns_ = [c for c in fold_columns(summary, metric) if summary[c].notna().all()]
+    if not metric_columns_:
+        raise ValueError("no (repeat, fold) is shared by every grid point: the selection needs the same folds")
     spread = summary_columns(metric)[1]
     scopes = [(model, summary[summary["model"] == model]) for model in sorted(summary["model"].unique())]
     if len(scopes) > 1:

@@ -544,6 +544,59 @@ def mixed_hardware_paragraph(analysis: Analysis) -> str | None:
         + ". Their fold differences include the hardware's (precision, kernels), not only the data's.")
 
 
+def _ordinal(n: int) -> str:
+    return f"{n}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(n if n < 20 else n % 10, 'th') }"
+
+
+def decide_paragraph(rounds: Sequence[pd.DataFrame], final: pd.DataFrame, folds: int,
+                     max_listed: int = MAX_LISTED) -> str | None:
+    """cv.decide's repeats (rules/decide.smk): which points each round gave a repeat, which
+    verdicts changed from the first round's (on the configured repeats of every point) to the
+    final ones (`final`, compare_to_best.tsv), and the training jobs that cost against repeating
+    the whole grid as often (points x `folds` x repeats added). `rounds`: the rounds' tables
+    (cvgrid.decision.repeat_round) in order; None without any."""
+    if not rounds:
+        return None
+    keys = axes_of(rounds[0])
+    added = [(int(r["repeats_done"].iloc[0]), r[r["gets_repeat"].astype(bool)]) for r in rounds]
+    given = [(repeat, chosen) for repeat, chosen in added if len(chosen)]
+    points = len(rounds[0])
+    spent = sum(len(chosen) for _, chosen in given) * folds
+    whole = points * folds * len(given)
+    parts = [f"a {_ordinal(repeat + 1)} repeat to {len(chosen)} point{'s' if len(chosen) > 1 else ''} ("
+             + "; ".join(f"{_model(c['model'])}, {_describe(c, keys)}" for _, c in chosen.head(max_listed).iterrows())
+             + (f"; and {len(chosen) - max_listed} more" if len(chosen) > max_listed else "") + ")"
+             for repeat, chosen in given]
+    last_repeat, last_chosen = added[-1]
+    stop = ("then no point was left that more repeats could decide" if not len(last_chosen)
+            else "then the most repeats, cv.decide.max_repeats, were reached")
+    first = rounds[0][[*keys, "verdict"]].rename(columns={"verdict": "first"})
+    both = first.merge(final[[*keys, "verdict"]], on=keys, how="inner", validate="one_to_one")
+    changed = both[both["first"] != both["verdict"]]
+    change_text = ("; ".join(f"{_model(r['model'])}, {_describe(r, keys)}: *{r['first']}* → *{r['verdict']}*"
+                             for _, r in changed.head(max_listed).iterrows())
+                   + (f"; and {len(changed) - max_listed} more" if len(changed) > max_listed else "")
+                   if len(changed) else "none")
+    # The choice (contenders, decision.tsv, selected.tsv, BBC-CV) runs on the repeats every point
+    # has, where the first round's best is best: say so where the added repeats made another best.
+    firsts, finals = (table[table["verdict"] == "best"].set_index("model") for table in (rounds[0], final))
+    moved = [f"{_model(model)}: {_describe(finals.loc[model], keys)} after the added repeats, "
+             f"{_describe(row, keys)} on the first" for model, row in firsts.iterrows()
+             if model in finals.index and any(finals.loc[model, k] != row[k] for k in keys if k != "model")]
+    if moved:
+        stop += (". The best changed (" + "; ".join(moved) + "): the contenders, the decision and the "
+                 "corrected accuracy are computed on the repeats every point has, where the first is best")
+    if not given:
+        return (f"**Repeats only where they decide** (cv.decide): after the first {int(rounds[0]['repeats_done'].iloc[0])}"
+                " repeat(s), no undecided point could be decided by more repeats, so none was added.")
+    return ("**Repeats only where they decide** (cv.decide): each round compared the points still in play and "
+            "gave one more repeat, on new folds shared by all it went to, to each model's best and the undecided "
+            "points that the configured number of repeats could decide: "
+            + "; ".join(parts) + f"; {stop}. Verdicts changed from the first repeat's to the final: {change_text}. "
+            f"This cost {spent} training jobs, against {whole} for giving the whole grid of {points} points the "
+            f"same {len(given)} repeat{'s' if len(given) > 1 else ''} ({points} × {folds} folds × {len(given)}).")
+
+
 def summary_text(analysis: Analysis, max_listed: int = MAX_LISTED) -> str:
     """The answer in words: the paragraphs above that have something to say, separated by
     blank lines (summary.md)."""

@@ -14,8 +14,8 @@ from snakemake.utils import Paramspace, validate
 SCRIPTS = str(Path(workflow.basedir).parent / "scripts")
 sys.path.insert(0, SCRIPTS)
 from cvgrid.grid import (  # noqa: E402
-    AXES, ConfigError, architecture, fold_keys, grid_axes, grid_table, job_unit, listed_grid, point_settings,
-    sample_note, sampled_ranges, without_later_defaults,
+    AXES, ConfigError, architecture, decide_max_repeats, fold_keys, grid_axes, grid_table, job_unit, listed_grid,
+    point_settings, sample_note, sampled_ranges, without_later_defaults,
 )
 from cvgrid.io import write_json  # noqa: E402
 from cvgrid.plan import folder_record, plan_weights, record_folder  # noqa: E402
@@ -32,6 +32,7 @@ try:
     # What one training job trains (rules/train.smk): a fold, the folds of one repeat or those
     # of the whole grid point.
     JOB_UNIT = job_unit(config)
+    decide_max_repeats(config)  # refuses a cv.decide it cannot work with (rules/decide.smk)
 except (ConfigError, WeightsError) as error:
     raise WorkflowError(f"config: {error}") from None
 if "sample" in TABLE.attrs:

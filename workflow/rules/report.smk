@@ -3,7 +3,8 @@ rule list_train_jobs:
     # read their inputs from this file: a big grid's paths do not fit on a command line
     # (Snakemake hands the whole command to bash as one argument of at most 128 KiB).
     input:
-        lambda w: train_outputs("metrics.json", root=w.root),
+        # The configured repeats of every point, then cv.decide's added ones (rules/decide.smk).
+        lambda w: train_outputs("metrics.json", root=w.root) + decided_outputs(w.root),
     output:
         "{root}/train_jobs.txt",
     log:
@@ -151,6 +152,7 @@ rule cv_statistics:
         summary="results/cv_summary.tsv",
         model_costs="results/stats/model_costs.tsv",
         expectations=expand("results/stats/expectation/{model}.json", model=config["grid"]["model"]),
+        decide=lambda w: decide_rounds("results"),  # cv.decide's rounds (rules/decide.smk), or none
     output:
         summary=report(
             "results/stats/summary.html",
@@ -268,7 +270,9 @@ rule cv_statistics:
         " --contender-probability {params.statistics[contender_probability]}"
         " --model-costs {input.model_costs:q} --expectations {input.expectations:q}"
         " --choose {params.final[choose]:q} --cost {params.final[cost]:q} {params.sampled}"
-        " --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        # Only with cv.decide: without it the command is as before (its text changed reruns the step).
+        + (" --decide-rounds {input.decide:q}" if MAX_REPEATS else "")
+        + " --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
 rule plot_diagnostics:

@@ -17,7 +17,7 @@ rule train:
     input:
         images="results/data/images.npy",
         index="results/data/index.tsv",
-        folds="{root}/data/folds.tsv",
+        folds=folds_file,  # folds.tsv, or an added repeat's own file (rules/decide.smk)
         weights=model_weights,  # [] from scratch, the weights file if pretrained
         gpu_check=gpu_check_gate,  # rules/check.smk: no training job before the check passed
     output:
