@@ -300,7 +300,7 @@ def test_the_choice_runs_on_the_pairs_every_point_has():
     assert set(shared["repeat"]) == {0} and len(shared) == 15
     assert len(stats.shared_pairs(folds[folds["learning_rate"] != 0.0001])) == 30  # all have 3 repeats
     summary = cv_summary(folds, metric="accuracy")
-    analysis = analyse(folds, summary, THRESHOLDS)
+    analysis = analyse(folds, summary, THRESHOLDS, contender_probability=0.5, choose="best", cost="work", ranges=None)
     selected = analysis.tables["selected"].iloc[0]
     assert selected["folds"] == 5 and selected["learning_rate"] == 0.001 and selected["candidates"] == 3
     contenders = analysis.tables["contenders"]
