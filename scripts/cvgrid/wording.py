@@ -495,22 +495,28 @@ def decision_block(analysis: Analysis, max_listed: int = MAX_LISTED) -> str | No
         lines.append(f"- **Choose** ({scope}): {name}: {why}.")
         lines.append(f"- **Expect** ({scope}): {expect}.")
         rows = contenders[contenders["among"] == d["among"]]
-        listed = "; ".join(
-            (f"{_model(r['model'])}, " if d["among"] == WHOLE_GRID else "") + _describe(r, keys)
-            + f": {100 * r['mean_accuracy']:.1f}% ({_pts(r['gap'], 'accuracy')}), {_costs(r, d['among'] == WHOLE_GRID)}"
-            for _, r in rows.head(max_listed).iterrows())
-        more = len(rows) - min(len(rows), max_listed)
         size = ""  # one model: its size once
         if d["among"] != WHOLE_GRID and "parameters" in rows.columns and len(rows):
             size = f"; {_count(rows['parameters'].iloc[0])} parameters, {_count(rows['macs'].iloc[0])} MACs/image each"
+        # One sub-item a point (a list, not a paragraph: the landing page shows it first).
         lines.append(f"- **Contenders** ({scope}, {len(rows)} of {int(d['candidates'])}, the points these folds "
-                     f"cannot separate from the best{size}): {listed}" + (f"; and {more} more" if more else "") + ".")
+                     f"cannot separate from the best{size}):")
+        lines += [f"  - {_model(r['model']) + ', ' if d['among'] == WHOLE_GRID else ''}{_describe(r, keys)}: "
+                  f"{100 * r['mean_accuracy']:.1f}% ({_pts(r['gap'], 'accuracy')}), {_costs(r, d['among'] == WHOLE_GRID)}"
+                  for _, r in rows.head(max_listed).iterrows()]
+        if len(rows) > max_listed:
+            lines.append(f"  - and {len(rows) - max_listed} more (contenders.tsv)")
         if d["among"] != WHOLE_GRID:
             worse = comparisons[(comparisons["model"] == d["among"]) & (comparisons["verdict"] == WORSE)]
-            lines.append(f"- **Drop** ({scope}): " + (
-                f"{len(worse)} point(s) *worse* than the best by more than {_rope_pts(analysis)} "
-                f"(posterior ≥ {probability:g}): {_names(worse, keys, max_listed, 'accuracy')}." if len(worse)
-                else "no point is *worse* with these folds."))
+            if len(worse):
+                lines.append(f"- **Drop** ({scope}): {len(worse)} point(s) *worse* than the best by more than "
+                             f"{_rope_pts(analysis)} (posterior ≥ {probability:g}):")
+                lines += [f"  - {_describe(r, keys)} ({_pts(r['mean_diff'], 'accuracy')})"
+                          for _, r in worse.head(max_listed).iterrows()]
+                if len(worse) > max_listed:
+                    lines.append(f"  - and {len(worse) - max_listed} more (compare_to_best.tsv)")
+            else:
+                lines.append(f"- **Drop** ({scope}): no point is *worse* with these folds.")
             if d["among"] in resolution.index:
                 r = resolution.loc[d["among"]]
                 lines.append(f"- **Resolution** ({scope}): these folds call a point *worse* only about "
@@ -615,12 +621,19 @@ def _inline(paragraph: str) -> str:
 
 
 def paragraph_html(paragraph: str) -> str:
-    """One paragraph of :func:`summary_text` as HTML: a heading line and "- " items
-    (:func:`decision_block`) as a list, anything else as <p>."""
+    """One paragraph of :func:`summary_text` as HTML: a heading line and "- " items, each with
+    "  - " sub-items (:func:`decision_block`), as a list; anything else as <p>."""
     lines = paragraph.strip().split("\n")
-    if len(lines) > 1 and all(line.startswith("- ") for line in lines[1:]):
-        items = "".join(f"<li>{_inline(line[2:])}</li>" for line in lines[1:])
-        return f"<div class='decision'><p>{_inline(lines[0])}</p><ul>{items}</ul></div>"
+    if len(lines) > 1 and lines[1].startswith("- ") and all(line.startswith(("- ", "  - ")) for line in lines[1:]):
+        items = []
+        for line in lines[1:]:
+            if line.startswith("- "):
+                items.append([_inline(line[2:]), []])
+            else:
+                items[-1][1].append(_inline(line[4:]))
+        body = "".join(f"<li>{item}" + (f"<ul>{''.join(f'<li>{s}</li>' for s in subs)}</ul>" if subs else "") + "</li>"
+                       for item, subs in items)
+        return f"<div class='decision'><p>{_inline(lines[0])}</p><ul>{body}</ul></div>"
     return f"<p>{_inline(paragraph)}</p>"
 
 
