@@ -16,6 +16,7 @@ from cvgrid.analysis import analyse, write_tables
 from cvgrid.metrics import METRICS
 from cvgrid.costs import COSTS
 from cvgrid.decision import RULES
+from cvgrid.race import completed
 from cvgrid.stats import Thresholds
 
 
@@ -37,14 +38,19 @@ def main(argv=None):
     p.add_argument("--cost", choices=COSTS, required=True, help="final.cost: the cost of cheapest_contender")
     p.add_argument("--out-dir", type=Path, required=True)
     a = p.parse_args(argv)
-    folds = pd.read_csv(a.folds, sep="\t")
-    cv = pd.read_csv(a.summary, sep="\t")
+    raced_folds = pd.read_csv(a.folds, sep="\t")
+    raced_cv = pd.read_csv(a.summary, sep="\t")
+    # cv.race: the statistics are of the points that trained every fold (all, without a race);
+    # the stopped ones are named in the summary's paragraph on the race.
+    folds, cv = completed(raced_folds), completed(raced_cv)
     result = analyse(folds, cv, Thresholds(rope=a.rope, probability=a.probability, alpha=a.alpha, metric=a.metric),
                      model_sizes=pd.read_csv(a.model_costs, sep="\t"), contender_probability=a.contender_probability,
                      choose=a.choose, cost=a.cost,
                      expectations=[json.loads(path.read_text()) for path in a.expectations])
     write_tables(result, a.out_dir)
-    wording.write_summary(wording.summary_text(result), a.out_dir, markdown=False)
+    wording.write_summary(wording.summary_text(result, extra=[wording.race_paragraph(raced_folds, raced_cv,
+                                                                                    a.metric)]),
+                          a.out_dir, markdown=False)
     wording.write_decision(result, a.out_dir)
     plots.factor_effects(result.tables["factor_effects"], a.out_dir / "factor_effects.svg")
     plots.parallel_coordinates(cv, a.out_dir / "parallel_coordinates.svg", metric=a.metric)

@@ -19,6 +19,7 @@ from cvgrid.grid import (  # noqa: E402
 )
 from cvgrid.io import write_json  # noqa: E402
 from cvgrid.plan import folder_record, plan_weights, record_folder  # noqa: E402
+from cvgrid.race import race_after_folds, survivors  # noqa: E402
 from cvgrid.weights import WeightsError  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -32,6 +33,8 @@ try:
     # What one training job trains (rules/train.smk): a fold, the folds of one repeat or those
     # of the whole grid point.
     JOB_UNIT = job_unit(config)
+    # cv.race: the folds every point trains before the race drops any (None: no race; rules/race.smk).
+    RACE = race_after_folds(config)
 except (ConfigError, WeightsError) as error:
     raise WorkflowError(f"config: {error}") from None
 if "sample" in TABLE.attrs:
@@ -160,7 +163,10 @@ def scheme_label(scheme):
 
 def train_outputs(name, model=None, root="results"):
     """Every training job's `name` file (metrics.json, ...) over the grid and the folds,
-    or only those of `model`; under results/ (cv.groups) or results/compare/."""
+    or only those of `model`; under results/ (cv.groups) or results/compare/. With cv.race, the
+    jobs the race trains (rules/race.smk: an input function, it waits for the race's rounds)."""
+    if RACE:
+        return raced_train_outputs(name, model, root)
     points = (
         GRID.dataframe
         if model is None
