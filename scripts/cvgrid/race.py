@@ -117,8 +117,8 @@ def race_round(folds: pd.DataFrame, folders: pd.DataFrame, thresholds, previous:
 
 
 def read_race(path: str | Path) -> pd.DataFrame:
-    """A race table as :func:`race_round` wrote it (the axes' numbers exactly as written)."""
-    return pd.read_csv(path, sep="\t", float_precision="round_trip", dtype={"stopped_after": "Int64"})
+    """A race table as :func:`race_round` wrote it."""
+    return pd.read_csv(path, sep="\t", dtype={"stopped_after": "Int64"})
 
 
 def survivors(path: str | Path) -> list[str]:

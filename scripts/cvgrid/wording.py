@@ -443,7 +443,7 @@ def race_paragraph(folds: pd.DataFrame, cv_summary: pd.DataFrame, metric: str,
     mean = summary_columns(metric)[0]
     label = get_metric(metric).label
     text = (f"**Racing** (cv.race: after each fold round, the points the verdicts call *worse* than their "
-            f"model's best on the folds every remaining point has were stopped; the best never is): "
+            f"model's best on the folds every remaining point has were stopped; a model's best never is): "
             f"{savings['points']} grid points, {savings['run']} training jobs run of the full grid's "
             f"{savings['full']} ({savings['points']} points × {total} folds), so racing saved {savings['saved']}. ")
     if stopped.empty:
