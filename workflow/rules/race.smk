@@ -6,40 +6,6 @@
 # raced run over folds trained elsewhere trains nothing new.
 
 
-def race_round_table(root, fold):
-    """The race table of round `fold` (waits for its checkpoint: Snakemake re-plans after it)."""
-    return checkpoints.race.get(root=root, fold=fold).output[0]
-
-
-def race_round_points(root, fold):
-    """The point folders that race in round `fold`: every grid point in the first round, then
-    the survivors of the round before."""
-    if fold == RACE:
-        return list(GRID.instance_patterns)
-    return survivors(race_round_table(root, fold - 1))
-
-
-def raced_train_outputs(name, model=None, root="results"):
-    """common.train_outputs under a race: the `name` file of every fold the race trains (every
-    point's first RACE folds, then each round's survivors' next fold), in grid order, or only
-    those of `model`. Every trained fold is listed, the stopped points' partial folds too."""
-    trained = {point: RACE for point in GRID.instance_patterns}
-    for fold in range(RACE, config["cv"]["folds"]):
-        for point in survivors(race_round_table(root, fold)):
-            trained[point] = fold + 1
-    return [
-        f"{root}/train/{point}/{FOLD.format(repeat=0, fold=fold)}/{name}"
-        for point, folds in trained.items()
-        if model is None or point.startswith(f"model~{model}/")
-        for fold in range(folds)
-    ]
-
-
-def race_record(wildcards):
-    """summarize_cv's race input: the last round's table ([] without a race)."""
-    return [race_round_table(wildcards.root, config["cv"]["folds"] - 1)] if RACE else []
-
-
 rule list_race_jobs:
     # The metrics.json of the folds 0..k-1 of the points that race in round k, one a line (a
     # file, as list_train_jobs: a wide grid's paths do not fit on a command line).
