@@ -301,6 +301,28 @@ def race_round_points(root, fold):
     return survivors(race_round_table(root, fold - 1))
 
 
+def race_round_jobs(root, fold):
+    """list_race_jobs' input: the metrics.json of folds 0..fold-1 of the points racing in round `fold`."""
+    return with_gpu_check_known([
+        f"{root}/train/{point}/{FOLD.format(repeat=0, fold=f)}/metrics.json"
+        for point in race_round_points(root, fold)
+        for f in range(fold)
+    ])
+
+
+def with_gpu_check_known(metrics):
+    """`metrics` (training jobs' metrics.json that a race asks for), once Snakemake knows that
+    the GPU check's record exists. After a checkpoint Snakemake re-plans only the jobs that
+    asked for it, not the new jobs they bring in: a new training job whose gpu_check_gate
+    raised then would keep results/gpu_check.json among its inputs, and once trained be
+    trained again for a changed set of inputs. Asking here first (only where the record
+    exists and a job is missing: as the gate, nothing for finished jobs) lets the re-planned
+    rule resolve the check before those jobs are made."""
+    if os.path.exists(GPU_CHECK) and not all(os.path.exists(path) for path in metrics):
+        checkpoints.check_gpu.get()
+    return metrics
+
+
 def raced_train_outputs(name, model=None, root="results"):
     """common.train_outputs under a race: the `name` file of every fold the race trains (every
     point's first RACE folds, then each round's survivors' next fold), in grid order, or only
@@ -309,12 +331,14 @@ def raced_train_outputs(name, model=None, root="results"):
     for fold in range(RACE, config["cv"]["folds"]):
         for point in survivors(race_round_table(root, fold)):
             trained[point] = fold + 1
-    return [
-        f"{root}/train/{point}/{FOLD.format(repeat=0, fold=fold)}/{name}"
+    jobs = [
+        f"{root}/train/{point}/{FOLD.format(repeat=0, fold=fold)}"
         for point, folds in trained.items()
         if model is None or point.startswith(f"model~{model}/")
         for fold in range(folds)
     ]
+    with_gpu_check_known([f"{job}/metrics.json" for job in jobs])
+    return [f"{job}/{name}" for job in jobs]
 
 
 def race_record(wildcards):

@@ -10,11 +10,7 @@ rule list_race_jobs:
     # The metrics.json of the folds 0..k-1 of the points that race in round k, one a line (a
     # file, as list_train_jobs: a wide grid's paths do not fit on a command line).
     input:
-        lambda w: [
-            f"{w.root}/train/{point}/{FOLD.format(repeat=0, fold=fold)}/metrics.json"
-            for point in race_round_points(w.root, int(w.fold))
-            for fold in range(int(w.fold))
-        ],
+        lambda w: race_round_jobs(w.root, int(w.fold)),
     output:
         "{root}/race/fold~{fold}_jobs.txt",
     log:
