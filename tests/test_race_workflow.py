@@ -133,11 +133,22 @@ def test_the_outputs_name_the_stopped_point_and_the_statistics_and_refit_leave_i
     assert "not comparable with the 4-fold means" in text
 
 
+def same_race(work, raced_work) -> None:
+    """`work`'s race tables and cv_summary.tsv are those of the raced run in `raced_work`."""
+    for k in range(AFTER, FOLDS):
+        again = pd.read_csv(work / "results" / "race" / f"fold~{k}.tsv", sep="\t")
+        before = pd.read_csv(raced_work / "results" / "race" / f"fold~{k}.tsv", sep="\t")
+        pd.testing.assert_frame_equal(again, before)
+    summary = pd.read_csv(work / "results" / "cv_summary.tsv", sep="\t")
+    before = pd.read_csv(raced_work / "results" / "cv_summary.tsv", sep="\t")
+    pd.testing.assert_frame_equal(summary.drop(columns="minutes"), before.drop(columns="minutes"))
+
+
 def test_a_raced_run_over_folds_trained_already_trains_nothing(raced_run, tmp_path):
     from conftest import run_snakemake
 
-    # The same folder, then the whole grid without a race: only the stopped point's last folds
-    # are new jobs (the race changed no job's params or paths, so every raced fold is reused) ...
+    # The raced folder, then the whole grid without a race: only the stopped point's last folds
+    # are new jobs (the race changed no job's params or paths, so every raced fold is reused).
     work = tmp_path / "work"
     subprocess.run(["cp", "-a", str(raced_run.work), str(work)], check=True)
     full = race_config(raced_run.data)
@@ -146,19 +157,30 @@ def test_a_raced_run_over_folds_trained_already_trains_nothing(raced_run, tmp_pa
     ran = run_snakemake(work, full_config, "--cores", "2")
     assert job_counts(ran.stdout + ran.stderr)["train"] == 2
     assert trained(work) == expected([*GOOD, HOPELESS], range(FOLDS))
-    # ... and the race computed again from the full run's folds (as a published full run is
-    # raced) trains nothing and stops the same point after the same folds.
-    shutil.rmtree(work / "results" / "race")
-    raced = run_snakemake(work, raced_run.config, "--cores", "2")
+
+    # The full run's jobs restored into a new folder (as publish_study.py restore does: the data
+    # steps, then the jobs' files): the raced run trains nothing and races as before.
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    run_snakemake(restored, raced_run.config, "--cores", "1", "results/data/folds.tsv")
+    for path in (work / "results" / "train").rglob("*"):
+        if path.name in ("metrics.json", "history.tsv", "predictions.tsv"):
+            target = restored / path.relative_to(work)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, target)
+    raced = run_snakemake(restored, raced_run.config, "--cores", "2")
     counts = job_counts(raced.stdout + raced.stderr)
     assert "train" not in counts and counts["race"] == FOLDS - AFTER, counts
-    for k in (2, 3):
-        again = pd.read_csv(work / "results" / "race" / f"fold~{k}.tsv", sep="\t")
-        before = pd.read_csv(raced_run.work / "results" / "race" / f"fold~{k}.tsv", sep="\t")
-        pd.testing.assert_frame_equal(again, before)
-    summary = pd.read_csv(work / "results" / "cv_summary.tsv", sep="\t")
-    before = pd.read_csv(raced_run.work / "results" / "cv_summary.tsv", sep="\t")
-    pd.testing.assert_frame_equal(summary.drop(columns="minutes"), before.drop(columns="minutes"))
+    same_race(restored, raced_run.work)
+
+    # The full run's own folder raced: the gather list written without a race is named, and
+    # -R list_train_jobs races over its folds without training.
+    warned = run_snakemake(work, raced_run.config, "-n")
+    assert "was written by a run without a race" in warned.stdout + warned.stderr
+    rerun = run_snakemake(work, raced_run.config, "--cores", "2", "-R", "list_train_jobs")
+    counts = job_counts(rerun.stdout + rerun.stderr)
+    assert "train" not in counts and counts["race"] == FOLDS - AFTER, counts
+    same_race(work, raced_run.work)
 
 
 @pytest.mark.parametrize(("race", "cv", "training", "named"), [

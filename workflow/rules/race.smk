@@ -6,6 +6,17 @@
 # raced run over folds trained elsewhere trains nothing new.
 
 
+# A run's gather lists written without a race stay as they are when cv.race is added (Snakemake
+# does not re-plan a finished rule for a checkpoint it has not met): say so, and how to race.
+if RACE and workflow.is_main_process:
+    for _root in ["results"] + (["results/compare"] if COMPARE else []):
+        if os.path.exists(f"{_root}/train_jobs.txt") and not os.path.exists(f"{_root}/race/fold~{config['cv']['folds'] - 1}.tsv"):
+            logger.warning(
+                f"cv.race is set, but {_root}/train_jobs.txt was written by a run without a race: its"
+                " statistics stay the full grid's until you add -R list_train_jobs (the race then runs over"
+                " the folds trained already and trains only the survivors' missing folds)"
+            )
+
 rule list_race_jobs:
     # The metrics.json of the folds 0..k-1 of the points that race in round k, one a line (a
     # file, as list_train_jobs: a wide grid's paths do not fit on a command line).
