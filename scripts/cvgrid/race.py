@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from cvgrid.grid import ConfigError, axes_of
+from cvgrid.metrics import summary_columns
 
 #: A race table's ``status``: the point trains the next fold, or it was dropped.
 RACING, STOPPED = "racing", "stopped"
@@ -95,7 +96,7 @@ def race_round(folds: pd.DataFrame, folders: pd.DataFrame, thresholds, previous:
     if set(folds["repeat"]) != {0} or any(f != tuple(range(k)) for f in fold_sets):
         raise ValueError(f"a race round needs folds 0..{k - 1} of repeat 0 for every survivor; got {fold_sets.to_dict()}")
     verdicts = compare_to_best(folds, thresholds, by_model=True)
-    mean = verdicts.columns[len(keys)]  # mean_<metric>
+    mean = summary_columns(thresholds.metric)[0]
     table = verdicts[[*keys, mean, "is_best", "verdict", "mean_diff", "prob_worse"]].merge(folders, on=keys)
     if len(table) != len(verdicts):
         raise ValueError("the survivors' folders do not match their metrics (every survivor needs its point folder)")
