@@ -173,8 +173,10 @@ def test_a_raced_run_over_folds_trained_already_trains_nothing(raced_run, tmp_pa
     assert "train" not in counts and counts["race"] == FOLDS - AFTER, counts
     same_race(restored, raced_run.work)
 
-    # The full run's own folder raced: the gather list written without a race is named, and
-    # -R list_train_jobs races over its folds without training.
+    # The full run's own folder raced (its race tables gone, as in a folder that never raced):
+    # the gather list written without a race is named, and -R list_train_jobs races over its
+    # folds without training.
+    shutil.rmtree(work / "results" / "race")
     warned = run_snakemake(work, raced_run.config, "-n")
     assert "was written by a run without a race" in warned.stdout + warned.stderr
     rerun = run_snakemake(work, raced_run.config, "--cores", "2", "-R", "list_train_jobs")
