@@ -16,6 +16,7 @@ from cvgrid.analysis import analyse, write_tables
 from cvgrid.metrics import METRICS
 from cvgrid.costs import COSTS
 from cvgrid.decision import RULES
+from cvgrid.race import completed
 from cvgrid.stats import Thresholds
 
 
@@ -42,17 +43,22 @@ def main(argv=None):
                    help="cv.decide's round tables (results/decide/repeat~R.tsv) in order, where it is on")
     p.add_argument("--out-dir", type=Path, required=True)
     a = p.parse_args(argv)
-    folds = pd.read_csv(a.folds, sep="\t")
-    cv = pd.read_csv(a.summary, sep="\t")
+    raced_folds = pd.read_csv(a.folds, sep="\t")
+    raced_cv = pd.read_csv(a.summary, sep="\t")
+    # cv.race: the statistics are of the points that trained every fold (all, without a race);
+    # the stopped ones are named in the summary's paragraph on the race.
+    folds, cv = completed(raced_folds), completed(raced_cv)
     result = analyse(folds, cv, Thresholds(rope=a.rope, probability=a.probability, alpha=a.alpha, metric=a.metric),
                      model_sizes=pd.read_csv(a.model_costs, sep="\t"), contender_probability=a.contender_probability,
                      choose=a.choose, cost=a.cost,
                      expectations=[json.loads(path.read_text()) for path in a.expectations], ranges=a.sampled_ranges)
     write_tables(result, a.out_dir)
-    text = wording.summary_text(result)
-    if a.decide_rounds:  # after the verdicts it changed
-        rounds = [pd.read_csv(path, sep="\t") for path in a.decide_rounds]
-        text += "\n" + wording.decide_paragraph(rounds, result.tables["compare_to_best"], int(folds["fold"].nunique())) + "\n"
+    # cv.decide's rounds, in order (none without it): which points got repeats, verdicts changed.
+    rounds = [pd.read_csv(path, sep="\t") for path in a.decide_rounds]
+    text = wording.summary_text(result, extra=[
+        wording.race_paragraph(raced_folds, raced_cv, a.metric),
+        wording.decide_paragraph(rounds, result.tables["compare_to_best"], int(folds["fold"].nunique())),
+    ])
     wording.write_summary(text, a.out_dir, markdown=False)
     wording.write_decision(result, a.out_dir)
     plots.factor_effects(result.tables["factor_effects"], a.out_dir / "factor_effects.svg")

@@ -14,6 +14,7 @@ from cvgrid.costs import COSTS, join_costs, training_costs
 from cvgrid.decision import RULES, DecisionError, decide, expectation_record, prediction_table
 from cvgrid.grid import axes_of
 from cvgrid.io import write_json
+from cvgrid.race import completed
 from cvgrid.summary import MetricsError, planned_metrics, read_metrics
 
 
@@ -32,10 +33,14 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args(argv)
-    folds = pd.read_csv(a.folds, sep="\t")
+    raced = pd.read_csv(a.folds, sep="\t")
+    # cv.race: the procedure chooses among the points that trained every fold (all, without a race).
+    folds = completed(raced)
     try:
         metrics = [path for path in planned_metrics(a.metrics_list) if read_metrics(path)["config"]["model"] == a.model]
         predictions = prediction_table(metrics, axes_of(folds))
+        if "race" in raced:  # the stopped points' partial folds are no candidates
+            predictions = predictions.merge(folds[axes_of(folds)].drop_duplicates())
         costs = join_costs(training_costs(folds), pd.read_csv(a.model_costs, sep="\t"))
         result = decide(folds, predictions, costs, a.choose, a.cost, rope=a.rope, probability=a.probability,
                         contender_probability=a.contender_probability, model=a.model, bags=a.bags, seed=a.seed)

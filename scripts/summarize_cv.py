@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cvgrid.io import write_tsv
 from cvgrid.metrics import METRICS, unavailable_notes
+from cvgrid.race import mark_race, read_race
 from cvgrid.summary import MetricsError, cv_summary, fold_table, planned_metrics
 
 
@@ -23,6 +24,8 @@ def main(argv=None):
     # A file, not the command line: a big grid's paths exceed what a command may hold.
     p.add_argument("--metrics-list", type=Path, required=True,
                    help="file naming the training jobs' metrics.json files, one path a line")
+    p.add_argument("--race", type=Path,
+                   help="cv.race: the race's last table (cvgrid.race); adds the column race to both tables")
     a = p.parse_args(argv)
     try:
         folds = fold_table(planned_metrics(a.metrics_list), a.axes)
@@ -34,6 +37,9 @@ def main(argv=None):
         summary = cv_summary(folds, metric=a.metric)
     except MetricsError as error:
         sys.exit(f"error: {error}")
+    if a.race:
+        record = read_race(a.race)
+        folds, summary = mark_race(folds, record), mark_race(summary, record)
     write_tsv(folds, a.folds_out)
     write_tsv(summary, a.summary_out)
 

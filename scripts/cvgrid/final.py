@@ -71,7 +71,9 @@ def best_point(summary: pd.DataFrame, model: str, *, metric: str) -> dict:
     label = get_metric(metric).label
     mean_column, spread_column = summary_columns(metric)
     mean, spread = float(row[mean_column]), float(row[spread_column])
-    selected = selected_points(summary[summary["model"] == model], metric=metric).iloc[0]
+    # The candidates are the ranked points: a point a race (cv.race) stopped is unranked, its folds partial.
+    candidates = summary[(summary["model"] == model) & summary["rank"].notna()]
+    selected = selected_points(candidates, metric=metric).iloc[0]
     # Every axis of the grid (cvgrid.grid.AXES), as the Python type of its values.
     point = {axis: row[axis].item() if hasattr(row[axis], "item") else row[axis] for axis in axes_of(summary)}
     high = 1.0 if get_metric(metric).percent else math.inf

@@ -15,6 +15,7 @@ import seaborn as sns  # noqa: E402
 
 from cvgrid.grid import axes_of  # noqa: E402
 from cvgrid.metrics import better_word, get_metric, summary_columns, to_score  # noqa: E402
+from cvgrid.race import COMPLETED  # noqa: E402
 
 
 def save_figure(fig, path, **kwargs) -> None:
@@ -24,7 +25,8 @@ def save_figure(fig, path, **kwargs) -> None:
 
 
 # How a cell of the heatmap marks its grid point's verdict against the model's best.
-VERDICT_MARKS = {"best": "best", "worse": "worse", "practically equivalent": "equiv.", "undecided": "?"}
+VERDICT_MARKS = {"best": "best", "worse": "worse", "practically equivalent": "equiv.", "undecided": "?",
+                 "stopped": "stopped"}  # cv.race: stopped early, its mean is of its first folds only
 
 
 def heatmap_layout(summary: pd.DataFrame, model: str, chosen: list[str] | None = None) -> tuple[str, str, list[str]]:
@@ -74,6 +76,8 @@ def heatmap(summary: pd.DataFrame, model: str, path, verdicts: pd.DataFrame | No
     rows = summary[summary["model"] == model]
     if verdicts is not None:
         rows = rows.merge(verdicts[keys + ["verdict"]], on=keys, how="left")
+        if "race" in rows:  # cv.race: a stopped point has no verdict, it is marked as stopped
+            rows.loc[rows["race"] != COMPLETED, "verdict"] = "stopped"
     panels = (sorted(rows.groupby(panel_axes).groups) if panel_axes else [()])
     panels = [p if isinstance(p, tuple) else (p,) for p in panels]
     left_out = max(len(panels) - MAX_HEATMAP_PANELS, 0)

@@ -20,6 +20,7 @@ from cvgrid.analysis import WHOLE_GRID, Analysis
 from cvgrid.grid import axes_of
 from cvgrid.io import atomic_path
 from cvgrid.metrics import RECALL_PREFIX, better_word, format_value, get_metric, summary_columns
+from cvgrid.race import race_savings
 from cvgrid.stats import BETTER, EQUIVALENT, UNDECIDED, WORSE
 
 # At most this many configurations are named per verdict and model.
@@ -603,14 +604,44 @@ def decide_paragraph(rounds: Sequence[pd.DataFrame], final: pd.DataFrame, folds:
             f"same {len(given)} repeat{'s' if len(given) > 1 else ''} ({points} × {folds} folds × {len(given)}).")
 
 
-def summary_text(analysis: Analysis, max_listed: int = MAX_LISTED) -> str:
+def race_paragraph(folds: pd.DataFrame, cv_summary: pd.DataFrame, metric: str,
+                   max_listed: int = 2 * MAX_LISTED) -> str | None:
+    """cv.race: the points the race stopped, each with its partial mean, and the jobs it saved
+    against the full grid, from cv_folds.tsv and cv_summary.tsv with their ``race`` column (the
+    whole tables, stopped points included); None without a race."""
+    if "race" not in folds:
+        return None
+    total = int(folds.groupby(axes_of(folds)).size().max())  # the best always completes every fold
+    savings = race_savings(folds, total)
+    stopped = cv_summary[cv_summary["race"].str.startswith("stopped")]
+    keys = axes_of(cv_summary)
+    mean = summary_columns(metric)[0]
+    label = get_metric(metric).label
+    text = (f"**Racing** (cv.race: after each fold round, the points the verdicts call *worse* than their "
+            f"model's best on the folds every remaining point has were stopped; a model's best never is): "
+            f"{savings['points']} grid points, {savings['run']} training jobs run of the full grid's "
+            f"{savings['full']} ({savings['points']} points × {total} folds), so racing saved {savings['saved']}. ")
+    if stopped.empty:
+        return text + "No point was stopped: every point trained every fold."
+    names = [f"{_model(r['model'])} with {_describe(r, keys)}, {r['race']} (mean {label} "
+             f"{format_value(metric, r[mean])} over its {int(r['folds'])} folds)"
+             for _, r in stopped.head(max_listed).iterrows()]
+    more = len(stopped) - len(names)
+    return (text + f"{len(stopped)} stopped: " + "; ".join(names) + (f"; and {more} more" if more > 0 else "")
+            + ". A stopped point's mean is over its first folds only, so it is not comparable with the "
+            f"{total}-fold means of the others; the verdicts, contenders, factors and the refit are of the "
+            f"{savings['points'] - len(stopped)} points that trained every fold.")
+
+
+def summary_text(analysis: Analysis, max_listed: int = MAX_LISTED, extra: Sequence[str | None] = ()) -> str:
     """The answer in words: the paragraphs above that have something to say, separated by
-    blank lines (summary.md)."""
+    blank lines (summary.md); `extra`: paragraphs on what the analysis does not hold (the race's,
+    :func:`race_paragraph`), last."""
     paragraphs = [decision_block(analysis, max_listed), metric_paragraph(analysis), best_paragraph(analysis),
                   models_paragraph(analysis),
                   verdicts_paragraph(analysis, max_listed), resolution_paragraph(analysis),
                   factors_paragraph(analysis), noise_paragraph(analysis), diverged_paragraph(analysis),
-                  mixed_hardware_paragraph(analysis)]
+                  mixed_hardware_paragraph(analysis), *extra]
     return "\n\n".join(p for p in paragraphs if p is not None) + "\n"
 
 

@@ -19,6 +19,7 @@ from cvgrid.grid import (  # noqa: E402
 )
 from cvgrid.io import write_json  # noqa: E402
 from cvgrid.plan import folder_record, plan_weights, record_folder  # noqa: E402
+from cvgrid.race import race_after_folds, survivors  # noqa: E402
 from cvgrid.weights import WeightsError  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -33,6 +34,8 @@ try:
     # of the whole grid point.
     JOB_UNIT = job_unit(config)
     decide_max_repeats(config)  # refuses a cv.decide it cannot work with (rules/decide.smk)
+    # cv.race: the folds every point trains before the race drops any (None: no race; rules/race.smk).
+    RACE = race_after_folds(config)
 except (ConfigError, WeightsError) as error:
     raise WorkflowError(f"config: {error}") from None
 if "sample" in TABLE.attrs:
@@ -174,7 +177,10 @@ def scheme_label(scheme):
 
 def train_outputs(name, model=None, root="results"):
     """Every training job's `name` file (metrics.json, ...) over the grid and the folds,
-    or only those of `model`; under results/ (cv.groups) or results/compare/."""
+    or only those of `model`; under results/ (cv.groups) or results/compare/. With cv.race, the
+    jobs the race trains (rules/race.smk: an input function, it waits for the race's rounds)."""
+    if RACE:
+        return raced_train_outputs(name, model, root)
     points = (
         GRID.dataframe
         if model is None
@@ -293,3 +299,64 @@ def final_outputs():
             else []
         ),
     ]
+
+
+# cv.race (rules/race.smk): the rounds' tables and the training jobs the race asks for.
+
+
+def race_round_table(root, fold):
+    """The race table of round `fold` (waits for its checkpoint: Snakemake re-plans after it)."""
+    return checkpoints.race.get(root=root, fold=fold).output[0]
+
+
+def race_round_points(root, fold):
+    """The point folders that race in round `fold`: every grid point in the first round, then
+    the survivors of the round before."""
+    if fold == RACE:
+        return list(GRID.instance_patterns)
+    return survivors(race_round_table(root, fold - 1))
+
+
+def race_round_jobs(root, fold):
+    """list_race_jobs' input: the metrics.json of folds 0..fold-1 of the points racing in round `fold`."""
+    return with_gpu_check_known([
+        f"{root}/train/{point}/{FOLD.format(repeat=0, fold=f)}/metrics.json"
+        for point in race_round_points(root, fold)
+        for f in range(fold)
+    ])
+
+
+def with_gpu_check_known(metrics):
+    """`metrics` (training jobs' metrics.json that a race asks for), once Snakemake knows that
+    the GPU check's record exists. After a checkpoint Snakemake re-plans only the jobs that
+    asked for it, not the new jobs they bring in: a new training job whose gpu_check_gate
+    raised then would keep results/gpu_check.json among its inputs, and once trained be
+    trained again for a changed set of inputs. Asking here first (only where the record
+    exists and a job is missing: as the gate, nothing for finished jobs) lets the re-planned
+    rule resolve the check before those jobs are made."""
+    if os.path.exists(GPU_CHECK) and not all(os.path.exists(path) for path in metrics):
+        checkpoints.check_gpu.get()
+    return metrics
+
+
+def raced_train_outputs(name, model=None, root="results"):
+    """common.train_outputs under a race: the `name` file of every fold the race trains (every
+    point's first RACE folds, then each round's survivors' next fold), in grid order, or only
+    those of `model`. Every trained fold is listed, the stopped points' partial folds too."""
+    trained = {point: RACE for point in GRID.instance_patterns}
+    for fold in range(RACE, config["cv"]["folds"]):
+        for point in survivors(race_round_table(root, fold)):
+            trained[point] = fold + 1
+    jobs = [
+        f"{root}/train/{point}/{FOLD.format(repeat=0, fold=fold)}"
+        for point, folds in trained.items()
+        if model is None or point.startswith(f"model~{model}/")
+        for fold in range(folds)
+    ]
+    with_gpu_check_known([f"{job}/metrics.json" for job in jobs])
+    return [f"{job}/{name}" for job in jobs]
+
+
+def race_record(wildcards):
+    """summarize_cv's race input: the last round's table ([] without a race)."""
+    return [race_round_table(wildcards.root, config["cv"]["folds"] - 1)] if RACE else []

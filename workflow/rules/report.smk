@@ -17,6 +17,7 @@ rule list_train_jobs:
 rule summarize_cv:
     input:
         jobs="{root}/train_jobs.txt",
+        race=race_record,  # cv.race: the last round's table (rules/race.smk), else nothing
     output:
         folds="{root}/cv_folds.tsv",
         summary=report(
@@ -34,10 +35,11 @@ rule summarize_cv:
         script=script_path("summarize_cv.py"),
         axes=",".join(GRID_AXES),
         metric=config["statistics"]["metric"],  # what ranks the grid points
+        race=lambda w, input: f"--race {shlex.quote(input.race[0])}" if input.race else "",
     shell:
         "python {params.script:q} --folds-out {output.folds:q}"
         " --summary-out {output.summary:q} --axes {params.axes:q} --metric {params.metric:q}"
-        " --metrics-list {input.jobs:q} > {log:q} 2>&1"
+        " --metrics-list {input.jobs:q} {params.race} > {log:q} 2>&1"
 
 
 rule plot_heatmap:

@@ -1,0 +1,218 @@
+"""cv.race through the real `snakemake` CLI on a tiny grid with a known hopeless point: what each
+round plans, that the hopeless point is stopped after the first folds while the best is kept and
+refitted, what the outputs and the written summary say, that a raced run over folds trained
+already trains nothing, and the configs a race refuses."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+
+from conftest import tiny_config, write_config, write_image_folder
+from test_workflow import job_counts
+
+pytestmark = pytest.mark.slow
+
+GRID_KEYS = ["model", "batch_size", "learning_rate", "augmentation"]
+FOLDS, AFTER = 4, 2
+# Two good learning rates and one so large (100) that the network predicts one class of three:
+# chance level on every fold, with the same seeds every time.
+HOPELESS = "model~model_a/batch_size~16/learning_rate~100.0/augmentation~none"
+GOOD = ["model~model_a/batch_size~16/learning_rate~0.001/augmentation~none",
+        "model~model_a/batch_size~16/learning_rate~0.0004/augmentation~none"]
+
+
+def race_config(data, **changes) -> dict:
+    config = tiny_config(data, cv={"folds": FOLDS, "validation_fraction": 0.2, "race": {"after_folds": AFTER}},
+                         training={"patience": 1})
+    config["grid"]["learning_rate"] = [0.001, 0.0004, 100.0]
+    for section, values in changes.items():
+        config[section].update(values)
+    return config
+
+
+def planned_folds(output: str) -> set[str]:
+    """The training jobs a dry run plans, as point/fold~F."""
+    return {re.sub(r"/repeat~0/", "/", m) for m in re.findall(r"output: results/train/(\S+)/metrics\.json", output)}
+
+
+def expected(points, folds) -> set[str]:
+    return {f"{p}/fold~{f}" for p in points for f in folds}
+
+
+def trained(work) -> set[str]:
+    root = work / "results" / "train"
+    return {re.sub(r"/repeat~0/", "/", str(p.parent.relative_to(root))) for p in root.rglob("metrics.json")}
+
+
+@pytest.fixture(scope="module")
+def raced_run(tmp_path_factory):
+    """The race run round by round (a dry run before each), then to the end. Returns what each
+    step printed and planned."""
+    from types import SimpleNamespace
+
+    from conftest import run_snakemake
+
+    root = tmp_path_factory.mktemp("race")
+    data = write_image_folder(root / "data", n_classes=3, per_class=20, size=(40, 40))
+    configfile = write_config(root / "race.yaml", race_config(data))
+    work = root / "work"
+    work.mkdir()
+    steps = {}
+    for name, targets in [("round 2", ["results/race/fold~2.tsv"]), ("round 3", ["results/race/fold~3.tsv"]),
+                          ("rest", [])]:
+        plan = run_snakemake(work, configfile, "-n", *targets)
+        ran = run_snakemake(work, configfile, "--cores", "2", *targets)
+        steps[name] = SimpleNamespace(plan=plan.stdout + plan.stderr, ran=ran.stdout + ran.stderr)
+    again = run_snakemake(work, configfile, "-n")
+    return SimpleNamespace(root=root, data=data, config=configfile, work=work, steps=steps,
+                           again=again.stdout + again.stderr)
+
+
+def test_each_round_plans_only_the_survivors_next_fold(raced_run):
+    # Before the race: every point's first two folds, and no other training job.
+    first = raced_run.steps["round 2"]
+    assert job_counts(first.plan)["train"] == 3 * AFTER
+    assert planned_folds(first.plan) == expected([*GOOD, HOPELESS], range(AFTER))
+    # After round 2 the hopeless point is stopped: only the good points train fold 2, then fold 3.
+    for name, fold in [("round 3", 2), ("rest", 3)]:
+        plan = raced_run.steps[name].plan
+        assert job_counts(plan)["train"] == 2, (name, plan)
+        assert planned_folds(plan) == expected(GOOD, [fold]), name
+    assert "Nothing to be done" in raced_run.again, raced_run.again
+    assert trained(raced_run.work) == expected(GOOD, range(FOLDS)) | expected([HOPELESS], range(AFTER))
+
+
+def test_the_hopeless_point_is_stopped_after_the_first_folds_and_the_best_is_kept(raced_run):
+    results = raced_run.work / "results"
+    rounds = {k: pd.read_csv(results / "race" / f"fold~{k}.tsv", sep="\t").set_index("point") for k in (2, 3)}
+    assert rounds[2].loc[HOPELESS, "status"] == "stopped" and rounds[2].loc[HOPELESS, "verdict"] == "worse"
+    assert rounds[2].loc[HOPELESS, "stopped_after"] == AFTER
+    # A stopped point stays stopped: round 3 keeps its row of round 2 and compares only the others.
+    assert rounds[3].loc[HOPELESS, "round"] == 2 and rounds[3].loc[HOPELESS, "status"] == "stopped"
+    assert set(rounds[3].index[rounds[3]["round"] == 3]) == set(GOOD)
+    for k in (2, 3):
+        best = rounds[k][rounds[k]["is_best"]]
+        assert len(best) == 1 and best["status"].item() == "racing"
+    jobs = (results / "train_jobs.txt").read_text().split()
+    assert len(jobs) == 2 * FOLDS + AFTER  # every trained fold, the stopped point's two too
+
+
+def test_the_outputs_name_the_stopped_point_and_the_statistics_and_refit_leave_it_out(raced_run):
+    results = raced_run.work / "results"
+    summary = pd.read_csv(results / "cv_summary.tsv", sep="\t")
+    folds = pd.read_csv(results / "cv_folds.tsv", sep="\t")
+    stopped = summary[summary["learning_rate"] == 100.0].iloc[0]
+    assert stopped["race"] == "stopped early: worse after 2 folds" and stopped["folds"] == AFTER
+    assert pd.isna(stopped["rank"]) and summary.index[summary["learning_rate"] == 100.0].tolist() == [2]
+    assert stopped["mean_accuracy"] == pytest.approx(1 / 3, abs=0.02)  # chance: the partial mean
+    assert set(summary.loc[summary["race"] == "completed", "folds"]) == {FOLDS}
+    assert len(folds) == 2 * FOLDS + AFTER
+    assert folds.loc[folds["learning_rate"] == 100.0, "accuracy"].to_numpy() == pytest.approx([1 / 3] * AFTER, abs=0.02)
+    stats = results / "stats"
+    for table in ("compare_to_best", "contenders", "factor_effects", "selected", "decision"):
+        frame = pd.read_csv(stats / f"{table}.tsv", sep="\t")
+        if "learning_rate" in frame:
+            assert 100.0 not in set(frame["learning_rate"]), table
+    verdicts = pd.read_csv(stats / "compare_to_best.tsv", sep="\t")
+    assert len(verdicts) == 2 and verdicts["k"].eq(FOLDS).all()  # over every fold
+    best = summary[summary["rank"] == 1].iloc[0]
+    refit = json.loads((results / "final" / "model_a" / "model.json").read_text())
+    assert refit["grid_point"]["learning_rate"] == best["learning_rate"] != 100.0
+    expectation = json.loads((stats / "expectation" / "model_a.json").read_text())
+    assert expectation["point"]["learning_rate"] == best["learning_rate"] and expectation["candidates"] == 2
+    text = re.sub(r"<[^>]+>", "", (stats / "summary.html").read_text())
+    assert ("learning rate 100, augmentation none, stopped early: worse after 2 folds (mean accuracy 33.3% over"
+            " its 2 folds)") in text
+    assert "10 training jobs run of the full grid&#x27;s 12 (3 points × 4 folds), so racing saved 2" in text
+    assert "not comparable with the 4-fold means" in text
+
+
+def same_race(work, raced_work) -> None:
+    """`work`'s race tables and cv_summary.tsv are those of the raced run in `raced_work`."""
+    for k in range(AFTER, FOLDS):
+        again = pd.read_csv(work / "results" / "race" / f"fold~{k}.tsv", sep="\t")
+        before = pd.read_csv(raced_work / "results" / "race" / f"fold~{k}.tsv", sep="\t")
+        pd.testing.assert_frame_equal(again, before)
+    summary = pd.read_csv(work / "results" / "cv_summary.tsv", sep="\t")
+    before = pd.read_csv(raced_work / "results" / "cv_summary.tsv", sep="\t")
+    pd.testing.assert_frame_equal(summary.drop(columns="minutes"), before.drop(columns="minutes"))
+
+
+def test_a_raced_run_over_folds_trained_already_trains_nothing(raced_run, tmp_path):
+    from conftest import run_snakemake
+
+    # The raced folder, then the whole grid without a race: only the stopped point's last folds
+    # are new jobs (the race changed no job's params or paths, so every raced fold is reused).
+    work = tmp_path / "work"
+    subprocess.run(["cp", "-a", str(raced_run.work), str(work)], check=True)
+    full = race_config(raced_run.data)
+    del full["cv"]["race"]
+    full_config = write_config(tmp_path / "full.yaml", full)
+    ran = run_snakemake(work, full_config, "--cores", "2")
+    assert job_counts(ran.stdout + ran.stderr)["train"] == 2
+    assert trained(work) == expected([*GOOD, HOPELESS], range(FOLDS))
+
+    # The full run's jobs restored into a new folder (as publish_study.py restore does: the data
+    # steps, then the jobs' files): the raced run trains nothing and races as before.
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    run_snakemake(restored, raced_run.config, "--cores", "1", "results/data/folds.tsv")
+    for path in (work / "results" / "train").rglob("*"):
+        if path.name in ("metrics.json", "history.tsv", "predictions.tsv"):
+            target = restored / path.relative_to(work)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, target)
+    raced = run_snakemake(restored, raced_run.config, "--cores", "2")
+    counts = job_counts(raced.stdout + raced.stderr)
+    assert "train" not in counts and counts["race"] == FOLDS - AFTER, counts
+    same_race(restored, raced_run.work)
+
+    # The full run's own folder raced (its race tables gone, as in a folder that never raced):
+    # the gather list written without a race is named, and -R list_train_jobs races over its
+    # folds without training.
+    shutil.rmtree(work / "results" / "race")
+    warned = run_snakemake(work, raced_run.config, "-n")
+    assert "was written by a run without a race" in warned.stdout + warned.stderr
+    rerun = run_snakemake(work, raced_run.config, "--cores", "2", "-R", "list_train_jobs")
+    counts = job_counts(rerun.stdout + rerun.stderr)
+    assert "train" not in counts and counts["race"] == FOLDS - AFTER, counts
+    same_race(work, raced_run.work)
+
+
+@pytest.mark.parametrize(("race", "cv", "training", "named"), [
+    ({"after_folds": 1}, {}, {}, "cv.race.after_folds is 1; it must be at least 2"),
+    ({"after_folds": 4}, {}, {}, "less than cv.folds (4)"),
+    ({"after_folds": 2}, {"repeats": 2}, {}, "cv.race is set with cv.repeats 2"),
+    ({"after_folds": 2}, {}, {"folds_per_job": "all"}, "training.folds_per_job 'all'"),
+    ({"after_folds": "3"}, {}, {}, "after_folds"),
+    ({"after": 2}, {}, {}, "after_folds"),
+], ids=["one-fold", "every-fold", "repeats", "folds-per-job", "text", "misspelt"])
+def test_a_race_the_config_cannot_run_fails_before_any_job_naming_the_key(tmp_path, snakemake, image_folder,
+                                                                          race, cv, training, named):
+    config = race_config(image_folder(n_classes=3, per_class=20), cv={**cv, "race": race}, training=training)
+    configfile = write_config(tmp_path / "bad.yaml", config)
+    work = tmp_path / "work"
+    work.mkdir()
+    result = snakemake(work, configfile, "--dry-run", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and named in output, output
+    assert "Job stats" not in output and not (work / "results").exists()
+
+
+def test_the_raced_search_plans_the_first_three_folds_of_the_searchs_points(tmp_path, snakemake):
+    """config/search-race.yaml over config/search.yaml: the published points' folds 0-2 (the full
+    search's own jobs), nothing else before the first round."""
+    from conftest import REPO
+
+    stored = [line for line in (REPO / "tests" / "search_points.txt").read_text().splitlines()
+              if line and not line.startswith("#")]
+    result = snakemake(tmp_path, REPO / "config" / "search.yaml", str(REPO / "config" / "search-race.yaml"), "-n")
+    output = result.stdout + result.stderr
+    assert job_counts(output)["train"] == 32 * 3
+    assert planned_folds(output) == expected(stored, range(3))
