@@ -6,6 +6,7 @@ experiment run the same way (config/modern_recipe.yaml -> docs/recipe/, with --c
     python scripts/publish_study.py restore --workdir W   # committed jobs -> W/results (resume)
     python scripts/publish_study.py publish --workdir W   # W's jobs and tables -> docs/study
     python scripts/publish_study.py publish --workdir W --config config/modern_recipe.yaml --published docs/recipe
+    python scripts/publish_study.py publish-decide --workdir W   # cv.decide's run -> docs/study/decide
 
 `restore` copies the training jobs already published (docs/study/jobs/) into the working
 directory, so that a Snakemake run there trains only the missing ones: run it after the data
@@ -16,6 +17,9 @@ statistics tables, the written summary and the heatmap, computed by the library 
 finished grid points only (a grid still running is published as far as it has got; the
 unfinished points are listed in provenance.json), plus the protocol comparison and
 provenance.json (config, commits, machine, minutes). `make study` runs the whole cycle.
+`publish-decide` publishes a run of config/study.yaml with config/study-decide.yaml (cv.decide on
+the stratified grid, whose first repeat is the published stratified jobs) in docs/study/decide:
+the jobs of the repeats it added, its rounds and its tables.
 """
 
 import argparse
@@ -52,11 +56,14 @@ def job_dirs(root: Path) -> list[Path]:
                   if all((m.parent / name).exists() for name in JOB_FILES))
 
 
-def copy_jobs(source: Path, target: Path) -> int:
-    """Copy every finished job's files; a copied file gets the time of the copy (not the
+def copy_jobs(source: Path, target: Path, *, added_repeats_only: bool = False) -> int:
+    """Copy every finished job's files (only those of repeats after the first with
+    `added_repeats_only`: cv.decide's); a copied file gets the time of the copy (not the
     source's), so that restored jobs are newer than the data steps run before them."""
     copied = 0
     for job in job_dirs(source):
+        if added_repeats_only and job.parent.name == "repeat~0":
+            continue
         destination = target / job.relative_to(source)
         destination.mkdir(parents=True, exist_ok=True)
         for name in JOB_FILES:
@@ -112,10 +119,12 @@ def publish_protocol(workdir: Path, published: Path, protocol: str, config: dict
     return facts
 
 
-def publish_statistics(folds: pd.DataFrame, summary: pd.DataFrame, config: dict, out: Path, metrics: list[Path]):
+def publish_statistics(folds: pd.DataFrame, summary: pd.DataFrame, config: dict, out: Path, metrics: list[Path],
+                       decide_rounds: list[pd.DataFrame] = ()):
     """The statistics step's tables and summary in `out` (docs/study/<protocol>/stats), as the
     workflow's model_costs, expect_choice and cv_statistics rules write them, from the fold
-    table and the jobs' `metrics` (predictions.tsv beside); returns the analysis."""
+    table and the jobs' `metrics` (predictions.tsv beside), and cv.decide's rounds where it ran;
+    returns the analysis."""
     # fold_table writes one recall_<label> column per class of the data.
     num_classes = sum(column.startswith("recall_") for column in folds.columns)
     sizes = model_sizes(config, sorted(folds["model"].unique()), num_classes)
@@ -137,8 +146,60 @@ def publish_statistics(folds: pd.DataFrame, summary: pd.DataFrame, config: dict,
                      choose=final["choose"], cost=final["cost"], expectations=expectations,
                      ranges=sampled_ranges(config))
     write_tables(result, out)
-    wording.write_summary(wording.summary_text(result), out, markdown=True)
+    text = wording.summary_text(result, extra=[wording.decide_paragraph(
+        list(decide_rounds), result.tables["compare_to_best"], int(folds["fold"].nunique()))])
+    wording.write_summary(text, out, markdown=True)
     return result
+
+
+def decide_config(config_path: Path = REPO / "config" / "study.yaml",
+                  overlay: Path = REPO / "config" / "study-decide.yaml") -> dict:
+    """The config of the study's cv.decide run: config_path with the overlay on top (as
+    `--configfile config_path overlay` merges them), with the schema's defaults."""
+    from snakemake.utils import update_config, validate
+
+    config = yaml.safe_load(config_path.read_text())
+    update_config(config, yaml.safe_load(overlay.read_text()))
+    validate(config, schema=str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    return config
+
+
+def decide_rounds(folder: Path) -> list[pd.DataFrame]:
+    """cv.decide's round tables (repeat~R.tsv) in `folder`, in order of R."""
+    paths = sorted(folder.glob("repeat~*.tsv"), key=lambda path: int(path.stem.split("~")[1]))
+    return [pd.read_csv(path, sep="\t") for path in paths]
+
+
+def publish_decide(workdir: Path, published: Path) -> None:
+    """cv.decide's run (decide_config) in published/decide: the jobs of the repeats it added (its
+    first repeat is published/jobs/stratified), its rounds, and cv_folds.tsv, cv_summary.tsv,
+    the statistics and the heatmap over all its jobs; provenance.json."""
+    config = decide_config()
+    out = published / "decide"
+    added = copy_jobs(workdir / "results", out / "jobs" / "stratified", added_repeats_only=True)
+    (out / "rounds").mkdir(parents=True, exist_ok=True)
+    for path in sorted((workdir / "results" / "decide").glob("repeat~*.tsv")):
+        shutil.copyfile(path, out / "rounds" / path.name)
+    shutil.copyfile(REPO / "config" / "study-decide.yaml", out / "config.yaml")
+    metrics = (sorted((published / "jobs" / "stratified").glob("train/**/metrics.json"))
+               + sorted((out / "jobs" / "stratified").glob("train/**/metrics.json")))
+    folds = fold_table(metrics, grid_axes(config))
+    write_tsv(folds, out / "cv_folds.tsv")
+    summary = cv_summary(folds, metric=config["statistics"]["metric"])
+    write_tsv(summary, out / "cv_summary.tsv")
+    result = publish_statistics(folds, summary, config, out / "stats", metrics, decide_rounds(out / "rounds"))
+    for model in sorted(summary["model"].unique()):
+        plots.heatmap(summary, model, out / f"heatmap_{model}.svg", result.tables["compare_to_best"],
+                      metric=result.thresholds.metric)
+    added_folds = folds[folds["repeat"] > 0]
+    write_json({"config": "config.yaml (config/study-decide.yaml on top of config/study.yaml)",
+                "publishing_code_commit": git_commit(REPO), "jobs_added": added,
+                "training_minutes_added": round(float(added_folds["seconds"].sum()) / 60, 1),
+                "machines_added": sorted({f"{m.get('cpu')} ({m.get('device')}, {m.get('precision')}, torch {m.get('torch')})"
+                                          for m in (json.loads(path.read_text()) for path in
+                                                    (out / "jobs").glob("**/metrics.json"))})},
+               out / "provenance.json")
+    print(f"decide: {added} added jobs, {len(folds)} folds in all")
 
 
 def beside_original(published: Path) -> None:
@@ -241,13 +302,15 @@ def publish(workdir: Path, published: Path, config_path: Path) -> None:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("action", choices=["restore", "publish"])
+    p.add_argument("action", choices=["restore", "publish", "publish-decide"])
     p.add_argument("--workdir", type=Path, required=True, help="the Snakemake working directory of the study")
     p.add_argument("--published", type=Path, default=REPO / "docs" / "study")
     p.add_argument("--config", type=Path, default=REPO / "config" / "study.yaml")
     a = p.parse_args(argv)
     if a.action == "restore":
         restore(a.workdir, a.published)
+    elif a.action == "publish-decide":
+        publish_decide(a.workdir, a.published)
     else:
         publish(a.workdir, a.published, a.config)
 

@@ -139,3 +139,40 @@ def test_restored_jobs_are_newer_than_the_data_steps_before_them(tmp_path):
     for name in ("metrics.json", "history.tsv", "predictions.tsv"):
         assert (restored / name).read_text() == name
         assert (restored / name).stat().st_mtime > data.stat().st_mtime
+
+
+DECIDE = STUDY / "decide"
+
+
+def test_the_published_decide_run_is_recomputed_exactly():
+    """docs/study/decide (cv.decide on the study's stratified grid, README "Repeats only where they
+    decide"): its folds are the published first repeat plus its added jobs, and every table and
+    the summary (with the paragraph on the repeats) follow from them and its rounds."""
+    from publish_study import decide_config, decide_rounds
+
+    config = decide_config()
+    assert (DECIDE / "config.yaml").read_text() == (REPO / "config" / "study-decide.yaml").read_text()
+    added = sorted((DECIDE / "jobs" / "stratified").glob("train/**/metrics.json"))
+    assert added and all("repeat~0" not in path.parts for path in added)
+    metrics = sorted((STUDY / "jobs" / "stratified").glob("train/**/metrics.json")) + added
+    folds = fold_table(metrics, grid_axes(config))
+    same_table(folds, DECIDE / "cv_folds.tsv")
+    summary = cv_summary(folds, metric="accuracy")
+    same_table(summary, DECIDE / "cv_summary.tsv")
+    rounds = decide_rounds(DECIDE / "rounds")
+    # Round 1 gave repeat 1 to exactly the points its table marks, and they are the points with added jobs.
+    given = rounds[0][rounds[0]["gets_repeat"].astype(bool)]
+    assert sorted(given["point"]) == sorted({str(Path(*p.relative_to(DECIDE / "jobs" / "stratified" / "train").parts[:4]))
+                                             for p in added})
+    stats = DECIDE / "stats"
+    result = analyse(folds, summary, Thresholds.from_config(config["statistics"]),
+                     model_sizes=read(stats / "model_costs.tsv"),
+                     contender_probability=config["statistics"]["contender_probability"],
+                     choose=config["final"]["choose"], cost=config["final"]["cost"], ranges=None,
+                     expectations=[json.loads(p.read_text()) for p in sorted((stats / "expectation").glob("*.json"))])
+    for name, table in result.tables.items():
+        same_table(table, stats / f"{name}.tsv")
+    text = wording.summary_text(result, extra=[wording.decide_paragraph(
+        rounds, result.tables["compare_to_best"], int(folds["fold"].nunique()))])
+    assert (stats / "summary.md").read_text() == text
+    assert "**Repeats only where they decide**" in text
