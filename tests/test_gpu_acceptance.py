@@ -42,9 +42,10 @@ def test_the_cpu_mode_runs_without_snakemake_or_network_and_writes_one_json(tmp_
         assert summary["epochs_per_fold"] == [1] * 5 and summary["mean_images_per_second"] > 0
     assert record["folds"]["fp32"]["precision"] == ["fp32"]
     assert {"model_a", "model_b"} <= set(json.dumps(record["benchmark"]).split('"'))
-    # training.parallel_folds 1, 2, 4, 8 over the same eight folds; on the CPU every N means 1 (logged).
+    # training.parallel_folds over the same eight folds (1, 2, 4, 8 on a GPU); on the CPU every N
+    # means 1 (logged), so the CPU mode checks 1 and 2 only.
     parallel = record["parallel_folds"]
-    assert set(parallel["runs"]) == {"1", "2", "4", "8"} and parallel["folds"] == 8
+    assert set(parallel["runs"]) == {"1", "2"} and parallel["folds"] == 8
     for n, run in parallel["runs"].items():
         assert run["folds"] == 8 and run["parallel_folds_used"] == [1] and run["wall_seconds"] > 0
         assert run["same_predictions_as_one_at_a_time"] == 8 and run["speed_up"] > 0 and run["peak_gpu_memory_mb"] is None
