@@ -4,7 +4,7 @@ rule list_train_jobs:
     # (Snakemake hands the whole command to bash as one argument of at most 128 KiB).
     input:
         # The configured repeats of every point, then cv.decide's added ones (rules/decide.smk).
-        lambda w: train_outputs("metrics.json", root=w.root) + decided_outputs(w.root),
+        lambda w: [*train_outputs("metrics.json", root=w.root), *decided_outputs(w.root)],
     output:
         "{root}/train_jobs.txt",
     log:
@@ -84,7 +84,7 @@ rule plot_fold_accuracies:
             caption="../report/fold_accuracies.rst",
             category="3. Statistics",
             # the metric of the statistics (statistics.metric), whose folds the plot shows
-            labels={"item": "every fold's " + config["statistics"]["metric"].replace("_", " ")},
+            labels={"item": f"every fold's {config['statistics']['metric'].replace('_', ' ')}"},
         ),
     log:
         "logs/plot_fold_accuracies.log",
@@ -265,16 +265,18 @@ rule cv_statistics:
         statistics=config["statistics"],
         final=config["final"],
         sampled=SAMPLED_OPTION,  # a sampled grid's ranged axes (already quoted), else nothing
+        # cv.decide's rounds (quoted), else nothing.
+        decide=lambda w, input: f"--decide-rounds {' '.join(shlex.quote(path) for path in input.decide)}"
+        if input.decide
+        else "",
     shell:
         "python {params.script:q} --folds {input.folds:q} --summary {input.summary:q}"
         " --alpha {params.statistics[alpha]} --rope {params.statistics[rope]}"
         " --probability {params.statistics[probability]} --metric {params.statistics[metric]:q}"
         " --contender-probability {params.statistics[contender_probability]}"
         " --model-costs {input.model_costs:q} --expectations {input.expectations:q}"
-        " --choose {params.final[choose]:q} --cost {params.final[cost]:q} {params.sampled}"
-        # Only with cv.decide: without it the command is as before (its text changed reruns the step).
-        + (" --decide-rounds {input.decide:q}" if MAX_REPEATS else "")
-        + " --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        " --choose {params.final[choose]:q} --cost {params.final[cost]:q} {params.sampled} {params.decide}"
+        " --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
 rule plot_diagnostics:
