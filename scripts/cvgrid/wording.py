@@ -478,7 +478,11 @@ def decision_block(analysis: Analysis, max_listed: int = MAX_LISTED) -> str | No
         if d["rule"] == "best":
             why = "the highest mean CV accuracy"
             expect = (f"{'' if bbc else '**'}{100 * d['bound']:.1f}%{'' if bbc else '**'} (the best of {int(d['candidates'])} corrected for that choice, "
-                      f"Tibshirani & Tibshirani 2009; raw mean {100 * d['mean_accuracy']:.1f}%, optimistic)")
+                      f"Tibshirani & Tibshirani 2009; raw mean {100 * d['mean_accuracy']:.1f}%, optimistic)"
+                      if d["candidates"] > 1 else
+                      # One grid point: nothing was chosen, so its mean is not optimistic.
+                      f"{'' if bbc else '**'}{100 * d['mean_accuracy']:.1f}%{'' if bbc else '**'} (its mean CV "
+                      "accuracy: the only grid point, so nothing was chosen and nothing is corrected)")
         else:
             why = (f"the contender of least {_COST_WORDS[d['cost']]}, {_pts(d['gap'], 'accuracy')} points from the best's "
                    "mean")
