@@ -331,3 +331,12 @@ def test_the_data_array_is_checked_against_free_gpu_memory(monkeypatch, free_mb,
     assert figures == (f"1200 MiB of data + 2048 MiB reserve {'fit in' if fits else 'do not fit in'} "
                        f"{free_mb} MiB free of 16000 MiB on cuda:0")
     assert hardware.fits_on_device(10**12, CPU)[0] is True  # in host memory already
+
+
+def test_each_model_trained_at_once_gets_its_reserve_beside_the_shared_images(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (8000 * 2**20, 16000 * 2**20))
+    assert hardware.fits_on_device(1200 * 2**20, GPU, models=3)[0] is True  # 1200 + 3 x 2048 <= 8000
+    answer, figures = hardware.fits_on_device(1200 * 2**20, GPU, models=4)  # 1200 + 4 x 2048 > 8000
+    assert answer is False
+    assert figures == ("1200 MiB of data + 8192 MiB reserve (4 models at once) do not fit in 8000 MiB free"
+                       " of 16000 MiB on cuda:0")

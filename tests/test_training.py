@@ -117,7 +117,7 @@ def test_a_device_too_small_for_the_images_takes_the_host_path_and_says_so(prepa
                              tensorboard=False)
 
     (device_metrics,) = run(tmp_path / "device")
-    monkeypatch.setattr(hardware, "fits_on_device", lambda nbytes, device: (False, f"{nbytes} bytes > faked 1 MiB free"))
+    monkeypatch.setattr(hardware, "fits_on_device", lambda nbytes, device, models: (False, f"{nbytes} bytes > faked 1 MiB free"))
     with caplog.at_level("WARNING"):
         (host_metrics,) = run(tmp_path / "host")
     assert device_metrics["data_on_device"] is True and host_metrics["data_on_device"] is False

@@ -312,15 +312,18 @@ def where_run(device: torch.device, environ: Mapping[str, str] | None = None) ->
 DEVICE_MEMORY_RESERVE = 2 * 2**30
 
 
-def fits_on_device(nbytes: int, device: torch.device, reserve: int = DEVICE_MEMORY_RESERVE) -> tuple[bool, str]:
-    """Whether an array of `nbytes` fits in the free memory of `device` with `reserve` left for
-    training, and the figures that decided it (for the log). The CPU: always (the array is in
-    host memory already)."""
+def fits_on_device(nbytes: int, device: torch.device, models: int = 1) -> tuple[bool, str]:
+    """Whether an array of `nbytes` fits in the free memory of `device` with a reserve left for
+    each of the `models` that train on it at the same time (parallel folds share the one array),
+    and the figures that decided it (for the log). The CPU: always (the array is in host memory
+    already)."""
     if device.type != "cuda":
         return True, f"{nbytes / 2**20:.0f} MiB on the CPU"
     free, total = torch.cuda.mem_get_info(device)
+    reserve = models * DEVICE_MEMORY_RESERVE
     fits = nbytes + reserve <= free
-    return fits, (f"{nbytes / 2**20:.0f} MiB of data + {reserve / 2**20:.0f} MiB reserve "
+    each = f" ({models} models at once)" if models > 1 else ""
+    return fits, (f"{nbytes / 2**20:.0f} MiB of data + {reserve / 2**20:.0f} MiB reserve{each} "
                   f"{'fit in' if fits else 'do not fit in'} {free / 2**20:.0f} MiB free of "
                   f"{total / 2**20:.0f} MiB on {device}")
 

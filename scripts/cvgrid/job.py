@@ -66,6 +66,7 @@ class TrainingJob:
     # Whether the images fit in the device's free memory; if not, they stay in (pinned) host
     # memory and go to the device batch by batch (hardware.fits_on_device, training.HostBatches).
     data_on_device: bool = True
+    parallel: int = 1  # folds trained at the same time (parallel_folds_on)
     checkpoints: list[Path] = field(default_factory=list)  # of the fits so far, deleted at the job's end
     # The images as the fits read them (training.place_images), placed once for all of them.
     data: torch.Tensor | HostBatches | None = None
@@ -88,10 +89,12 @@ class TrainingJob:
 
 @contextmanager
 def training_job(*, images_path: Path, index_path: Path, precision: str, device: str, threads: int,
-                 checkpoint_seconds: float, tensorboard: bool, gpus_requested: int = 0):
-    """Set up a training job and yield it; once the block has written its results, delete the
-    checkpoints of its fits. SIGTERM exits with 143 and keeps them (the running fit first
-    writes its last finished epoch)."""
+                 checkpoint_seconds: float, tensorboard: bool, gpus_requested: int = 0,
+                 parallel_folds: int = 1, folds: int = 1):
+    """Set up a training job of `folds` fits and yield it; once the block has written its results,
+    delete the checkpoints of its fits. SIGTERM exits with 143 and keeps them (the running fit
+    first writes its last finished epoch). `parallel_folds`: training.parallel_folds (what the
+    device makes of it is `job.parallel`)."""
     signal.signal(signal.SIGTERM, _raise_terminated)
     torch.set_num_threads(threads)
     if torch.cuda.is_available():
@@ -100,8 +103,9 @@ def training_job(*, images_path: Path, index_path: Path, precision: str, device:
     torch_device = hardware.training_device(device, gpus_requested=gpus_requested)
     chosen_precision = hardware.choose_precision(torch_device, precision)
     hardware.configure_tf32(torch_device, chosen_precision)  # recorded by hardware.describe
+    parallel = parallel_folds_on(torch_device, parallel_folds, folds)
     images, index = load_prepared(images_path, index_path)
-    data_on_device, figures = hardware.fits_on_device(images.nbytes, torch_device)
+    data_on_device, figures = hardware.fits_on_device(images.nbytes, torch_device, models=parallel)
     if data_on_device:
         log.info("data on the device: %s", figures)
     else:
@@ -118,6 +122,7 @@ def training_job(*, images_path: Path, index_path: Path, precision: str, device:
         checkpoint_seconds=checkpoint_seconds,
         tensorboard=tensorboard,
         data_on_device=data_on_device,
+        parallel=parallel,
     )
     yield job
     for path in job.checkpoints:
@@ -145,10 +150,10 @@ def run_folds(
     each folder's history.tsv, predictions.tsv and metrics.json (metrics last)."""
     with training_job(images_path=images_path, index_path=index_path, precision=precision, device=device,
                       threads=threads, checkpoint_seconds=checkpoint_seconds, tensorboard=tensorboard,
-                      gpus_requested=gpus_requested) as job:
+                      gpus_requested=gpus_requested, parallel_folds=parallel_folds,
+                      folds=len(fold_settings)) as job:
         return train_folds(job, fold_settings, folds_path=folds_path, out_dirs=out_dirs,
-                           checkpoint_paths=checkpoint_paths,
-                           parallel=parallel_folds_on(job.device, parallel_folds, len(fold_settings)))
+                           checkpoint_paths=checkpoint_paths, parallel=job.parallel)
 
 
 def parallel_folds_on(device: torch.device, requested: int, folds: int) -> int:
