@@ -51,8 +51,12 @@ run: env
 report: env
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --configfile $(CONFIG) --report report.html
 
+# Two processes (TEST_WORKERS=0: one, as plain pytest): the SLURM tests, one after the other in
+# one of them (tests/conftest.py groups them), mostly wait for the scheduler while the other
+# process runs the rest.
+TEST_WORKERS ?= 2
 test: env
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # Not after `env`: a run is using .venv, which must not be rebuilt under it.
 status:

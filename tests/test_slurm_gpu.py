@@ -24,14 +24,13 @@ CUDA), as tests/test_slurm_workflow.py does.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 
 from conftest import REPO, tiny_config, write_config, write_image_folder
 from slurm_cluster import GPU_PARTITION, SITE_PROFILE, slurm_cluster, slurm_log_job_ids, squeue_jobs  # noqa: F401
-from test_slurm_workflow import Run
+from test_slurm_workflow import Run, runs_to_the_end
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -75,8 +74,7 @@ def runs(slurm_cluster, tmp_path_factory):
                                                         training={"device": "auto"}))
     typed = ("--workflow-profile", str(typed_workflow_profile(root / "typed_profile")))
     site = ("--profile", str(SITE_PROFILE))
-    runs: dict[str, Run] = {}
-    try:
+    with runs_to_the_end(RUN_TIMEOUT_S) as runs:
         # The site profile alone says neither how many jobs at once nor to keep the SLURM logs of
         # successful jobs (needed here to find the jobs): both on the command line.
         runs["site_alone"] = Run("site_alone", root / "site_alone", on_cpu, *site, *QUICK, "--jobs", "4",
@@ -87,14 +85,6 @@ def runs(slurm_cluster, tmp_path_factory):
                                     targets=TARGET)
         runs["typed"] = Run("typed", root / "typed", on_cpu, *site, *typed, *QUICK, targets=TARGET)
         runs["unusable"] = Run("unusable", root / "unusable", auto, *site, *typed, *QUICK, targets=TARGET)
-        deadline = time.monotonic() + RUN_TIMEOUT_S
-        while [run for run in runs.values() if run.poll() is None] and time.monotonic() < deadline:
-            time.sleep(0.5)
-    finally:
-        for run in runs.values():
-            run.stop()
-    for run in runs.values():
-        print(f"{run.name}: exit {run.returncode} after {run.seconds:.0f} s")
     return runs
 
 

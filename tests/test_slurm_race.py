@@ -7,7 +7,6 @@ first folds, and the results are the local raced run's, fold for fold."""
 from __future__ import annotations
 
 import json
-import time
 
 import pandas as pd
 import pytest
@@ -15,7 +14,7 @@ import pytest
 from conftest import write_config, write_image_folder
 from slurm_cluster import slurm_cluster  # noqa: F401 (a fixture)
 from test_race_workflow import AFTER, FOLDS, GOOD, HOPELESS, expected, race_config, trained
-from test_slurm_workflow import SLURM_ARGS, TRAIN_LOGS, RUN_TIMEOUT_S, Run, metrics_by_fold
+from test_slurm_workflow import SLURM_ARGS, TRAIN_LOGS, RUN_TIMEOUT_S, Run, metrics_by_fold, runs_to_the_end
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -26,18 +25,9 @@ def race_runs(slurm_cluster, tmp_path_factory):  # noqa: F811 (the fixture)
     root = tmp_path_factory.mktemp("slurm_race")
     data = write_image_folder(root / "images", n_classes=3, per_class=20, size=(40, 40))
     config = write_config(root / "race.yaml", race_config(data))
-    runs = {}
-    try:
+    with runs_to_the_end(2 * RUN_TIMEOUT_S) as runs:  # ten training jobs, one GPU: one at a time
         runs["slurm"] = Run("slurm", root / "slurm", config, *SLURM_ARGS)
         runs["local"] = Run("local", root / "local", config, "--cores", "2")
-        deadline = time.monotonic() + 2 * RUN_TIMEOUT_S  # ten training jobs, one GPU: one at a time
-        while [run for run in runs.values() if run.poll() is None] and time.monotonic() < deadline:
-            time.sleep(0.5)
-    finally:
-        for run in runs.values():
-            run.stop()
-    for run in runs.values():
-        print(f"{run.name}: exit {run.returncode} after {run.seconds:.0f} s")
     return runs
 
 

@@ -34,6 +34,8 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -129,6 +131,24 @@ class Run:
             f"{self.name}: snakemake exited with {self.returncode}\n$ {' '.join(self.command)}\n{self.output[-8000:]}"
         )
 
+
+@contextmanager
+def runs_to_the_end(timeout: float) -> Iterator[dict[str, Run]]:
+    """A dict for the runs a fixture starts (by name). After the block: wait until every run has
+    ended or `timeout` seconds have passed; then, as after an error in the block, stop what still
+    runs (recorded as failed) and print how each ended, so that no snakemake process or SLURM job
+    outlives the fixture."""
+    runs: dict[str, Run] = {}
+    try:
+        yield runs
+        deadline = time.monotonic() + timeout
+        while [run for run in runs.values() if run.poll() is None] and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:
+        for run in runs.values():
+            run.stop()
+        for run in runs.values():
+            print(f"{run.name}: exit {run.returncode} after {run.seconds:.0f} s")
 
 # ------------------------------------------------------------------ reading results
 
@@ -294,8 +314,7 @@ def runs(slurm_cluster, tmp_path_factory):
     # resumes from was written by SIGTERM.
     longer_point = write_config(root / "longer_point.yaml", tiny_config(
         data, grid={"learning_rate": [0.001]}, training=longer_training | {"folds_per_job": "all"}))
-    runs: dict[str, Run] = {}
-    try:
+    with runs_to_the_end(RUN_TIMEOUT_S) as runs:
         # The cross-validation only (no refit of the final model: one GPU job less each).
         runs["scancel"] = Run("scancel", root / "scancel", longer, *SLURM_ARGS, targets=("results/cv_summary.tsv",))
         runs["point_scancel"] = Run("point_scancel", root / "point_scancel", longer_point, *SLURM_ARGS,
@@ -307,14 +326,6 @@ def runs(slurm_cluster, tmp_path_factory):
         runs["local"] = Run("local", root / "local", tiny, "--cores", "2")
         cancelled = cancel_when_ready(runs, {"scancel": running_training_job,
                                              "point_scancel": point_job_in_second_fold})
-        deadline = time.monotonic() + RUN_TIMEOUT_S
-        while [run for run in runs.values() if run.poll() is None] and time.monotonic() < deadline:
-            time.sleep(0.5)
-    finally:
-        for run in runs.values():
-            run.stop()  # ends (and records as failed) what is still running at the deadline
-    for run in runs.values():
-        print(f"{run.name}: exit {run.returncode} after {run.seconds:.0f} s")
     return runs, cancelled
 
 
