@@ -1,6 +1,7 @@
 """The GPU check job (checkpoint check_gpu) in a finished run: a training job with outputs to write
 waits for it; a finished one does not, so checking again (`-R check_gpu`) or a missing record
-retrains nothing, and a new grid point trains only its own folds. Real snakemake on the tiny run."""
+retrains nothing, and a new grid point trains only its own folds; folds trained again on purpose
+(`-R train`) wait for it. Real snakemake on the tiny run."""
 
 from __future__ import annotations
 
@@ -47,3 +48,8 @@ def test_a_missing_check_record_retrains_no_finished_fold(tiny_run, snakemake, t
     planned = job_counts(snakemake(work, bigger, "-n", "results/cv_summary.tsv").stdout)
     folds = tiny_run.settings["cv"]["folds"] * tiny_run.settings["cv"].get("repeats", 1)
     assert planned.get("train") == folds and planned.get("check_gpu") == 1, planned
+
+    # Training the finished folds again on purpose: they wait for a new check too.
+    forced = job_counts(snakemake(work, tiny_run.config, "-n", "-R", "train").stdout)
+    points = len(tiny_run.settings["grid"]["learning_rate"])
+    assert forced.get("train") == points * folds and forced.get("check_gpu") == 1, forced

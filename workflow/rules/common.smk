@@ -235,13 +235,21 @@ def gpu_check_gate(wildcards):
     still has outputs to write waits for the check (checkpoints.check_gpu.get() raises until the
     record exists, and Snakemake runs check_gpu first). A job whose outputs are all there does
     not ask: it is finished, and neither a re-check (`-R check_gpu`) nor a missing record may
-    retrain it (one retrained for another reason, e.g. `-R train`, then runs without waiting). Evaluated in the process that
-    plans the run; a cluster job re-parsing the Snakefile runs after the check, so get() returns
-    there and its inputs are the same files (the record is never one of them)."""
+    retrain it. One the user forces to train again (`-R train`, `--forcerun` of its file,
+    `--forceall`) waits too. Evaluated in the process that plans the run; a cluster job
+    re-parsing the Snakefile runs after the check, so get() returns there and its inputs are the
+    same files (the record is never one of them)."""
     outputs = [path.format(**dict(wildcards.items())) for path in train_job_outputs("metrics.json")]
-    if not all(os.path.exists(path) for path in outputs):
+    if not all(os.path.exists(path) for path in outputs) or forced_to_train(outputs):
         checkpoints.check_gpu.get()
     return []
+
+
+def forced_to_train(outputs):
+    """Whether the command line forces the training job of `outputs` to run again."""
+    forced = workflow.dag_settings
+    named = {os.path.normpath(str(item)) for item in forced.forcerun}
+    return forced.forceall or "train" in named or any(os.path.normpath(path) in named for path in outputs)
 
 
 def model_weights(wildcards):
