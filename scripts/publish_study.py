@@ -7,6 +7,8 @@ experiment run the same way (config/modern_recipe.yaml -> docs/recipe/, with --c
     python scripts/publish_study.py publish --workdir W   # W's jobs and tables -> docs/study
     python scripts/publish_study.py publish --workdir W --config config/modern_recipe.yaml --published docs/recipe
     python scripts/publish_study.py publish-decide --workdir W   # cv.decide's run -> docs/study/decide
+    python scripts/publish_study.py publish-race --workdir W --config config/search.yaml --published docs/search
+                                                            # the raced run (config/search-race.yaml) -> docs/search/raced
 
 `restore` copies the training jobs already published (docs/study/jobs/) into the working
 directory, so that a Snakemake run there trains only the missing ones: run it after the data
@@ -19,10 +21,13 @@ unfinished points are listed in provenance.json), plus the protocol comparison a
 provenance.json (config, commits, machine, minutes). `make study` runs the whole cycle.
 `publish-decide` publishes a run of config/study.yaml with config/study-decide.yaml (cv.decide on
 the stratified grid, whose first repeat is the published stratified jobs) in docs/study/decide:
-the jobs of the repeats it added, its rounds and its tables.
+the jobs of the repeats it added, its rounds and its tables. `publish-race` publishes a raced run
+(--config with the --race overlay on top) in <published>/raced: its rounds and its tables; its
+jobs are the full run's own.
 """
 
 import argparse
+import functools
 import json
 import platform
 import shutil
@@ -39,6 +44,7 @@ from cvgrid.costs import join_costs, model_sizes, training_costs
 from cvgrid.decision import CONTENDER_PROBABILITY, decide, expectation_record, prediction_table
 from cvgrid.grid import axes_of, grid_axes, sampled_ranges
 from cvgrid.io import write_json, write_tsv
+from cvgrid.race import completed, mark_race, race_savings, read_race
 from cvgrid.stats import Thresholds
 from cvgrid.summary import compare_protocols, complete_points, cv_summary, fold_table
 
@@ -120,11 +126,12 @@ def publish_protocol(workdir: Path, published: Path, protocol: str, config: dict
 
 
 def publish_statistics(folds: pd.DataFrame, summary: pd.DataFrame, config: dict, out: Path, metrics: list[Path],
-                       decide_rounds: list[pd.DataFrame] = ()):
+                       decide_rounds: list[pd.DataFrame] = (), raced: tuple[pd.DataFrame, pd.DataFrame] | None = None):
     """The statistics step's tables and summary in `out` (docs/study/<protocol>/stats), as the
     workflow's model_costs, expect_choice and cv_statistics rules write them, from the fold
     table and the jobs' `metrics` (predictions.tsv beside), and cv.decide's rounds where it ran;
-    returns the analysis."""
+    returns the analysis. A race: `folds` and `summary` are the completed points', `raced` the
+    whole cv_folds and cv_summary with their race column (the summary's paragraph on the race)."""
     # fold_table writes one recall_<label> column per class of the data.
     num_classes = sum(column.startswith("recall_") for column in folds.columns)
     sizes = model_sizes(config, sorted(folds["model"].unique()), num_classes)
@@ -146,22 +153,28 @@ def publish_statistics(folds: pd.DataFrame, summary: pd.DataFrame, config: dict,
                      choose=final["choose"], cost=final["cost"], expectations=expectations,
                      ranges=sampled_ranges(config))
     write_tables(result, out)
-    text = wording.summary_text(result, extra=[wording.decide_paragraph(
-        list(decide_rounds), result.tables["compare_to_best"], int(folds["fold"].nunique()))])
+    text = wording.summary_text(result, extra=[
+        wording.race_paragraph(*raced, config["statistics"]["metric"]) if raced else None,
+        wording.decide_paragraph(list(decide_rounds), result.tables["compare_to_best"], int(folds["fold"].nunique())),
+    ])
     wording.write_summary(text, out, markdown=True)
     return result
 
 
-def decide_config(config_path: Path = REPO / "config" / "study.yaml",
-                  overlay: Path = REPO / "config" / "study-decide.yaml") -> dict:
-    """The config of the study's cv.decide run: config_path with the overlay on top (as
-    `--configfile config_path overlay` merges them), with the schema's defaults."""
+def overlaid_config(config_path: Path, overlay: Path) -> dict:
+    """config_path with the overlay on top (as `--configfile config_path overlay` merges them),
+    with the schema's defaults."""
     from snakemake.utils import update_config, validate
 
     config = yaml.safe_load(config_path.read_text())
     update_config(config, yaml.safe_load(overlay.read_text()))
     validate(config, schema=str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
     return config
+
+
+def decide_config() -> dict:
+    """The config of the study's cv.decide run."""
+    return overlaid_config(REPO / "config" / "study.yaml", REPO / "config" / "study-decide.yaml")
 
 
 def decide_rounds(folder: Path) -> list[pd.DataFrame]:
@@ -200,6 +213,65 @@ def publish_decide(workdir: Path, published: Path) -> None:
                                                     (out / "jobs").glob("**/metrics.json"))})},
                out / "provenance.json")
     print(f"decide: {added} added jobs, {len(folds)} folds in all")
+
+
+def race_rounds(folder: Path) -> list[pd.DataFrame]:
+    """A race's round tables (fold~K.tsv) in `folder`, in order of K."""
+    paths = sorted(folder.glob("fold~*.tsv"), key=lambda path: int(path.stem.split("~")[1]))
+    return [read_race(path) for path in paths]
+
+
+def raced_metrics(jobs: Path, record: pd.DataFrame, folds: int) -> list[Path]:
+    """The metrics.json (below `jobs`, e.g. docs/search/jobs/stratified) of every training job a
+    race ran, by its last round table `record`: each point's folds up to where it stopped, the
+    completed points' `folds`."""
+    return [jobs / "train" / row.point / "repeat~0" / f"fold~{fold}" / "metrics.json"
+            for row in record.itertuples()
+            for fold in range(folds if pd.isna(row.stopped_after) else int(row.stopped_after))]
+
+
+def raced_tables(jobs: Path, rounds: list[pd.DataFrame], config: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """cv_folds.tsv and cv_summary.tsv of a race, with their race column, from its jobs and rounds."""
+    record = rounds[-1]
+    folds = fold_table(raced_metrics(jobs, record, config["cv"]["folds"]), grid_axes(config))
+    summary = cv_summary(folds, metric=config["statistics"]["metric"])
+    return mark_race(folds, record), mark_race(summary, record)
+
+
+def publish_race(workdir: Path, published: Path, config: dict, overlay: Path) -> None:
+    """A raced run (cv.race) in published/raced: its rounds, its cv_folds.tsv and cv_summary.tsv
+    with the race column, the statistics of the points that completed every fold with the
+    summary's paragraph on the race, and provenance.json. Its training jobs are the full run's
+    own (a race changes no job): they go to published/jobs/stratified with the others."""
+    out = published / "raced"
+    jobs = published / "jobs" / "stratified"
+    copy_jobs(workdir / "results", jobs)
+    (out / "rounds").mkdir(parents=True, exist_ok=True)
+    for path in sorted((workdir / "results" / "race").glob("fold~*.tsv")):
+        shutil.copyfile(path, out / "rounds" / path.name)
+    shutil.copyfile(overlay, out / "config.yaml")
+    rounds = race_rounds(out / "rounds")
+    if len(rounds) != config["cv"]["folds"] - config["cv"]["race"]["after_folds"]:
+        sys.exit(f"error: {workdir}/results/race has {len(rounds)} rounds; a finished race has"
+                 f" {config['cv']['folds'] - config['cv']['race']['after_folds']}")
+    folds, summary = raced_tables(jobs, rounds, config)
+    write_tsv(folds, out / "cv_folds.tsv")
+    write_tsv(summary, out / "cv_summary.tsv")
+    record = rounds[-1]
+    metrics = raced_metrics(jobs, record[record["stopped_after"].isna()], config["cv"]["folds"])  # the completed points'
+    result = publish_statistics(completed(folds), completed(summary), config, out / "stats", metrics,
+                                raced=(folds, summary))
+    ranges = sampled_ranges(config)
+    for model in sorted(summary["model"].unique()):
+        draw = plots.heatmap if ranges is None else functools.partial(plots.sampled_scatter, ranges=ranges)
+        draw(completed(summary), model, out / f"heatmap_{model}.svg", result.tables["compare_to_best"],
+             metric=result.thresholds.metric)
+    savings = race_savings(folds, config["cv"]["folds"])
+    write_json({"config": f"config.yaml ({overlay.name} on top of the published config.yaml)",
+                "publishing_code_commit": git_commit(REPO), "jobs_run": savings["run"], "jobs_full": savings["full"],
+                "points_stopped": len(savings["stopped"]),
+                "training_minutes": round(float(folds["seconds"].sum()) / 60, 1)}, out / "provenance.json")
+    print(f"race: {savings['run']} of {savings['full']} jobs, {len(savings['stopped'])} points stopped")
 
 
 def beside_original(published: Path) -> None:
@@ -302,15 +374,19 @@ def publish(workdir: Path, published: Path, config_path: Path) -> None:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("action", choices=["restore", "publish", "publish-decide"])
+    p.add_argument("action", choices=["restore", "publish", "publish-decide", "publish-race"])
     p.add_argument("--workdir", type=Path, required=True, help="the Snakemake working directory of the study")
     p.add_argument("--published", type=Path, default=REPO / "docs" / "study")
     p.add_argument("--config", type=Path, default=REPO / "config" / "study.yaml")
+    p.add_argument("--race", type=Path, default=REPO / "config" / "search-race.yaml",
+                   help="publish-race: the overlay that raced --config")
     a = p.parse_args(argv)
     if a.action == "restore":
         restore(a.workdir, a.published)
     elif a.action == "publish-decide":
         publish_decide(a.workdir, a.published)
+    elif a.action == "publish-race":
+        publish_race(a.workdir, a.published, overlaid_config(a.config, a.race), a.race)
     else:
         publish(a.workdir, a.published, a.config)
 

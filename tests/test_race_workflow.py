@@ -5,15 +5,18 @@ already trains nothing, and the configs a race refuses."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
 import subprocess
+import sys
 
 import pandas as pd
 import pytest
+import yaml
 
-from conftest import tiny_config, write_config, write_image_folder
+from conftest import REPO, tiny_config, write_config, write_image_folder
 from test_workflow import job_counts
 
 pytestmark = pytest.mark.slow
@@ -131,6 +134,51 @@ def test_the_outputs_name_the_stopped_point_and_the_statistics_and_refit_leave_i
             " its 2 folds)") in text
     assert "10 training jobs run of the full grid&#x27;s 12 (3 points × 4 folds), so racing saved 2" in text
     assert "not comparable with the 4-fold means" in text
+
+
+def test_the_race_replayed_from_its_jobs_is_the_workflows_race(raced_run, tmp_path):
+    """cvgrid.race.replay_race over the jobs the race ran gives the round tables its checkpoints
+    wrote, and publish_study.py publish-race publishes the raced run's own tables."""
+    from publish_study import overlaid_config, race_rounds
+    from cvgrid.race import point_folder, replay_race
+    from cvgrid.stats import Thresholds
+    from cvgrid.summary import fold_table, read_metrics
+
+    # The raced config as a config and its race overlay, as config/search.yaml and search-race.yaml.
+    config = yaml.safe_load(raced_run.config.read_text())
+    config_file = write_config(tmp_path / "config.yaml", {k: v for k, v in config.items() if k != "cv"}
+                               | {"cv": {k: v for k, v in config["cv"].items() if k != "race"}})
+    overlay = write_config(tmp_path / "race.yaml", {"cv": {"race": config["cv"]["race"]}})
+    config = overlaid_config(config_file, overlay)
+    results = raced_run.work / "results"
+    metrics = sorted((results / "train").rglob("metrics.json"))
+    folders = pd.DataFrame([{**{k: read_metrics(path)["config"][k] for k in GRID_KEYS}, "point": point_folder(path)}
+                            for path in metrics]).drop_duplicates(ignore_index=True)
+    replayed = replay_race(fold_table(metrics, GRID_KEYS), folders, Thresholds.from_config(config["statistics"]),
+                           AFTER, FOLDS)
+    written = race_rounds(results / "race")
+    assert len(replayed) == len(written) == FOLDS - AFTER
+    for again, before in zip(replayed, written):
+        again = pd.read_csv(io.StringIO(again.to_csv(sep="\t", index=False)), sep="\t", dtype={"stopped_after": "Int64"})
+        pd.testing.assert_frame_equal(again, before)
+
+    published = tmp_path / "published"
+    publish_study = subprocess.run([sys.executable, str(REPO / "scripts" / "publish_study.py"), "publish-race",
+                                    "--workdir", str(raced_run.work), "--published", str(published),
+                                    "--config", str(config_file), "--race", str(overlay)],
+                                   capture_output=True, text=True, cwd=tmp_path)
+    assert publish_study.returncode == 0, publish_study.stderr
+    assert "race: 10 of 12 jobs, 1 points stopped" in publish_study.stdout
+    out = published / "raced"
+    for name in ("cv_folds.tsv", "cv_summary.tsv", "stats/compare_to_best.tsv", "stats/contenders.tsv",
+                 "stats/decision.tsv", "stats/selected.tsv"):
+        mine, theirs = (pd.read_csv(folder / name, sep="\t") for folder in (out, results))
+        drop = [c for c in ("minutes",) if c in mine]
+        pd.testing.assert_frame_equal(mine.drop(columns=drop), theirs.drop(columns=drop), check_exact=False, rtol=1e-12)
+    assert "stopped early: worse after 2 folds" in (out / "stats" / "summary.md").read_text()
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert provenance["jobs_run"] == 10 and provenance["jobs_full"] == 12 and provenance["points_stopped"] == 1
+    assert len(list((published / "jobs" / "stratified" / "train").rglob("metrics.json"))) == 10
 
 
 def same_race(work, raced_work) -> None:

@@ -117,6 +117,28 @@ def race_round(folds: pd.DataFrame, folders: pd.DataFrame, thresholds, previous:
     return table
 
 
+def replay_race(folds: pd.DataFrame, folders: pd.DataFrame, thresholds, after_folds: int, total_folds: int
+                ) -> list[pd.DataFrame]:
+    """The race tables of rounds `after_folds` .. `total_folds` - 1 that a race over these jobs
+    runs, by :func:`race_round` as the workflow's checkpoints do: `folds` (cv_folds rows of
+    repeat 0) must hold at least every fold the race trains (a full run's folds, or a raced
+    run's own); `folders`: every grid point's axes and ``point``. What a race would have saved
+    on a finished grid, or a published race checked against its jobs."""
+    keys = axes_of(folds)
+    folds = folds[folds["repeat"] == 0]
+    rounds: list[pd.DataFrame] = []
+    for k in range(after_folds, total_folds):
+        racing = folders if not rounds else folders[folders["point"].isin(survivors_of(rounds[-1]))]
+        rounds.append(race_round(folds[folds["fold"] < k].merge(racing[keys], on=keys), racing, thresholds,
+                                 rounds[-1] if rounds else None))
+    return rounds
+
+
+def survivors_of(table: pd.DataFrame) -> list[str]:
+    """The point folders that race on after the round of this race table."""
+    return table.loc[table["status"] == RACING, "point"].tolist()
+
+
 def read_race(path: str | Path) -> pd.DataFrame:
     """A race table as :func:`race_round` wrote it."""
     return pd.read_csv(path, sep="\t", dtype={"stopped_after": "Int64"})
@@ -124,8 +146,7 @@ def read_race(path: str | Path) -> pd.DataFrame:
 
 def survivors(path: str | Path) -> list[str]:
     """The point folders that race on after the round of this race table (they train its fold)."""
-    table = read_race(path)
-    return table.loc[table["status"] == RACING, "point"].tolist()
+    return survivors_of(read_race(path))
 
 
 def mark_race(table: pd.DataFrame, record: pd.DataFrame) -> pd.DataFrame:
