@@ -255,6 +255,8 @@ def test_a_decide_run_counts_the_added_repeats_once_their_round_is_written(tmp_p
                                        0.0001: "complete"}
     assert dict(progress["folds"]) == {0.001: 10, 0.0004: 10, 0.0002: 5, 0.0001: 5}
     assert "repeat 1 to 2 grid point(s)" in text and "The round for repeat 2 comes" in text
+    assert "**Complete grid points** (3 of 4, all their folds: 5, and 5 more for each repeat cv.decide added)" in text
+    assert "learning_rate 0.0004: 7 of 10 folds" in text.split("**Not complete**")[1]
     verdicts = pd.read_csv(work / "results/interim/compare_to_best.interim.tsv", sep="\t")
     assert sorted(verdicts["learning_rate"]) == [0.0001, 0.0002, 0.001]
 

@@ -261,7 +261,7 @@ def interim_protocol(workdir: Path, config: dict, root: str, out: Path, written_
     complete = progress[progress["state"] == "complete"]
     partial = progress[(progress["state"] != "complete") & ~stopped]
     every = (f"all {pairs} folds" if not decide_max_repeats(config)
-             else f"all their folds: {pairs}, and an added repeat's where cv.decide gave one")
+             else f"all their folds: {pairs}, and {config['cv']['folds']} more for each repeat cv.decide added")
     lines.append(f"**Complete grid points** ({len(complete)} of {len(progress)}, {every}): "
                  + ("; ".join(point_name(row, named) for _, row in complete.iterrows()) or "none yet") + ".")
     if stopped.any():
