@@ -425,6 +425,28 @@ def write_round(jobs: dict, axes, statistics: dict, repeats_done: int, max_repea
                               + "".join(f"\n  {point}" for point in chosen) + "\n")
 
 
+def repeated_points(table_path) -> list[str]:
+    """The point folders (``point``) that a round's table (:func:`write_round`) gave its repeat."""
+    rounds = pd.read_csv(table_path, sep="\t", dtype={"point": str})
+    return list(rounds.loc[rounds["gets_repeat"].astype(bool), "point"])
+
+
+def decided_rounds(repeats, round_table):
+    """cv.decide's rounds in order, as (repeat, table path, :func:`repeated_points`), for the
+    added `repeats` (cv.repeats .. max_repeats - 1): up to and including the first round that
+    repeats no point (no later round runs), or up to the first whose `round_table(repeat)` is
+    None (not written yet). The one walk over the rounds: the workflow's (rules/decide_plan.smk,
+    where `round_table` waits for the checkpoint) and the interim summary's (cvgrid.interim)."""
+    for repeat in repeats:
+        table = round_table(repeat)
+        if table is None:
+            return
+        points = repeated_points(table)
+        yield repeat, table, points
+        if not points:
+            return
+
+
 def _scores(scores) -> np.ndarray:
     scores = np.asarray(scores, dtype=float)
     if scores.ndim != 2 or scores.size == 0:

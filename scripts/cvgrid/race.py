@@ -149,6 +149,13 @@ def survivors(path: str | Path) -> list[str]:
     return survivors_of(read_race(path))
 
 
+def stopped_points(table: pd.DataFrame) -> dict[str, int]:
+    """The point folders a race table stopped, each with the folds it had then (it trains no
+    more): what a later round cannot change, as a stopped point is in no later round."""
+    gone = table[table["status"] == STOPPED]
+    return {point: int(folds) for point, folds in zip(gone["point"], gone["stopped_after"])}
+
+
 def mark_race(table: pd.DataFrame, record: pd.DataFrame) -> pd.DataFrame:
     """cv_folds.tsv or cv_summary.tsv with a ``race`` column from the race's last table
     `record`: :data:`COMPLETED`, or :func:`stopped_label` of the folds the point had. In a

@@ -17,11 +17,9 @@ def folds_file(wildcards):
 def decided_points(root, repeat):
     """The folder patterns of the points that round `repeat` gave that repeat (raises until its
     checkpoint has run)."""
-    table = checkpoints.decide_repeat.get(root=root, repeat=repeat).output.table
-    import pandas as pd  # here: the planning of a run without cv.decide does not need it
+    from cvgrid.decision import repeated_points  # here: the planning of a run without cv.decide does not need it
 
-    rounds = pd.read_csv(table, sep="\t", dtype={"point": str})
-    return list(rounds.loc[rounds["gets_repeat"].astype(bool), "point"])
+    return repeated_points(checkpoints.decide_repeat.get(root=root, repeat=repeat).output.table)
 
 
 def jobs_of(root, points, repeats, name="metrics.json"):
@@ -52,20 +50,20 @@ def round_inputs(wildcards):
 def decided_outputs(root, name="metrics.json"):
     """The added repeats' `name` files, round by round, for the job list (rules/report.smk):
     none without cv.decide; the walk stops at the first round that repeats no point."""
-    outputs = []
-    for repeat in ADDED_REPEATS:
-        points = decided_points(root, repeat)
-        if not points:
-            break
-        outputs += jobs_of(root, points, [repeat], name)
-    return outputs
+    return [output for repeat, _, points in rounds_of(root) for output in jobs_of(root, points, [repeat], name)]
 
 
 def decide_rounds(root):
     """The rounds' tables, in order, up to the first that repeats no point (none without cv.decide)."""
-    tables = []
-    for repeat in ADDED_REPEATS:
-        tables.append(checkpoints.decide_repeat.get(root=root, repeat=repeat).output.table)
-        if not decided_points(root, repeat):
-            break
-    return tables
+    return [table for _, table, _ in rounds_of(root)]
+
+
+def rounds_of(root):
+    """cvgrid.decision.decided_rounds over this run's checkpoints: each waits for its round."""
+    if not MAX_REPEATS:
+        return []
+    from cvgrid.decision import decided_rounds
+
+    return decided_rounds(
+        ADDED_REPEATS, lambda repeat: checkpoints.decide_repeat.get(root=root, repeat=repeat).output.table
+    )
