@@ -20,6 +20,7 @@ from cvgrid.grid import (  # noqa: E402
 from cvgrid.io import write_json  # noqa: E402
 from cvgrid.plan import folder_record, plan_weights, record_folder  # noqa: E402
 from cvgrid.race import race_after_folds, survivors  # noqa: E402
+from cvgrid.records import migrate_script_params  # noqa: E402
 from cvgrid.weights import WeightsError  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -99,8 +100,30 @@ workflow.global_wildcard_constraints(
 
 
 def script_path(name):
-    """Absolute path of a command-line script in scripts/ (rules call them with explicit arguments)."""
+    """Absolute path of a command-line script in scripts/ (rules call them with explicit arguments).
+    Rules take it as a resource (`resources: script=...`, `{resources.script:q}`), never as a
+    param: Snakemake records params, and a checkout at another path would rerun every step."""
     return os.path.join(SCRIPTS, name)
+
+
+def migrate_script_records():
+    """Records of jobs finished while the rules passed their script as a param: rewritten into
+    today's form, once, so that moving the script to resources reruns nothing (cvgrid.records;
+    the Snakefile calls this after its includes, when every rule exists). Only the main process
+    writes records."""
+    if not workflow.is_main_process:
+        return
+    rules = {
+        step.name: (step.shellcmd, os.path.basename(step.resources["script"].value))
+        for step in workflow.rules  # (`rule` is a keyword here)
+        if step.shellcmd is not None and "script" in step.resources
+    }
+    updated = migrate_script_params(Path(".snakemake", "metadata"), rules)
+    if updated:
+        logger.info(
+            f"{updated} Snakemake records of finished jobs updated to the script path as a resource"
+            " (their params held the script's path): nothing reruns for it"
+        )
 
 
 # The data steps follow the images, not the folder's time or path (cvgrid.plan.record_folder):
