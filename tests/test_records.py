@@ -84,33 +84,57 @@ def record_path(metadata: Path, output: str) -> Path:
     return metadata.joinpath(*["@" + p for p in parts[:-1]], parts[-1])
 
 
+def write_records(metadata: Path, records: dict[str, dict]) -> dict[str, Path]:
+    paths = {}
+    for output, record in records.items():
+        paths[output] = record_path(metadata, output)
+        paths[output].parent.mkdir(parents=True, exist_ok=True)
+        paths[output].write_text(json.dumps(record))
+    return paths
+
+
 def test_records_in_a_folder_are_rewritten_and_counted(tmp_path):
-    metadata = tmp_path / ".snakemake" / "metadata"
-    old = record_path(metadata, "results/data/folds.tsv")
-    deep = record_path(metadata, "results/" + "x" * 400 + "/folds.tsv")  # one in '@' folders
-    other = record_path(metadata, "results/compare/data/folds.tsv")
-    for path, record in ((old, OLD_MAKE_FOLDS), (deep, OLD_MAKE_FOLDS),
-                         (other, OLD_MAKE_FOLDS | {"params": ["'/x/scripts/make_folds.py'", "3"],
-                                                   "code": "python {params.script:q} --older"})):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record))
-    old.chmod(0o660)
+    state = tmp_path / ".snakemake"
+    metadata = state / "metadata"
+    # One in a '@' folder, with a name as long as Snakemake makes them (254 characters).
+    deep = "results/" + "x" * 363 + "/folds.tsv"
+    paths = write_records(metadata, {
+        "results/data/folds.tsv": OLD_MAKE_FOLDS,
+        deep: OLD_MAKE_FOLDS,
+        "results/compare/data/folds.tsv": OLD_MAKE_FOLDS | {"params": ["'/x/scripts/make_folds.py'", "3"],
+                                                            "code": "python {params.script:q} --older"},
+    })
+    paths["results/data/folds.tsv"].chmod(0o660)
     broken = metadata / "half-written"
     broken.write_text('{"rule": "make_folds", "code": "python {params.script:q}')
     rules = {"make_folds": (MAKE_FOLDS_NOW, "make_folds.py")}
 
-    assert migrate_script_params(metadata, rules) == 2
-    assert deep.parent.name.startswith("@")
-    for path in (old, deep):
-        assert json.loads(path.read_text()) == migrated_record(OLD_MAKE_FOLDS, MAKE_FOLDS_NOW, "make_folds.py")
-    assert old.stat().st_mode & 0o777 == 0o660
-    assert json.loads(other.read_text())["code"] == "python {params.script:q} --older"  # left alone
+    assert migrate_script_params(state, rules) == (2, True)
+    assert paths[deep].parent.name.startswith("@") and len(paths[deep].name) == 254
+    for output in ("results/data/folds.tsv", deep):
+        assert json.loads(paths[output].read_text()) == migrated_record(OLD_MAKE_FOLDS, MAKE_FOLDS_NOW, "make_folds.py")
+    assert paths["results/data/folds.tsv"].stat().st_mode & 0o777 == 0o660
+    left = json.loads(paths["results/compare/data/folds.tsv"].read_text())
+    assert left["code"] == "python {params.script:q} --older"  # another template: left alone
     assert broken.read_text().endswith("{params.script:q}")
     assert sorted(p.name for p in metadata.rglob("*") if p.is_file()) == sorted(
-        p.name for p in (old, deep, other, broken)
+        p.name for p in [*paths.values(), broken]
     )  # no temporary file left
-    assert migrate_script_params(metadata, rules) == 0  # once only
-    assert migrate_script_params(tmp_path / "no-such-folder", rules) == 0
+    assert migrate_script_params(state, rules) == (0, False)  # once only
+    assert migrate_script_params(tmp_path / "no-such-folder", rules) == (0, False)
+
+
+def test_records_are_left_alone_while_a_run_holds_the_directory(tmp_path):
+    """A run of an older checkout would read them as changed params and run those steps again."""
+    state = tmp_path / ".snakemake"
+    paths = write_records(state / "metadata", {"results/data/folds.tsv": OLD_MAKE_FOLDS})
+    (state / "locks").mkdir()
+    (state / "locks" / "0.input.lock").write_text("results/data/index.tsv\n")
+    rules = {"make_folds": (MAKE_FOLDS_NOW, "make_folds.py")}
+    assert migrate_script_params(state, rules) == (1, False)
+    assert json.loads(paths["results/data/folds.tsv"].read_text()) == OLD_MAKE_FOLDS
+    (state / "locks" / "0.input.lock").unlink()  # the run ended
+    assert migrate_script_params(state, rules) == (1, True)
 
 
 # --- the workflow ------------------------------------------------------------------------------
@@ -181,6 +205,14 @@ def test_records_of_the_old_form_are_migrated_and_a_real_change_still_reruns(tin
     assert rewritten >= 10  # prepare_dataset's 3, make_folds, the statistics, the plots, ...
     assert {written[p]["rule"] for p in written if written[p] != json.loads(p.read_text())} >= {
         "prepare_dataset", "make_folds", "summarize_cv", "cv_statistics"}
+
+    # While a run holds the directory (an older checkout's, say) they stay: the steps rerun.
+    lock = work / ".snakemake" / "locks" / "0.input.lock"
+    lock.write_text("results/data/index.tsv\n")
+    output = planned(run_snakemake(work, config, "-n"))
+    assert f"{rewritten} Snakemake records of finished jobs hold the script path as a param" in output, output
+    assert "rule prepare_dataset:" in output and "Params have changed" in output and "rule train:" in output
+    lock.unlink()
 
     output = planned(run_snakemake(work, config, "-n"))
     assert f"{rewritten} Snakemake records of finished jobs updated" in output, output

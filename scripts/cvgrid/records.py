@@ -61,13 +61,15 @@ def migrated_record(record: dict, template: str, script_name: str) -> dict | Non
     return record | {"code": template, "params": params[: scripts[0]] + params[scripts[0] + 1 :]}
 
 
-def write_json_in_place(path: Path, value: dict) -> None:
-    """Replace a record at once (a reader never sees half a file), keeping its permissions."""
+def rewrite_record(path: Path, record: dict) -> None:
+    """Replace a record at once (a reader never sees half a file), in Snakemake's JSON layout and
+    with the file's permissions. The temporary file has a short name of its own: a record's name
+    may be as long as a file name can be (cvgrid.io.atomic_path's would not fit beside it)."""
     mode = path.stat().st_mode & 0o7777
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".migrating-")
     try:
         with os.fdopen(handle, "w") as out:
-            json.dump(value, out)
+            json.dump(record, out)
         os.chmod(temporary, mode)
         os.replace(temporary, path)
     except BaseException:
@@ -75,29 +77,47 @@ def write_json_in_place(path: Path, value: dict) -> None:
         raise
 
 
-def migrate_script_params(metadata_dir: Path | str, rules: dict[str, tuple[str, str]]) -> int:
-    """Rewrite the records under `metadata_dir` (Snakemake's .snakemake/metadata) of the rules in
-    `rules` ({rule name: (its shell template now, its script's file name)}) that hold the old
-    script param (migrated_record): the script param goes, the code becomes the template of
-    now, and nothing else changes. Returns how many records were rewritten."""
-    metadata_dir = Path(metadata_dir)
-    if not metadata_dir.is_dir():
-        return 0
-    updated = 0
+def old_form_records(metadata_dir: Path, rules: dict[str, tuple[str, str]]) -> list[tuple[Path, dict]]:
+    """The records under `metadata_dir` (Snakemake's .snakemake/metadata) of the rules in `rules`
+    ({rule name: (its shell template now, its script's file name)}) that hold the old script
+    param, each with its form of now (migrated_record)."""
+    found = []
     for folder, _, files in os.walk(metadata_dir):
         for name in files:
             path = Path(folder, name)
-            text = path.read_text(errors="replace")
+            try:
+                text = path.read_text(errors="replace")
+            except FileNotFoundError:
+                continue  # removed by a running Snakemake since the listing
             if OLD_SCRIPT_FIELD not in text:  # cheap: most records are not of the old form
                 continue
             try:
                 record = json.loads(text)
             except json.JSONDecodeError:
                 continue  # being written by a running Snakemake: not ours to touch
-            if not isinstance(record, dict) or record.get("rule") not in rules:
-                continue
-            new = migrated_record(record, *rules[record["rule"]])
-            if new is not None:
-                write_json_in_place(path, new)
-                updated += 1
-    return updated
+            if isinstance(record, dict) and record.get("rule") in rules:
+                new = migrated_record(record, *rules[record["rule"]])
+                if new is not None:
+                    found.append((path, new))
+    return found
+
+
+def held_by_a_run(state_dir: Path) -> bool:
+    """Whether a Snakemake run holds the working directory whose .snakemake is `state_dir`: its
+    lock files are in locks/ (a run that crashed leaves them until `snakemake --unlock`)."""
+    locks = Path(state_dir, "locks")
+    return locks.is_dir() and any(locks.iterdir())
+
+
+def migrate_script_params(state_dir: Path | str, rules: dict[str, tuple[str, str]]) -> tuple[int, bool]:
+    """Rewrite the records of the old form (old_form_records) in the working directory whose
+    .snakemake is `state_dir`: the script param goes, the code becomes the template of now, and
+    nothing else changes. Not while a run holds the directory: a run of an older checkout would
+    read them as changed params and run those steps again. Returns (records of the old form,
+    whether they were rewritten)."""
+    found = old_form_records(Path(state_dir, "metadata"), rules)
+    if not found or held_by_a_run(state_dir):
+        return len(found), False
+    for path, record in found:
+        rewrite_record(path, record)
+    return len(found), True

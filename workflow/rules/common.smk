@@ -110,7 +110,8 @@ def migrate_script_records():
     """Records of jobs finished while the rules passed their script as a param: rewritten into
     today's form, once, so that moving the script to resources reruns nothing (cvgrid.records;
     the Snakefile calls this after its includes, when every rule exists). Only the main process
-    writes records."""
+    writes records. Written for the record format of the pinned Snakemake (9.27.1, pyproject.toml);
+    it can go once no working directory of the old form is left."""
     if not workflow.is_main_process:
         return
     rules = {
@@ -118,11 +119,18 @@ def migrate_script_records():
         for step in workflow.rules  # (`rule` is a keyword here)
         if step.shellcmd is not None and "script" in step.resources
     }
-    updated = migrate_script_params(Path(".snakemake", "metadata"), rules)
+    found, updated = migrate_script_params(".snakemake", rules)
     if updated:
         logger.info(
-            f"{updated} Snakemake records of finished jobs updated to the script path as a resource"
+            f"{found} Snakemake records of finished jobs updated to the script path as a resource"
             " (their params held the script's path): nothing reruns for it"
+        )
+    elif found:
+        logger.warning(
+            f"{found} Snakemake records of finished jobs hold the script path as a param (written"
+            " by a checkout before it became a resource), left as they are: a Snakemake run holds"
+            " this working directory (.snakemake/locks/). Until a start without it their steps"
+            " show as changed ('Params have changed')"
         )
 
 
