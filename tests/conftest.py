@@ -110,20 +110,23 @@ def write_config(path: Path, config: dict) -> Path:
     return path
 
 
-def snakemake_command(workdir: Path, configfile: Path | str, *args: str) -> tuple[list[str], dict]:
-    """The real snakemake CLI on this repository's Snakefile in `workdir`: (command, environment).
+def snakemake_command(workdir: Path, configfile: Path | str, *args: str,
+                      snakefile: Path = SNAKEFILE) -> tuple[list[str], dict]:
+    """The real snakemake CLI on this repository's Snakefile (or another copy's `snakefile`) in
+    `workdir`: (command, environment).
 
     The rules call `python`: the venv's bin folder goes first on PATH so that they get the
     interpreter running the tests."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("MPLBACKEND", "Agg")
-    return [snakemake_exe(), "-s", str(SNAKEFILE), "-d", str(workdir), "--configfile", str(configfile), *args], env
+    return [snakemake_exe(), "-s", str(snakefile), "-d", str(workdir), "--configfile", str(configfile), *args], env
 
 
-def run_snakemake(workdir: Path, configfile: Path | str, *args: str, check: bool = True, timeout=600):
+def run_snakemake(workdir: Path, configfile: Path | str, *args: str, check: bool = True, timeout=600,
+                  snakefile: Path = SNAKEFILE):
     """Run snakemake_command; on an unexpected exit status the output is printed."""
-    cmd, env = snakemake_command(workdir, configfile, *args)
+    cmd, env = snakemake_command(workdir, configfile, *args, snakefile=snakefile)
     result = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         print("$", " ".join(cmd))

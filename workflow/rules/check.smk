@@ -52,11 +52,11 @@ checkpoint check_gpu:
     threads: 1
     resources:
         gpu=1,  # as the training rules'
-    params:
         script=script_path("check_gpu.py"),
+    params:
         device=config["training"]["device"],
         precision=config["training"]["precision"],
     shell:
-        "python {params.script:q} --images {input.images:q} --device {params.device:q}"
+        "python {resources.script:q} --images {input.images:q} --device {params.device:q}"
         " --precision {params.precision:q} --gpus-requested {resources.gpu}"
         " --out {output:q} > {log:q} 2>&1"

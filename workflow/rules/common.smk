@@ -20,6 +20,7 @@ from cvgrid.grid import (  # noqa: E402
 from cvgrid.io import write_json  # noqa: E402
 from cvgrid.plan import folder_record, plan_weights, record_folder  # noqa: E402
 from cvgrid.race import race_after_folds, survivors  # noqa: E402
+from cvgrid.records import migrate_script_params  # noqa: E402
 from cvgrid.weights import WeightsError  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -99,8 +100,38 @@ workflow.global_wildcard_constraints(
 
 
 def script_path(name):
-    """Absolute path of a command-line script in scripts/ (rules call them with explicit arguments)."""
+    """Absolute path of a command-line script in scripts/ (rules call them with explicit arguments).
+    Rules take it as a resource (`resources: script=...`, `{resources.script:q}`), never as a
+    param: Snakemake records params, and a checkout at another path would rerun every step."""
     return os.path.join(SCRIPTS, name)
+
+
+def migrate_script_records():
+    """Records of jobs finished while the rules passed their script as a param: rewritten into
+    today's form, once, so that moving the script to resources reruns nothing (cvgrid.records;
+    the Snakefile calls this after its includes, when every rule exists). Only the main process
+    writes records. Written for the record format of the pinned Snakemake (9.27.1, pyproject.toml);
+    it can go once no working directory of the old form is left."""
+    if not workflow.is_main_process:
+        return
+    rules = {
+        step.name: (step.shellcmd, os.path.basename(step.resources["script"].value))
+        for step in workflow.rules  # (`rule` is a keyword here)
+        if step.shellcmd is not None and "script" in step.resources
+    }
+    found, updated = migrate_script_params(".snakemake", rules)
+    if updated:
+        logger.info(
+            f"{found} Snakemake records of finished jobs updated to the script path as a resource"
+            " (their params held the script's path): nothing reruns for it"
+        )
+    elif found:
+        logger.warning(
+            f"{found} Snakemake records of finished jobs hold the script path as a param (written"
+            " by a checkout before it became a resource), left as they are: a Snakemake run holds"
+            " this working directory (.snakemake/locks/). Until a start without it their steps"
+            " show as changed ('Params have changed')"
+        )
 
 
 # The data steps follow the images, not the folder's time or path (cvgrid.plan.record_folder):

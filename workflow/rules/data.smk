@@ -9,14 +9,15 @@ rule fetch_dataset:
     localrule: True
     conda:
         "../../envs/cvgrid.yaml"
-    params:
+    resources:
         script=script_path("fetch_dataset.py"),
+    params:
         url=config["download"]["url"],
         subdir=config["download"]["subdir"],
         classes=config["download"]["expected_classes"],
         images=config["download"]["expected_images"],
     shell:
-        "python {params.script:q} --url {params.url:q} --subdir {params.subdir:q}"
+        "python {resources.script:q} --url {params.url:q} --subdir {params.subdir:q}"
         " --expected-classes {params.classes} --expected-images {params.images}"
         " --dest {output:q} 2>&1 | tee {log:q}"
 
@@ -62,12 +63,12 @@ rule prepare_dataset:
     resources:
         # Follows the number of files in the folder and image_size, times the attempt.
         mem_mb=prepare_mem_mb,
-    params:
         script=script_path("prepare_dataset.py"),
+    params:
         size=config["image_size"],
         skip=("--skip-unreadable" if config["skip_unreadable"] else ""),
     shell:
-        "python {params.script:q} --data-record {input:q} --size {params.size} {params.skip}"
+        "python {resources.script:q} --data-record {input:q} --size {params.size} {params.skip}"
         " --images {output.images:q} --index {output.index:q} --report {output.report:q} > {log:q} 2>&1"
 
 
@@ -88,10 +89,10 @@ rule infer_participants:
     localrule: True
     conda:
         "../../envs/cvgrid.yaml"
-    params:
+    resources:
         script=script_path("infer_participants.py"),
     shell:
-        "python {params.script:q} --index {input.index:q} --out {output.table:q}"
+        "python {resources.script:q} --index {input.index:q} --out {output.table:q}"
         " --summary {output.summary:q} > {log:q} 2>&1"
 
 
@@ -106,14 +107,15 @@ rule make_folds:
         "logs/{root}/make_folds.log",
     conda:
         "../../envs/cvgrid.yaml"
-    params:
+    resources:
         script=script_path("make_folds.py"),
+    params:
         folds=config["cv"]["folds"],
         repeats=config["cv"]["repeats"],
         seed=config["cv"]["seed"],
         validation=config["cv"]["validation_fraction"],
         groups=groups_option,
     shell:
-        "python {params.script:q} --index {input.index:q} --folds {params.folds}"
+        "python {resources.script:q} --index {input.index:q} --folds {params.folds}"
         " --repeats {params.repeats} --seed {params.seed} --validation-fraction {params.validation}"
         " {params.groups} --out {output:q} > {log:q} 2>&1"

@@ -19,14 +19,15 @@ rule make_repeat_folds:
     localrule: True
     conda:
         "../../envs/cvgrid.yaml"
-    params:
+    resources:
         script=script_path("make_folds.py"),
+    params:
         folds=config["cv"]["folds"],
         seed=config["cv"]["seed"],
         validation=config["cv"]["validation_fraction"],
         groups=groups_option,
     shell:
-        "python {params.script:q} --index {input.index:q} --folds {params.folds}"
+        "python {resources.script:q} --index {input.index:q} --folds {params.folds}"
         " --only-repeat {wildcards.repeat} --seed {params.seed} --validation-fraction {params.validation}"
         " {params.groups} --out {output:q} > {log:q} 2>&1"
 

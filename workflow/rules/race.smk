@@ -44,13 +44,14 @@ checkpoint race:
     localrule: True
     conda:
         "../../envs/cvgrid.yaml"
-    params:
+    resources:
         script=script_path("race_round.py"),
+    params:
         axes=",".join(GRID_AXES),
         previous=lambda w, input: f"--previous {shlex.quote(input.previous[0])}" if input.previous else "",
         statistics=config["statistics"],
     shell:
-        "python {params.script:q} --metrics-list {input.jobs:q} --axes {params.axes:q} {params.previous}"
+        "python {resources.script:q} --metrics-list {input.jobs:q} --axes {params.axes:q} {params.previous}"
         " --rope {params.statistics[rope]} --probability {params.statistics[probability]}"
         " --alpha {params.statistics[alpha]} --metric {params.statistics[metric]:q}"
         " --out {output:q} > {log:q} 2>&1"

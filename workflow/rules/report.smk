@@ -31,13 +31,14 @@ rule summarize_cv:
     localrule: True
     conda:
         "../../envs/cvgrid.yaml"
-    params:
+    resources:
         script=script_path("summarize_cv.py"),
+    params:
         axes=",".join(GRID_AXES),
         metric=config["statistics"]["metric"],  # what ranks the grid points
         race=lambda w, input: f"--race {shlex.quote(input.race[0])}" if input.race else "",
     shell:
-        "python {params.script:q} --folds-out {output.folds:q}"
+        "python {resources.script:q} --folds-out {output.folds:q}"
         " --summary-out {output.summary:q} --axes {params.axes:q} --metric {params.metric:q}"
         " --metrics-list {input.jobs:q} {params.race} > {log:q} 2>&1"
 
@@ -59,8 +60,9 @@ rule plot_heatmap:
     localrule: True
     conda:
         "../../envs/cvgrid.yaml"
-    params:
+    resources:
         script=script_path("plot_cv.py"),
+    params:
         metric=config["statistics"]["metric"],
         axes=(
             "--heatmap-axes " + " ".join(shlex.quote(a) for a in config["plots"]["heatmap_axes"])
@@ -69,7 +71,7 @@ rule plot_heatmap:
         ),
         sampled=SAMPLED_OPTION,  # a sampled grid: a scatter instead (already quoted)
     shell:
-        "python {params.script:q} --summary {input.summary:q} --verdicts {input.verdicts:q}"
+        "python {resources.script:q} --summary {input.summary:q} --verdicts {input.verdicts:q}"
         " --heatmap {wildcards.model:q} {output:q} {params.axes} --metric {params.metric:q}"
         " {params.sampled} > {log:q} 2>&1"
 
@@ -91,11 +93,12 @@ rule plot_fold_accuracies:
     localrule: True
     conda:
         "../../envs/cvgrid.yaml"
-    params:
+    resources:
         script=script_path("plot_cv.py"),
+    params:
         metric=config["statistics"]["metric"],
     shell:
-        "python {params.script:q} --summary {input.summary:q} --folds {input.folds:q}"
+        "python {resources.script:q} --summary {input.summary:q} --folds {input.folds:q}"
         " --fold-plot {output:q} --metric {params.metric:q} > {log:q} 2>&1"
 
 
@@ -111,12 +114,13 @@ rule model_costs:
     localrule: True
     conda:
         "../../envs/cvgrid.yaml"
-    params:
+    resources:
         script=script_path("model_costs.py"),
+    params:
         config=json.dumps({"models": config["models"]}, sort_keys=True),
         models=config["grid"]["model"],
     shell:
-        "python {params.script:q} --index {input.index:q} --config {params.config:q}"
+        "python {resources.script:q} --index {input.index:q} --config {params.config:q}"
         " --models {params.models:q} --out {output:q} > {log:q} 2>&1"
 
 
@@ -135,12 +139,13 @@ rule expect_choice:
     localrule: True
     conda:
         "../../envs/cvgrid.yaml"
-    params:
+    resources:
         script=script_path("expect_choice.py"),
+    params:
         statistics=config["statistics"],
         final=config["final"],
     shell:
-        "python {params.script:q} --model {wildcards.model:q} --folds {input.folds:q}"
+        "python {resources.script:q} --model {wildcards.model:q} --folds {input.folds:q}"
         " --metrics-list {input.jobs:q} --model-costs {input.model_costs:q}"
         " --choose {params.final[choose]:q} --cost {params.final[cost]:q}"
         " --rope {params.statistics[rope]} --probability {params.statistics[probability]}"
@@ -259,8 +264,9 @@ rule cv_statistics:
     localrule: True
     conda:
         "../../envs/cvgrid.yaml"
-    params:
+    resources:
         script=script_path("cv_statistics.py"),
+    params:
         out_dir=lambda w, output: os.path.dirname(output.summary),
         statistics=config["statistics"],
         final=config["final"],
@@ -270,7 +276,7 @@ rule cv_statistics:
         if input.decide
         else "",
     shell:
-        "python {params.script:q} --folds {input.folds:q} --summary {input.summary:q}"
+        "python {resources.script:q} --folds {input.folds:q} --summary {input.summary:q}"
         " --alpha {params.statistics[alpha]} --rope {params.statistics[rope]}"
         " --probability {params.statistics[probability]} --metric {params.statistics[metric]:q}"
         " --contender-probability {params.statistics[contender_probability]}"
@@ -321,11 +327,12 @@ rule plot_diagnostics:
     localrule: True
     conda:
         "../../envs/cvgrid.yaml"
-    params:
+    resources:
         script=script_path("plot_diagnostics.py"),
+    params:
         out_dir=lambda w, output: os.path.dirname(output.confusion),
     shell:
-        "python {params.script:q} --model {wildcards.model:q} --summary {input.summary:q}"
+        "python {resources.script:q} --model {wildcards.model:q} --summary {input.summary:q}"
         " --images {input.images:q} --index {input.index:q} --out-dir {params.out_dir:q}"
         " --metrics-list {input.jobs:q} > {log:q} 2>&1"
 
@@ -353,11 +360,12 @@ rule compare_protocols:
     localrule: True
     conda:
         "../../envs/cvgrid.yaml"
-    params:
+    resources:
         script=script_path("compare_protocols.py"),
+    params:
         primary=scheme_label(config["cv"]["groups"]),
         compared=scheme_label(config["cv"]["compare_groups"]),
     shell:
-        "python {params.script:q} --primary {input.primary:q} --primary-label {params.primary:q}"
+        "python {resources.script:q} --primary {input.primary:q} --primary-label {params.primary:q}"
         " --compared {input.compared:q} --compared-label {params.compared:q}"
         " --out {output.table:q} --plot {output.plot:q} > {log:q} 2>&1"

@@ -17,13 +17,14 @@ rule fetch_weights:
     localrule: True
     conda:
         "../../envs/cvgrid.yaml"
-    params:
+    resources:
         script=script_path("fetch_weights.py"),
+    params:
         url=lambda w: FETCH[w.weights_name]["url"],
         hint=lambda w: " or ".join(
             f"models.{m}.weights_file" for m in FETCH[w.weights_name]["models"]
         ),
     # The message of a failed download goes to the terminal as well as to the log.
     shell:
-        "python {params.script:q} --url {params.url:q} --dest {output:q}"
+        "python {resources.script:q} --url {params.url:q} --dest {output:q}"
         " --config-hint {params.hint:q} 2>&1 | tee {log:q}"
