@@ -51,12 +51,13 @@ run: env
 report: env
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --configfile $(CONFIG) --report report.html
 
-# Two processes (TEST_WORKERS=0: one, as plain pytest): the SLURM tests, one after the other in
-# one of them (tests/conftest.py groups them), mostly wait for the scheduler while the other
-# process runs the rest.
+# Two processes (TEST_WORKERS=0: one, as plain pytest), each test file in one of them (its
+# module fixtures, often whole workflow runs, made once): the SLURM tests mostly wait for the
+# scheduler while the other process runs the rest. (Not --dist loadgroup: pytest-xdist 3.8's
+# groups do not reach pytest 9's node ids.)
 TEST_WORKERS ?= 2
 test: env
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # Not after `env`: a run is using .venv, which must not be rebuilt under it.
 status:

@@ -183,18 +183,3 @@ def tiny_run(tmp_path_factory):
     return SimpleNamespace(data=data, work=work, config=configfile, settings=settings, first=first,
                            report=report, model_dir=work / "results" / "final" / "model_a")
 
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups (`make test`: --dist loadgroup)
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist, each group runs in one process, one test after the other: the SLURM
-    tests (one test cluster with one GPU, which each module's runs already share), the users of
-    the session fixture tiny_run (a whole workflow run, made once), and every other module on its
-    own (its module fixtures, often whole workflow runs, made once)."""
-    for item in items:
-        if item.get_closest_marker("slurm"):
-            group = "slurm"
-        elif "tiny_run" in getattr(item, "fixturenames", ()):
-            group = "tiny_run"
-        else:
-            group = item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
