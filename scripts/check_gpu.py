@@ -25,11 +25,14 @@ def main(argv=None):
     p.add_argument("--device", default="auto", help="training.device: auto, cpu, cuda or cuda:N")
     p.add_argument("--precision", default="auto", help="training.precision")
     p.add_argument("--gpus-requested", type=int, default=0, help="the rule's resources: gpu")
+    p.add_argument("--models-at-once", type=int, default=1,
+                   help="models a training job trains at the same time on a GPU (parallel folds): each needs "
+                        "its memory reserve beside the images")
     p.add_argument("--out", type=Path, required=True, help="JSON record of what was found")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
-        record = hardware.gpu_check(a.device, a.precision, a.gpus_requested, a.images)
+        record = hardware.gpu_check(a.device, a.precision, a.gpus_requested, a.images, models=a.models_at_once)
     except (hardware.CudaUnusable, ValueError) as error:
         sys.exit(f"error: {error}")
     logging.info("GPU check: %s", json.dumps(record, sort_keys=True))

@@ -290,6 +290,8 @@ def test_the_gpu_check_records_the_job_step_and_refuses_a_lost_gpu(tmp_path):
     assert record["slurm_partition"] == "gpu" and record["slurm_gpu_allocation"] == "SLURM_STEP_GPUS=0"
     assert record["slurm_step_gpus"] == "0" and record["cuda_visible_devices"] == "0"
     assert record["images_bytes"] == images.stat().st_size and record["data_fits_on_device"] is True
+    assert record["models_at_once"] == 1
+    assert hardware.gpu_check("cpu", "fp32", 1, images, environ=step, models=4)["models_at_once"] == 4
     with pytest.raises(hardware.CudaUnusable, match="the rule asked for 1 GPU"):
         hardware.gpu_check("auto", "auto", 1, images, environ=SLURM_CPU_JOB)
 

@@ -251,7 +251,8 @@ def test_a_new_thread_count_checkpoint_interval_device_or_curves_switch_retrains
 
 
 def test_parallel_folds_reach_the_training_job_of_a_grid_point(tmp_path, snakemake, image_folder):
-    """training.parallel_folds goes to train.py (--parallel-folds) of a job of several folds."""
+    """training.parallel_folds goes to train.py (--parallel-folds) of a job of several folds, and the
+    GPU check sizes its memory fit for the folds a job trains at once (3 asked, 2 in a job)."""
     config = tiny_config(image_folder(n_classes=3, per_class=20), training={"folds_per_job": "all", "parallel_folds": 3})
     configfile = write_config(tmp_path / "config.yaml", config)
     work = tmp_path / "work"
@@ -260,6 +261,7 @@ def test_parallel_folds_reach_the_training_job_of_a_grid_point(tmp_path, snakema
     output = result.stdout + result.stderr
     assert output.count("--parallel-folds 3") == job_counts(output)["train"] == 2, output
     assert "has no effect" not in output
+    assert output.count("--models-at-once 2") == job_counts(output)["check_gpu"] == 1, output
 
 
 def test_the_same_config_resaved_in_another_key_order_plans_nothing(finished_run, tmp_path):

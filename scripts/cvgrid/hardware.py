@@ -330,7 +330,7 @@ def fits_on_device(nbytes: int, device: torch.device, models: int = 1) -> tuple[
 
 
 def gpu_check(requested: str, precision: str, gpus_requested: int, images_path: Path,
-              environ: Mapping[str, str] | None = None) -> dict:
+              environ: Mapping[str, str] | None = None, models: int = 1) -> dict:
     """The check that one small job runs before any training job (rule check_gpu): the device a
     training job of this config would get, with its precision, its TF32 and whether the data
     array fits beside training; what torch, nvidia-smi and SLURM say. Raises CudaUnusable, which
@@ -340,7 +340,7 @@ def gpu_check(requested: str, precision: str, gpus_requested: int, images_path: 
     chosen = choose_precision(device, precision)
     tf32 = configure_tf32(device, chosen)
     nbytes = Path(images_path).stat().st_size  # uint8 .npy: the bytes the array takes on the device
-    fits, memory = fits_on_device(nbytes, device)
+    fits, memory = fits_on_device(nbytes, device, models=models)
     record = {
         **where_run(device, environ),
         "precision": chosen,
@@ -353,6 +353,7 @@ def gpu_check(requested: str, precision: str, gpus_requested: int, images_path: 
         "cuda_visible_devices": environ.get("CUDA_VISIBLE_DEVICES"),
         "nvidia_smi": nvidia_smi(),
         "images_bytes": nbytes,
+        "models_at_once": models,
         "data_fits_on_device": fits,
         "memory": memory,
     }

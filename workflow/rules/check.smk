@@ -30,6 +30,11 @@ rule downloads:
 # metadata, and a missing record (a restored study folder, a deleted file) would make Snakemake
 # run the check again and then retrain every finished fold, because an input is produced again.
 GPU_CHECK = "results/gpu_check.json"
+# Models a training job trains at the same time on a GPU (training.parallel_folds, at most the
+# folds of a job): each needs its memory beside the images, so the check sizes the fit for them.
+MODELS_AT_ONCE = 1 if JOB_UNIT == "fold" else min(
+    config["training"]["parallel_folds"], config["cv"]["folds"] if JOB_UNIT == "repeat" else len(fold_keys(config))
+)
 
 
 checkpoint check_gpu:
@@ -53,10 +58,11 @@ checkpoint check_gpu:
     resources:
         gpu=1,  # as the training rules'
         script=script_path("check_gpu.py"),
+        models_at_once=str(MODELS_AT_ONCE),  # a string: no resource limit applies to it
     params:
         device=config["training"]["device"],
         precision=config["training"]["precision"],
     shell:
         "python {resources.script:q} --images {input.images:q} --device {params.device:q}"
         " --precision {params.precision:q} --gpus-requested {resources.gpu}"
-        " --out {output:q} > {log:q} 2>&1"
+        " --models-at-once {resources.models_at_once:q} --out {output:q} > {log:q} 2>&1"
