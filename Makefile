@@ -51,13 +51,16 @@ run: env
 report: env
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --configfile $(CONFIG) --report report.html
 
-# Two processes (TEST_WORKERS=0: one, as plain pytest), each test file in one of them (its
-# module fixtures, often whole workflow runs, made once): the SLURM tests mostly wait for the
-# scheduler while the other process runs the rest. (Not --dist loadgroup: pytest-xdist 3.8's
-# groups do not reach pytest 9's node ids.)
-TEST_WORKERS ?= 2
+# Two pytest processes at once: the SLURM tests (-m slurm) mostly wait for the scheduler, so they
+# run beside the rest; their report follows the other's (also in .pytest-slurm.log). A failure
+# in either fails the target.
+PYTEST = PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
 test: env
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	@$(PYTEST) -m slurm > .pytest-slurm.log 2>&1 & slurm=$$!; \
+	$(PYTEST) -m "not slurm"; rest=$$?; \
+	wait $$slurm; slurm_status=$$?; \
+	echo "=== the SLURM tests (pytest -m slurm), run beside the others ==="; cat .pytest-slurm.log; \
+	[ $$rest -eq 0 ] && [ $$slurm_status -eq 0 ]
 
 # Not after `env`: a run is using .venv, which must not be rebuilt under it.
 status:
