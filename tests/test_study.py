@@ -24,7 +24,8 @@ PROTOCOLS = {"stratified": "results", "participants": "results/compare"}
 # Each published experiment and the config it ran: the study, and the modern training recipe
 # beside the reference recipe (README "A modern recipe"), published the same way.
 EXPERIMENTS = {"study": (STUDY, REPO / "config" / "study.yaml"),
-               "recipe": (REPO / "docs" / "recipe", REPO / "config" / "modern_recipe.yaml")}
+               "recipe": (REPO / "docs" / "recipe", REPO / "config" / "modern_recipe.yaml"),
+               "search": (REPO / "docs" / "search", REPO / "config" / "search.yaml")}
 # The (experiment, protocol) pairs published so far (a grid still running is published as far
 # as it has got).
 PUBLISHED = [(name, p) for name, (folder, _) in EXPERIMENTS.items() for p in PROTOCOLS
@@ -176,3 +177,31 @@ def test_the_published_decide_run_is_recomputed_exactly():
         rounds, result.tables["compare_to_best"], int(folds["fold"].nunique()))])
     assert (stats / "summary.md").read_text() == text
     assert "**Repeats only where they decide**" in text
+
+
+SEARCH = REPO / "docs" / "search"
+
+
+def test_the_published_race_rounds_are_the_race_of_the_published_jobs():
+    """docs/search/raced/rounds (the raced wide search, config/search-race.yaml; published round by
+    round as the race goes): each round is what cvgrid.race.replay_race computes from the
+    published jobs, as the workflow's checkpoints computed it."""
+    from publish_study import overlaid_config, race_rounds
+    from cvgrid.race import point_folder, replay_race
+    from cvgrid.summary import read_metrics
+
+    config = overlaid_config(REPO / "config" / "search.yaml", REPO / "config" / "search-race.yaml")
+    published = race_rounds(SEARCH / "raced" / "rounds")
+    after = config["cv"]["race"]["after_folds"]
+    assert published and published[0]["round"].max() == after
+    metrics = sorted((SEARCH / "jobs" / "stratified").glob("train/**/metrics.json"))
+    axes = grid_axes(config)
+    folders = pd.DataFrame([{**{k: read_metrics(path)["config"][k] for k in axes}, "point": point_folder(path)}
+                            for path in metrics]).drop_duplicates(ignore_index=True)
+    assert len(folders) == 32
+    replayed = replay_race(fold_table(metrics, axes), folders, Thresholds.from_config(config["statistics"]),
+                           after, after + len(published))
+    for again, before in zip(replayed, published):
+        again = pd.read_csv(pd.io.common.StringIO(again.to_csv(sep="\t", index=False)), sep="\t",
+                            dtype={"stopped_after": "Int64"})
+        pd.testing.assert_frame_equal(again, before, check_exact=False, rtol=1e-12, atol=1e-12)
