@@ -205,3 +205,44 @@ def test_the_published_race_rounds_are_the_race_of_the_published_jobs():
         again = pd.read_csv(pd.io.common.StringIO(again.to_csv(sep="\t", index=False)), sep="\t",
                             dtype={"stopped_after": "Int64"})
         pd.testing.assert_frame_equal(again, before, check_exact=False, rtol=1e-12, atol=1e-12)
+
+
+def test_the_published_raced_search_is_recomputed_exactly():
+    """docs/search/raced (the finished race of the wide search, config/search-race.yaml): its
+    folds are exactly the jobs its rounds let train, taken from the full run's published jobs,
+    and its tables, statistics and summary (with the Racing paragraph) follow from them."""
+    from publish_study import overlaid_config, race_rounds, raced_metrics, raced_tables
+    from cvgrid.race import completed, race_savings
+
+    raced = SEARCH / "raced"
+    config = overlaid_config(REPO / "config" / "search.yaml", REPO / "config" / "search-race.yaml")
+    assert (raced / "config.yaml").read_text() == (REPO / "config" / "search-race.yaml").read_text()
+    rounds = race_rounds(raced / "rounds")
+    assert len(rounds) == config["cv"]["folds"] - config["cv"]["race"]["after_folds"]  # a finished race
+    jobs = SEARCH / "jobs" / "stratified"
+    folds, summary = raced_tables(jobs, rounds, config)
+    same_table(folds, raced / "cv_folds.tsv")
+    same_table(summary, raced / "cv_summary.tsv")
+    record = rounds[-1]
+    stopped = record[record["status"] == "stopped"]
+    assert sorted(summary.loc[summary["race"] != "completed", "folds"]) == sorted(stopped["stopped_after"])
+    savings = race_savings(folds, config["cv"]["folds"])
+    provenance = json.loads((raced / "provenance.json").read_text())
+    assert (provenance["jobs_run"], provenance["jobs_full"], provenance["points_stopped"]) == (
+        len(folds), 160, len(stopped)) == (savings["run"], savings["full"], len(savings["stopped"]))
+    assert provenance["training_minutes"] == round(float(folds["seconds"].sum()) / 60, 1)
+    stats = raced / "stats"
+    metrics = raced_metrics(jobs, record[record["stopped_after"].isna()], config["cv"]["folds"])
+    assert len(metrics) == len(completed(folds))
+    result = analyse(completed(folds), completed(summary), Thresholds.from_config(config["statistics"]),
+                     model_sizes=read(stats / "model_costs.tsv"),
+                     contender_probability=config["statistics"].get("contender_probability", 0.5),
+                     choose="best", cost="work", ranges=sampled_ranges(config),
+                     expectations=[json.loads(p.read_text()) for p in sorted((stats / "expectation").glob("*.json"))])
+    for name, table in result.tables.items():
+        same_table(table, stats / f"{name}.tsv")
+    text = wording.summary_text(result, extra=[
+        wording.race_paragraph(folds, summary, config["statistics"]["metric"]),
+        wording.decide_paragraph([], result.tables["compare_to_best"], config["cv"]["folds"])])
+    assert (stats / "summary.md").read_text() == text
+    assert "**Racing**" in text
