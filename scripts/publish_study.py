@@ -45,7 +45,7 @@ from cvgrid.decision import CONTENDER_PROBABILITY, decide, expectation_record, p
 from cvgrid.grid import axes_of, grid_axes, sampled_ranges
 from cvgrid.io import write_json, write_tsv
 from cvgrid.race import completed, mark_race, race_savings, read_race
-from cvgrid.stats import Thresholds
+from cvgrid.stats import Thresholds, bayesian_correlated_ttest, design_sizes
 from cvgrid.summary import compare_protocols, complete_points, cv_summary, fold_table
 
 REPO = Path(__file__).resolve().parent.parent
@@ -272,6 +272,7 @@ def publish_race(workdir: Path, published: Path, config: dict, overlay: Path) ->
                 "points_stopped": len(savings["stopped"]),
                 "training_minutes": round(float(folds["seconds"].sum()) / 60, 1)}, out / "provenance.json")
     print(f"race: {savings['run']} of {savings['full']} jobs, {len(savings['stopped'])} points stopped")
+    update_search_table(published)
 
 
 def beside_original(published: Path) -> None:
@@ -293,9 +294,9 @@ def beside_original(published: Path) -> None:
     (published / "table.md").write_text(markdown_table(table))
 
 
-def update_readme(table_md: str, readme: Path = REPO / "README.md") -> None:
-    """Put the study's table into the README, between its two marker lines."""
-    start, end = "<!-- study table: written by scripts/publish_study.py -->\n", "<!-- end of study table -->\n"
+def update_readme(table_md: str, readme: Path = REPO / "README.md", marker: str = "study table") -> None:
+    """Put a published table into the README, between its two marker lines."""
+    start, end = f"<!-- {marker}: written by scripts/publish_study.py -->\n", f"<!-- end of {marker} -->\n"
     text = readme.read_text()
     if start not in text or end not in text:
         raise SystemExit(f"{readme} lacks the study table's markers {start.strip()!r} ... {end.strip()!r}")
@@ -327,6 +328,91 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+SEARCH = REPO / "docs" / "search"
+STUDY = REPO / "docs" / "study"
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.2f} %"
+
+
+def _run_facts(folder: Path) -> dict:
+    """What the README's search table says of one published run (docs/search/stratified, its
+    raced/ or docs/study/stratified): jobs, minutes, the best point and its estimates, verdicts
+    against it and contenders, from the run's published tables."""
+    folds = pd.read_csv(folder / "cv_folds.tsv", sep="\t")
+    summary = pd.read_csv(folder / "cv_summary.tsv", sep="\t")
+    decision = pd.read_csv(folder / "stats" / "decision.tsv", sep="\t")
+    decision = decision[decision["among"] != wording.WHOLE_GRID].iloc[0]
+    verdicts = pd.read_csv(folder / "stats" / "compare_to_best.tsv", sep="\t")["verdict"].value_counts()
+    keys = axes_of(summary)
+    best = summary[summary["rank"] == 1].iloc[0]
+    return {"jobs": len(folds), "minutes": float(folds["seconds"].sum()) / 60,
+            "points": len(summary), "complete": int((summary["folds"] == summary["folds"].max()).sum()),
+            "best": wording.describe_point(best, keys), "best_keys": {k: best[k] for k in keys},
+            "mean": f"{_percent(best['mean_accuracy'])} ± {100 * best['acc_std_x2']:.2f}",
+            "corrected": _percent(decision["bound"]),
+            "bbc": f"{_percent(decision['bbc_estimate'])} ({100 * decision['bbc_low']:.2f} to {100 * decision['bbc_high']:.2f})",
+            "verdicts": " / ".join(str(int(verdicts.get(v, 0))) for v in ("worse", "practically equivalent", "undecided")),
+            "contenders": f"{int(decision['contenders'])} of {int(decision['candidates'])}",
+            "folds": folds}
+
+
+def search_table(search: Path = SEARCH, study: Path = STUDY) -> str | None:
+    """The README's account of the wide search (docs/search): the raced run against the full
+    one, then the search's best against the study's, paired on their shared folds; None until
+    both runs are finished."""
+    if not (search / "raced" / "provenance.json").exists() or not (search / "stratified" / "cv_summary.tsv").exists():
+        return None
+    full, raced, reference = (_run_facts(f) for f in (search / "stratified", search / "raced", study / "stratified"))
+    if full["complete"] != full["points"] or full["jobs"] != 160:
+        return None
+    rows = [("training jobs", full["jobs"], raced["jobs"]),
+            ("training minutes (sum of the jobs' own seconds)", f"{full['minutes']:.0f}", f"{raced['minutes']:.0f}"),
+            ("grid points with all 5 folds", full["complete"], raced["complete"]),
+            ("best point (highest mean over its 5 folds)", full["best"], raced["best"]),
+            ("its mean ± fold spread (2 × std): best of many, optimistic", full["mean"], raced["mean"]),
+            ("corrected for the choice (Tibshirani & Tibshirani 2009)", full["corrected"], raced["corrected"]),
+            ("expected accuracy, BBC-CV (95 % bootstrap interval)", full["bbc"], raced["bbc"]),
+            ("others against the best: worse / practically equivalent / undecided", full["verdicts"], raced["verdicts"]),
+            ("contenders (not separable from the best)", full["contenders"], raced["contenders"])]
+    lines = ["| | full: 5 folds of every point | raced: `cv.race: {after_folds: 3}` |", "|---|---|---|"]
+    lines += [f"| {name} | {a} | {b} |" for name, a, b in rows]
+    # The two bests on the same folds (the search runs the study's cv: settings): per-fold differences.
+    pair = []
+    for facts in (full, reference):
+        folds = facts["folds"]
+        chosen = folds.loc[(folds[list(facts["best_keys"])] == pd.Series(facts["best_keys"])).all(axis=1)]
+        pair.append(chosen.set_index(["repeat", "fold"]).sort_index())
+    if not (pair[0]["n_test"] == pair[1]["n_test"]).all():
+        raise SystemExit("docs/search and docs/study do not share their folds: their bests cannot be paired")
+    diffs = (pair[0]["accuracy"] - pair[1]["accuracy"]).to_numpy()
+    n_train, n_test = design_sizes(pair[0].reset_index())
+    rope = yaml.safe_load((search / "config.yaml").read_text()).get("statistics", {}).get("rope", 0.005)
+    test = bayesian_correlated_ttest(diffs, n_train, n_test, rope)
+    lines += ["", f"| | study: 18 points of model A | wide search: 32 points |", "|---|---|---|",
+              f"| best point | {reference['best']} | {full['best']} |",
+              f"| its mean ± fold spread: best of many, optimistic | {reference['mean']} | {full['mean']} |",
+              f"| corrected for the choice | {reference['corrected']} | {full['corrected']} |",
+              f"| expected accuracy, BBC-CV (95 % bootstrap interval) | {reference['bbc']} | {full['bbc']} |",
+              "",
+              f"The search's best minus the study's best on the same 5 folds: {100 * test['mean_diff']:+.2f} points "
+              f"(per fold {', '.join(f'{100 * d:+.2f}' for d in diffs)}); Bayesian correlated t-test, ROPE "
+              f"±{100 * rope:g} points: P(better by more) {test['p_right']:.2f}, P(within) {test['p_rope']:.2f}, "
+              f"P(worse by more) {test['p_left']:.2f}.", ""]
+    return "\n".join(lines)
+
+
+def update_search_table(published: Path) -> None:
+    """docs/search/table.md and the README's copy of it, once both runs of the search are finished."""
+    if published.resolve() != SEARCH:
+        return
+    table = search_table(published)
+    if table is not None:
+        (published / "table.md").write_text(table)
+        update_readme(table, marker="search table")
+
+
 def publish(workdir: Path, published: Path, config_path: Path) -> None:
     from snakemake.utils import validate
 
@@ -350,8 +436,9 @@ def publish(workdir: Path, published: Path, config_path: Path) -> None:
                                       published / "protocol_comparison.svg")
     if (published / "original.tsv").exists():  # the reference study: beside the original's table
         beside_original(published)
-    if published == REPO / "docs" / "study":
+    if published == STUDY:
         update_readme((published / "table.md").read_text())
+    update_search_table(published)
     machines: dict[str, int] = {}  # jobs by machine: a resumed study may have run on several
     for path in sorted((published / "jobs").glob("**/metrics.json")):
         m = json.loads(path.read_text())

@@ -44,6 +44,11 @@ def _describe(config, keys: Sequence[str] | None = None) -> str:
     return ", ".join(f"{_FACTOR_NAMES.get(k, k)} {_fmt_value(config[k])}" for k in (axes_of(config) if keys is None else keys) if k != "model")
 
 
+def describe_point(config, keys: Sequence[str] | None = None) -> str:
+    """A grid point in the summary's words (publish_study's tables name points the same way)."""
+    return _describe(config, keys)
+
+
 def _model(name) -> str:
     """'model_a' as it is, 'A' as 'model A'."""
     return str(name) if str(name).lower().startswith("model") else f"model {name}"
