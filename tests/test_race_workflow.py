@@ -245,7 +245,8 @@ def test_each_protocol_races_on_its_own_and_the_comparison_sets_no_partial_mean_
     groups = tmp_path / "groups.tsv"  # ten "people", each with two photos of every class
     groups.write_text("file\tgroup\n" + "".join(f"class_{k}/img_{j:03d}.jpg\tp{j // 2}\n"
                                                 for k in range(3) for j in range(20)))
-    configfile = write_config(tmp_path / "race.yaml", race_config(data, cv={"folds": folds, "compare_groups": str(groups)}))
+    configfile = write_config(tmp_path / "race.yaml",
+                              race_config(data, cv={"folds": folds, "compare_groups": str(groups)}))
     work = tmp_path / "work"
     work.mkdir()
 
@@ -272,7 +273,8 @@ def test_each_protocol_races_on_its_own_and_the_comparison_sets_no_partial_mean_
         assert set(rounds.index[rounds["status"] == "racing"]) == set(GOOD), results
         assert trained(work, results) == expected(GOOD, range(folds)) | expected([HOPELESS], range(AFTER)), results
         summary = pd.read_csv(work / results / "cv_summary.tsv", sep="\t").set_index("learning_rate")
-        assert summary.loc[100.0, "race"] == "stopped early: worse after 2 folds" and pd.isna(summary.loc[100.0, "rank"])
+        assert summary.loc[100.0, "race"] == "stopped early: worse after 2 folds"
+        assert pd.isna(summary.loc[100.0, "rank"])
         assert summary.loc[[0.001, 0.0004], "folds"].eq(folds).all() and sorted(summary["rank"].dropna()) == [1, 2]
         summaries[results] = summary
     printed = status()

@@ -465,8 +465,8 @@ def protocol_comparison(table: pd.DataFrame, primary: str, compared: str, path) 
     (cvgrid.protocols.compare_protocols' table). A point the race stopped under a protocol has
     no dot for it (a mean over its first folds is not comparable) and says so in its label."""
     names = {"primary": primary, "compared": compared}
-    complete = {side: table[f"race_{side}"] == COMPLETED if f"race_{side}" in table else pd.Series(True, index=table.index)
-                for side in names}
+    complete = {side: table[f"race_{side}"] == COMPLETED if f"race_{side}" in table
+                else pd.Series(True, index=table.index) for side in names}
     stopped = [" and ".join(names[side] for side in names if not complete[side][i]) for i in table.index]
     labels = [label + (f"\n(stopped: {where})" if where else "") for label, where in zip(point_labels(table), stopped)]
     y = np.arange(len(table))[::-1]
