@@ -1,15 +1,17 @@
 #!/usr/bin/env python
 """Put the same grid under two CV protocols side by side (e.g. random stratified folds vs
-participant-grouped folds): a table per grid point, a JSON of the facts, and a plot."""
+participant-grouped folds): a table per grid point, a JSON of the facts, and a plot. With
+cv.race, a point stopped under either protocol is left out of the comparison (named in the log)."""
 
 import argparse
+import sys
 from pathlib import Path
 
 import pandas as pd
 
 from cvgrid import plots
 from cvgrid.io import write_json, write_tsv
-from cvgrid.summary import compare_protocols
+from cvgrid.protocols import compare_protocols
 
 
 def main(argv=None):
@@ -25,6 +27,11 @@ def main(argv=None):
     write_tsv(table, a.out)
     write_json({**facts, "primary": a.primary_label, "compared": a.compared_label}, a.out.with_suffix(".json"))
     plots.protocol_comparison(table, a.primary_label, a.compared_label, a.plot)
+    print(f"{facts['points_compared']} grid points compared", file=sys.stderr)
+    for point in facts["left_out"]:  # cv.race stopped it under a protocol: its mean there is partial
+        race = {key: point.pop(key) for key in ("race_primary", "race_compared")}
+        print(f"left out of the comparison: {', '.join(f'{k} {v}' for k, v in point.items())} ({a.primary_label}:"
+              f" {race['race_primary']}; {a.compared_label}: {race['race_compared']})", file=sys.stderr)
 
 
 if __name__ == "__main__":

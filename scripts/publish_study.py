@@ -44,9 +44,10 @@ from cvgrid.costs import join_costs, model_sizes, training_costs
 from cvgrid.decision import CONTENDER_PROBABILITY, decide, expectation_record, prediction_table
 from cvgrid.grid import axes_of, grid_axes, sampled_ranges
 from cvgrid.io import write_json, write_tsv
+from cvgrid.protocols import compare_protocols
 from cvgrid.race import completed, mark_race, race_savings, read_race
 from cvgrid.stats import Thresholds, bayesian_correlated_ttest, design_sizes
-from cvgrid.summary import compare_protocols, complete_points, cv_summary, fold_table
+from cvgrid.summary import complete_points, cv_summary, fold_table
 
 REPO = Path(__file__).resolve().parent.parent
 JOB_FILES = ("metrics.json", "history.tsv", "predictions.tsv")

@@ -9,7 +9,9 @@ import pytest
 from cvgrid.data import list_images
 from cvgrid.folds import FoldError, groups_for_index, make_folds
 from cvgrid.participants import infer_participants
-from cvgrid.summary import MetricsError, compare_protocols
+from cvgrid.protocols import compare_protocols
+from cvgrid.race import COMPLETED, stopped_label
+from cvgrid.summary import MetricsError
 
 
 @pytest.mark.real_data
@@ -64,3 +66,46 @@ def test_protocols_side_by_side_report_the_difference_and_whether_the_ranking_ch
 
     with pytest.raises(MetricsError, match="same grid points"):
         compare_protocols(primary, same_order.iloc[:2])
+
+
+def raced(accuracies: dict, stopped: dict) -> pd.DataFrame:
+    """A raced cv_summary (cvgrid.race.mark_race's race column): `stopped` maps a point to the folds it had."""
+    table = summary(accuracies)
+    table["race"] = [stopped_label(stopped[(bs, lr)]) if (bs, lr) in stopped else COMPLETED
+                     for bs, lr in zip(table["batch_size"], table["learning_rate"])]
+    return table
+
+
+def test_a_point_stopped_by_the_race_under_either_protocol_is_left_out_of_the_comparison():
+    """Each protocol races on its own: (64, 0.001) is complete under the first and stopped under
+    the second, whose partial mean (0.40) must not be set beside the full one (0.95)."""
+    primary = raced({(32, 0.001): 0.97, (64, 0.001): 0.95, (32, 0.0001): 0.60, (64, 0.0001): 0.93},
+                    stopped={(32, 0.0001): 2})
+    compared = raced({(32, 0.001): 0.90, (64, 0.001): 0.40, (32, 0.0001): 0.55, (64, 0.0001): 0.91},
+                     stopped={(64, 0.001): 2, (32, 0.0001): 3})
+    table, facts = compare_protocols(primary, compared)
+    # The two points complete under both first, by primary rank; then the others, kept and marked.
+    assert list(zip(table["batch_size"], table["learning_rate"])) == [(32, 0.001), (64, 0.0001), (64, 0.001),
+                                                                       (32, 0.0001)]
+    assert table["difference"].round(6).tolist()[:2] == [-0.07, -0.02] and table["difference"][2:].isna().all()
+    assert table["race_compared"].tolist()[2:] == [stopped_label(2), stopped_label(3)]
+    # Ranks among each protocol's completed points; none where a point was stopped.
+    assert table["rank_primary"].tolist()[:3] == [1, 3, 2] and pd.isna(table["rank_primary"][3])
+    assert table["rank_compared"].tolist()[:2] == [2, 1] and table["rank_compared"][2:].isna().all()
+    assert facts["points_compared"] == 2 and facts["mean_difference"] == pytest.approx(-0.045)
+    assert facts["spearman_rank_correlation"] is None  # two points
+    assert facts["best_primary"]["learning_rate"] == 0.001 and facts["best_compared"]["batch_size"] == 64
+    assert not facts["same_best"]
+    left_out = [(p["batch_size"], p["learning_rate"], p["race_primary"], p["race_compared"]) for p in facts["left_out"]]
+    assert left_out == [(64, 0.001, COMPLETED, stopped_label(2)), (32, 0.0001, stopped_label(2), stopped_label(3))]
+
+    # Each protocol's best stopped the other's: no point is complete under both, and nothing breaks.
+    primary = raced({(32, 0.001): 0.97, (64, 0.001): 0.50}, stopped={(64, 0.001): 2})
+    compared = raced({(32, 0.001): 0.40, (64, 0.001): 0.90}, stopped={(32, 0.001): 2})
+    table, facts = compare_protocols(primary, compared)
+    assert facts["points_compared"] == 0 and facts["mean_difference"] is None and table["difference"].isna().all()
+    assert not facts["same_best"] and len(facts["left_out"]) == 2
+
+    # A summary without a race column (a protocol that did not race) counts every point complete.
+    table, facts = compare_protocols(primary.drop(columns="race"), compared)
+    assert table["race_primary"].eq(COMPLETED).all() and facts["points_compared"] == 1

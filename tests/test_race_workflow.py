@@ -48,8 +48,8 @@ def expected(points, folds) -> set[str]:
     return {f"{p}/fold~{f}" for p in points for f in folds}
 
 
-def trained(work) -> set[str]:
-    root = work / "results" / "train"
+def trained(work, results="results") -> set[str]:
+    root = work / results / "train"
     return {re.sub(r"/repeat~0/", "/", str(p.parent.relative_to(root))) for p in root.rglob("metrics.json")}
 
 
@@ -231,6 +231,82 @@ def test_a_raced_run_over_folds_trained_already_trains_nothing(raced_run, tmp_pa
     counts = job_counts(rerun.stdout + rerun.stderr)
     assert "train" not in counts and counts["race"] == FOLDS - AFTER, counts
     same_race(work, raced_run.work)
+
+
+def test_each_protocol_races_on_its_own_and_the_comparison_sets_no_partial_mean_beside_a_full_one(tmp_path):
+    """cv.race with cv.compare_groups (a groups TSV): results/ and results/compare/ race separately
+    (3 folds: one round), each stops the hopeless point and ranks only its completed points; the
+    protocol comparison leaves the stopped point out of its difference and says so; `make status`
+    follows both races; a dry run after the run plans nothing."""
+    from conftest import run_snakemake
+
+    folds = 3
+    data = write_image_folder(tmp_path / "data", n_classes=3, per_class=20, size=(40, 40))
+    groups = tmp_path / "groups.tsv"  # ten "people", each with two photos of every class
+    groups.write_text("file\tgroup\n" + "".join(f"class_{k}/img_{j:03d}.jpg\tp{j // 2}\n"
+                                                for k in range(3) for j in range(20)))
+    configfile = write_config(tmp_path / "race.yaml",
+                              race_config(data, cv={"folds": folds, "compare_groups": str(groups)}))
+    work = tmp_path / "work"
+    work.mkdir()
+
+    def status():
+        run = subprocess.run([sys.executable, str(REPO / "scripts" / "interim_summary.py"), "--workdir", str(work),
+                              "--configfile", str(configfile)], capture_output=True, text=True, cwd=work)
+        assert run.returncode == 0, run.stderr
+        return run.stdout
+
+    # The first protocol's round only: make status follows each protocol's own race.
+    run_snakemake(work, configfile, "--cores", "2", "results/race/fold~2.tsv")
+    printed = status()
+    assert ("results: 6 of 8 training jobs finished, 0 of 3 grid points complete, 1 stopped early by the race;"
+            " running") in printed, printed
+    assert "results/compare: 0 of 9 training jobs finished, 0 of 3 grid points complete; a later race round" in printed
+
+    run_snakemake(work, configfile, "--cores", "2")
+    again = run_snakemake(work, configfile, "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+    summaries = {}
+    for results in ("results", "results/compare"):
+        rounds = pd.read_csv(work / results / "race" / "fold~2.tsv", sep="\t").set_index("point")
+        assert rounds.loc[HOPELESS, "status"] == "stopped" and rounds.loc[HOPELESS, "stopped_after"] == AFTER, results
+        assert set(rounds.index[rounds["status"] == "racing"]) == set(GOOD), results
+        assert trained(work, results) == expected(GOOD, range(folds)) | expected([HOPELESS], range(AFTER)), results
+        summary = pd.read_csv(work / results / "cv_summary.tsv", sep="\t").set_index("learning_rate")
+        assert summary.loc[100.0, "race"] == "stopped early: worse after 2 folds"
+        assert pd.isna(summary.loc[100.0, "rank"])
+        assert summary.loc[[0.001, 0.0004], "folds"].eq(folds).all() and sorted(summary["rank"].dropna()) == [1, 2]
+        summaries[results] = summary
+    printed = status()
+    for results in ("results", "results/compare"):
+        assert (f"{results}: 8 of 8 training jobs finished, 2 of 3 grid points complete, 1 stopped early by the race;"
+                " training complete") in printed, printed
+    compare_page = (work / "results" / "interim" / "compare" / "summary.interim.md").read_text()
+    assert "results/compare/cv_summary.tsv and results/stats/protocol_comparison.tsv" in compare_page
+    # The second protocol's folds are its own: no person in the test part and the training part of a fold.
+    folds_table = pd.read_csv(work / "results" / "compare" / "data" / "folds.tsv", sep="\t")
+    index = pd.read_csv(work / "results" / "data" / "index.tsv", sep="\t")
+    people = folds_table.merge(index[["sample", "file"]], on="sample").merge(
+        pd.read_csv(groups, sep="\t"), on="file")
+    assert people.groupby(["fold", "group"])["role"].nunique().eq(1).all()
+    assert not folds_table.equals(pd.read_csv(work / "results" / "data" / "folds.tsv", sep="\t"))
+
+    # The comparison: the stopped point is kept and marked, with no difference and no rank.
+    table = pd.read_csv(work / "results" / "stats" / "protocol_comparison.tsv", sep="\t").set_index("learning_rate")
+    assert table.index.tolist()[-1] == 100.0
+    assert pd.isna(table.loc[100.0, ["difference", "rank_primary", "rank_compared"]]).all()
+    assert table.loc[100.0, "race_primary"] == table.loc[100.0, "race_compared"] == "stopped early: worse after 2 folds"
+    for lr in (0.001, 0.0004):
+        assert table.loc[lr, "difference"] == pytest.approx(
+            summaries["results/compare"].loc[lr, "mean_accuracy"] - summaries["results"].loc[lr, "mean_accuracy"])
+    facts = json.loads((work / "results" / "stats" / "protocol_comparison.json").read_text())
+    assert facts["points_compared"] == 2 and [p["learning_rate"] for p in facts["left_out"]] == [100.0]
+    assert facts["mean_difference"] == pytest.approx(table.loc[[0.001, 0.0004], "difference"].mean())
+    assert "left out of the comparison: model model_a, batch_size 16, learning_rate 100.0" in (
+        work / "logs" / "compare_protocols.log").read_text()
+    # What the user reads in the report says so beside the table.
+    run_snakemake(work, configfile, "--report", "report.html")
+    assert "are over the points that completed every fold under both" in (work / "report.html").read_text()
 
 
 @pytest.mark.parametrize(("race", "cv", "training", "named"), [

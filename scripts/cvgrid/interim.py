@@ -78,6 +78,14 @@ def protocol_roots(config: dict) -> list[str]:
     return ["results"] + (["results/compare"] if config["cv"]["compare_groups"] != "none" else [])
 
 
+def run_result(root: str) -> str:
+    """What the finished run writes for the protocol of `root`: results/ gets the statistics;
+    results/compare/ (cv.compare_groups) only its summary, beside results/ in the comparison."""
+    if root == "results":
+        return "results/stats/summary.html"
+    return f"{root}/cv_summary.tsv and results/stats/protocol_comparison.tsv"
+
+
 def job_metrics(root: str, point: str, repeat: int, fold: int) -> str:
     """A training job's metrics.json relative to the working directory (the workflow's path)."""
     return f"{root}/train/{point}/repeat~{repeat}/fold~{fold}/metrics.json"
@@ -250,11 +258,11 @@ def interim_protocol(workdir: Path, config: dict, root: str, out: Path, written_
     if facts["training_complete"]:
         lines = [f"**INTERIM: the run's training is finished.** Written {written_at}, when all {facts['jobs']} "
                  f"training jobs the run plans had finished ({root}/train/); the run's result is "
-                 f"{root}/stats/summary.html once its statistics are written."]
+                 f"{run_result(root)} once its statistics are written."]
     else:
         lines = [f"**INTERIM: the run is still going.** Written {written_at} from the {facts['jobs_finished']} of "
                  f"{facts['jobs']} training jobs finished then ({root}/train/). Every figure here will change as "
-                 f"jobs finish; the run's result is {root}/stats/summary.html when it ends."]
+                 f"jobs finish; the run's result is {run_result(root)} when it ends."]
     lines += plan.notes
     named = varying(progress, axes)
     stopped = progress["state"].isin([stopped_label(folds) for folds in plan.stopped.values()])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -459,17 +461,29 @@ def error_gallery(images: np.ndarray, errors: pd.DataFrame, class_names: list[st
 
 
 def protocol_comparison(table: pd.DataFrame, primary: str, compared: str, path) -> None:
-    """Each grid point's mean accuracy (+- 2 x std) under two CV protocols, best (primary) on top."""
-    labels = point_labels(table)
+    """Each grid point's mean accuracy (+- 2 x std) under two CV protocols, best (primary) on top
+    (cvgrid.protocols.compare_protocols' table). A point the race stopped under a protocol has
+    no dot for it (a mean over its first folds is not comparable) and says so in its label."""
+    names = {"primary": primary, "compared": compared}
+    complete = {side: table[f"race_{side}"] == COMPLETED if f"race_{side}" in table
+                else pd.Series(True, index=table.index) for side in names}
+    stopped = [" and ".join(names[side] for side in names if not complete[side][i]) for i in table.index]
+    labels = [label + (f"\n(stopped: {where})" if where else "") for label, where in zip(point_labels(table), stopped)]
     y = np.arange(len(table))[::-1]
     fig, ax = plt.subplots(figsize=(8, 1.4 + 0.35 * len(table)))
-    for side, label, offset, colour in (("primary", primary, 0.12, "tab:blue"), ("compared", compared, -0.12, "tab:orange")):
-        ax.errorbar(100 * table[f"mean_accuracy_{side}"], y + offset, xerr=100 * table[f"acc_std_x2_{side}"],
-                    fmt="o", color=colour, capsize=3, label=label)
+    for side, offset, colour in (("primary", 0.12, "tab:blue"), ("compared", -0.12, "tab:orange")):
+        ax.errorbar(100 * table[f"mean_accuracy_{side}"].where(complete[side]), y + offset,
+                    xerr=100 * table[f"acc_std_x2_{side}"].where(complete[side]), fmt="o", color=colour, capsize=3,
+                    label=names[side])
     ax.set_yticks(y, labels)
     ax.set_xlabel("mean test-fold accuracy (%) ± 2 × std")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="lower left", fontsize=8)
+    left_out = sum(1 for where in stopped if where)
+    if left_out:
+        fig.suptitle(textwrap.fill(f"{left_out} grid point(s) stopped early by the race: no dot under the protocol that"
+                                   " stopped it (its mean is of its first folds only), and in neither the mean"
+                                   " difference nor the rank correlation", 100), fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)
     plt.close(fig)

@@ -284,33 +284,3 @@ def selected_points(summary: pd.DataFrame, keys=None, *, metric: str) -> pd.Data
 def best_points(summary: pd.DataFrame) -> pd.DataFrame:
     """The best grid point of each model (rank 1 of :func:`point_summary`), by model name."""
     return summary[summary["rank"] == 1].sort_values("model", ignore_index=True)
-
-
-def compare_protocols(primary: pd.DataFrame, compared: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    """The same grid under two CV protocols: each grid point's mean and 2 x std under both,
-    the difference (compared - primary) and its rank under both. The folds differ between
-    protocols, so the differences are not paired; the facts dict says whether the ranking
-    changes (Spearman correlation of the means, same best grid point or not)."""
-    from scipy.stats import spearmanr
-
-    keys = axes_of(primary)
-    columns = [*keys, "mean_accuracy", "acc_std_x2"]
-    table = primary[columns].merge(compared[columns], on=keys, suffixes=("_primary", "_compared"))
-    if len(table) != len(primary) or len(table) != len(compared):
-        raise MetricsError("the two protocols' summaries do not hold the same grid points")
-    table["difference"] = table["mean_accuracy_compared"] - table["mean_accuracy_primary"]
-    for side in ("primary", "compared"):
-        table[f"rank_{side}"] = table[f"mean_accuracy_{side}"].rank(ascending=False, method="min").astype(int)
-    table = table.sort_values("rank_primary", kind="stable", ignore_index=True)
-    best_primary = table.loc[table["rank_primary"].idxmin(), keys].to_dict()
-    best_compared = table.loc[table["rank_compared"].idxmin(), keys].to_dict()
-    # Rank correlation needs three grid points or more; None (JSON null) below that.
-    rho = float(spearmanr(table["mean_accuracy_primary"], table["mean_accuracy_compared"]).statistic) if len(table) > 2 else None
-    facts = {
-        "mean_difference": float(table["difference"].mean()),
-        "spearman_rank_correlation": rho,
-        "same_best": best_primary == best_compared,
-        "best_primary": best_primary,
-        "best_compared": best_compared,
-    }
-    return table, facts
