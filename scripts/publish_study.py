@@ -349,6 +349,7 @@ def _run_facts(folder: Path) -> dict:
     keys = axes_of(summary)
     best = summary[summary["rank"] == 1].iloc[0]
     return {"jobs": len(folds), "minutes": float(folds["seconds"].sum()) / 60,
+            "work": float((folds["epochs_run"] * folds["n_train"]).sum()) / 1e6,
             "points": len(summary), "complete": int((summary["folds"] == summary["folds"].max()).sum()),
             "best": wording.describe_point(best, keys), "best_keys": {k: best[k] for k in keys},
             "mean": f"{_percent(best['mean_accuracy'])} ± {100 * best['acc_std_x2']:.2f}",
@@ -368,8 +369,11 @@ def search_table(search: Path = SEARCH, study: Path = STUDY) -> str | None:
     full, raced, reference = (_run_facts(f) for f in (search / "stratified", search / "raced", study / "stratified"))
     if full["complete"] != full["points"] or full["jobs"] != 160:
         return None
-    rows = [("training jobs", full["jobs"], raced["jobs"]),
-            ("training minutes (sum of the jobs' own seconds)", f"{full['minutes']:.0f}", f"{raced['minutes']:.0f}"),
+    rows = [("training jobs", full["jobs"], f"{raced['jobs']} ({full['jobs'] - raced['jobs']} saved)"),
+            ("training work: epochs run × training images, millions (what a job costs on any machine)",
+             f"{full['work']:.2f}", f"{raced['work']:.2f} ({100 * (1 - raced['work'] / full['work']):.1f} % less)"),
+            ("training minutes: the jobs' own seconds, under the load of the day (not a speed)",
+             f"{full['minutes']:.0f}", f"{raced['minutes']:.0f}"),
             ("grid points with all 5 folds", full["complete"], raced["complete"]),
             ("best point (highest mean over its 5 folds)", full["best"], raced["best"]),
             ("its mean ± fold spread (2 × std): best of many, optimistic", full["mean"], raced["mean"]),
@@ -379,6 +383,22 @@ def search_table(search: Path = SEARCH, study: Path = STUDY) -> str | None:
             ("contenders (not separable from the best)", full["contenders"], raced["contenders"])]
     lines = ["| | full: 5 folds of every point | raced: `cv.race: {after_folds: 3}` |", "|---|---|---|"]
     lines += [f"| {name} | {a} | {b} |" for name, a, b in rows]
+    # The stopped points as the full run judges them on all their folds, and the contenders of both.
+    keys = list(full["best_keys"])
+    raced_summary = pd.read_csv(search / "raced" / "cv_summary.tsv", sep="\t")
+    stopped = raced_summary.loc[raced_summary["race"] != "completed", keys]
+    judged = stopped.merge(pd.read_csv(search / "stratified" / "stats" / "compare_to_best.tsv", sep="\t"), on=keys)
+    contenders = [set(map(tuple, pd.read_csv(folder / "stats" / "contenders.tsv", sep="\t")[keys].to_numpy().tolist()))
+                  for folder in (search / "stratified", search / "raced")]
+    stopped_keys = set(map(tuple, stopped.to_numpy().tolist()))
+    not_worse = judged[judged["verdict"] != "worse"]
+    lines += ["", f"The race stopped {len(stopped)} points after 3 folds, each *worse* than the best there. On all 5 "
+              f"folds (the full run) {int((judged['verdict'] == 'worse').sum())} of them are *worse*"
+              + "".join(f"; {wording.describe_point(r, keys)} is {r['verdict']} (P(worse) {r['prob_worse']:.2f}, "
+                        f"{100 * r['mean_diff']:+.1f} points)" for _, r in not_worse.iterrows())
+              + f". Contenders of the full run among the stopped points: {len(stopped_keys & contenders[0])}; the "
+              f"full run's contenders are {'the same as' if contenders[0] == contenders[1] else 'not the same as'} "
+              "the raced run's."]
     # The two bests on the same folds (the search runs the study's cv: settings): per-fold differences.
     pair = []
     for facts in (full, reference):

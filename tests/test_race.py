@@ -128,6 +128,7 @@ def test_the_savings_and_the_summary_paragraph_name_the_stopped_points():
     assert "learning rate 100, augmentation none, stopped early: worse after 2 folds (mean accuracy 33.5% over its 2 folds)" in text
     assert "learning rate 0.0004, augmentation none, stopped early: worse after 3 folds" in text
     assert "not comparable" in text and "3 points that trained every fold" in text
+    assert "factor effects and trends over them are of a selected set" in text  # the stopped were the worst
     assert wording.race_paragraph(folds.drop(columns="race"), summary, "accuracy") is None
 
 

@@ -246,3 +246,14 @@ def test_the_published_raced_search_is_recomputed_exactly():
         wording.decide_paragraph([], result.tables["compare_to_best"], config["cv"]["folds"])])
     assert (stats / "summary.md").read_text() == text
     assert "**Racing**" in text
+
+
+def test_the_readme_shows_the_search_table_the_published_runs_give():
+    """README "The wide search, raced and in full" holds docs/search/table.md verbatim, and that
+    table is what the published full run, raced run and study give (recomputed here)."""
+    from publish_study import search_table
+
+    table = search_table()
+    assert table is not None, "docs/search: the full run or the race is not finished"
+    assert (SEARCH / "table.md").read_text() == table
+    assert table in (REPO / "README.md").read_text()

@@ -639,7 +639,9 @@ def race_paragraph(folds: pd.DataFrame, cv_summary: pd.DataFrame, metric: str,
     return (text + f"{len(stopped)} stopped: " + "; ".join(names) + (f"; and {more} more" if more > 0 else "")
             + ". A stopped point's mean is over its first folds only, so it is not comparable with the "
             f"{total}-fold means of the others; the verdicts, contenders, factors and the refit are of the "
-            f"{savings['points'] - len(stopped)} points that trained every fold.")
+            f"{savings['points'] - len(stopped)} points that trained every fold. Those points were kept by their "
+            "accuracy, so the factor effects and trends over them are of a selected set and may differ from the "
+            "whole grid's in either direction: measure factors on a run without a race.")
 
 
 def summary_text(analysis: Analysis, max_listed: int = MAX_LISTED, extra: Sequence[str | None] = ()) -> str:
