@@ -306,7 +306,9 @@ def test_each_protocol_races_on_its_own_and_the_comparison_sets_no_partial_mean_
         work / "logs" / "compare_protocols.log").read_text()
     # What the user reads in the report says so beside the table.
     run_snakemake(work, configfile, "--report", "report.html")
-    assert "are over the points that completed every fold under both" in (work / "report.html").read_text()
+    report = (work / "report.html").read_text()
+    assert "are over the points that completed every fold under both" in report
+    assert "its mean and spread are over its first k folds only" in report  # cv_summary.tsv's caption
 
 
 @pytest.mark.parametrize(("race", "cv", "training", "named"), [
