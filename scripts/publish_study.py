@@ -45,9 +45,9 @@ from cvgrid.decision import CONTENDER_PROBABILITY, decide, expectation_record, p
 from cvgrid.grid import axes_of, grid_axes, sampled_ranges
 from cvgrid.io import write_json, write_tsv
 from cvgrid.protocols import compare_protocols
-from cvgrid.race import completed, mark_race, race_savings, read_race
+from cvgrid.race import completed, mark_race, point_folder, race_savings, read_race, replay_race
 from cvgrid.stats import Thresholds, bayesian_correlated_ttest, design_sizes
-from cvgrid.summary import complete_points, cv_summary, fold_table
+from cvgrid.summary import complete_points, cv_summary, fold_table, read_metrics
 
 REPO = Path(__file__).resolve().parent.parent
 JOB_FILES = ("metrics.json", "history.tsv", "predictions.tsv")
@@ -231,6 +231,35 @@ def raced_metrics(jobs: Path, record: pd.DataFrame, folds: int) -> list[Path]:
             for fold in range(folds if pd.isna(row.stopped_after) else int(row.stopped_after))]
 
 
+def point_folders(metrics: list[Path], axes: list[str]) -> pd.DataFrame:
+    """Every grid point of these jobs' metrics.json: its axes and ``point`` (its folder), as
+    cvgrid.race.replay_race takes them."""
+    return pd.DataFrame([{**{k: read_metrics(path)["config"][k] for k in axes}, "point": point_folder(path)}
+                         for path in metrics]).drop_duplicates(ignore_index=True)
+
+
+def replayed_races(search: Path, config: dict, afters=(2, 3, 4)) -> list[str]:
+    """What a race with each `after_folds` would have done over the full run's jobs (the
+    configured thresholds; cvgrid.race.replay_race): markdown table rows of jobs run, points
+    stopped, and of those how many the full run calls contenders and *worse* on all folds."""
+    metrics = sorted((search / "jobs" / "stratified").glob("train/**/metrics.json"))
+    axes = grid_axes(config)
+    folders = point_folders(metrics, axes)
+    folds = fold_table(metrics, axes)
+    total = config["cv"]["folds"]
+    stats = search / "stratified" / "stats"
+    contenders = set(folders.merge(pd.read_csv(stats / "contenders.tsv", sep="\t")[axes], on=axes)["point"])
+    verdicts = pd.read_csv(stats / "compare_to_best.tsv", sep="\t")
+    worse = set(folders.merge(verdicts.loc[verdicts["verdict"] == "worse", axes], on=axes)["point"])
+    rows = []
+    for after in afters:
+        last = replay_race(folds, folders, Thresholds.from_config(config["statistics"]), after, total)[-1]
+        stopped = set(last.loc[last["status"] == "stopped", "point"])
+        jobs = sum(total if pd.isna(k) else int(k) for k in last["stopped_after"])
+        rows.append(f"| {after} | {jobs} | {len(stopped)} | {len(stopped & contenders)} | {len(stopped & worse)} |")
+    return rows
+
+
 def raced_tables(jobs: Path, rounds: list[pd.DataFrame], config: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """cv_folds.tsv and cv_summary.tsv of a race, with their race column, from its jobs and rounds."""
     record = rounds[-1]
@@ -367,7 +396,8 @@ def search_table(search: Path = SEARCH, study: Path = STUDY) -> str | None:
     if not (search / "raced" / "provenance.json").exists() or not (search / "stratified" / "cv_summary.tsv").exists():
         return None
     full, raced, reference = (_run_facts(f) for f in (search / "stratified", search / "raced", study / "stratified"))
-    if full["complete"] != full["points"] or full["jobs"] != 160:
+    config = overlaid_config(search / "config.yaml", search / "raced" / "config.yaml")
+    if full["complete"] != full["points"] or full["jobs"] != full["points"] * config["cv"]["folds"]:
         return None
     rows = [("training jobs", full["jobs"], f"{raced['jobs']} ({full['jobs'] - raced['jobs']} saved)"),
             ("training work: epochs run × training images, millions (what a job costs on any machine)",
@@ -399,6 +429,10 @@ def search_table(search: Path = SEARCH, study: Path = STUDY) -> str | None:
               + f". Contenders of the full run among the stopped points: {len(stopped_keys & contenders[0])}; the "
               f"full run's contenders are {'the same as' if contenders[0] == contenders[1] else 'not the same as'} "
               "the raced run's."]
+    lines += ["", "The same jobs raced with another `after_folds` (replayed by `cvgrid.race.replay_race`, the "
+              "configured thresholds):", "",
+              "| after_folds | training jobs | points stopped | of them contenders of the full run "
+              "| of them *worse* on all 5 folds |", "|---|---|---|---|---|", *replayed_races(search, config)]
     # The two bests on the same folds (the search runs the study's cv: settings): per-fold differences.
     pair = []
     for facts in (full, reference):
@@ -409,9 +443,9 @@ def search_table(search: Path = SEARCH, study: Path = STUDY) -> str | None:
         raise SystemExit("docs/search and docs/study do not share their folds: their bests cannot be paired")
     diffs = (pair[0]["accuracy"] - pair[1]["accuracy"]).to_numpy()
     n_train, n_test = design_sizes(pair[0].reset_index())
-    rope = yaml.safe_load((search / "config.yaml").read_text()).get("statistics", {}).get("rope", 0.005)
+    rope = config["statistics"]["rope"]
     test = bayesian_correlated_ttest(diffs, n_train, n_test, rope)
-    lines += ["", f"| | study: 18 points of model A | wide search: 32 points |", "|---|---|---|",
+    lines += ["", "| | study: 18 points of model A | wide search: 32 points |", "|---|---|---|",
               f"| best point | {reference['best']} | {full['best']} |",
               f"| its mean ± fold spread: best of many, optimistic | {reference['mean']} | {full['mean']} |",
               f"| corrected for the choice | {reference['corrected']} | {full['corrected']} |",

@@ -186,9 +186,8 @@ def test_the_published_race_rounds_are_the_race_of_the_published_jobs():
     """docs/search/raced/rounds (the raced wide search, config/search-race.yaml; published round by
     round as the race goes): each round is what cvgrid.race.replay_race computes from the
     published jobs, as the workflow's checkpoints computed it."""
-    from publish_study import overlaid_config, race_rounds
-    from cvgrid.race import point_folder, replay_race
-    from cvgrid.summary import read_metrics
+    from publish_study import overlaid_config, point_folders, race_rounds
+    from cvgrid.race import replay_race
 
     config = overlaid_config(REPO / "config" / "search.yaml", REPO / "config" / "search-race.yaml")
     published = race_rounds(SEARCH / "raced" / "rounds")
@@ -196,8 +195,7 @@ def test_the_published_race_rounds_are_the_race_of_the_published_jobs():
     assert published and published[0]["round"].max() == after
     metrics = sorted((SEARCH / "jobs" / "stratified").glob("train/**/metrics.json"))
     axes = grid_axes(config)
-    folders = pd.DataFrame([{**{k: read_metrics(path)["config"][k] for k in axes}, "point": point_folder(path)}
-                            for path in metrics]).drop_duplicates(ignore_index=True)
+    folders = point_folders(metrics, axes)
     assert len(folders) == 32
     replayed = replay_race(fold_table(metrics, axes), folders, Thresholds.from_config(config["statistics"]),
                            after, after + len(published))
