@@ -57,7 +57,8 @@ def main(argv=None):
     rounds = [pd.read_csv(path, sep="\t") for path in a.decide_rounds]
     text = wording.summary_text(result, extra=[
         wording.race_paragraph(raced_folds, raced_cv, a.metric),
-        wording.decide_paragraph(rounds, result.tables["compare_to_best"], int(folds["fold"].nunique())),
+        wording.decide_paragraph(rounds, result.tables["compare_to_best"], int(folds["fold"].nunique()),
+                                 choose=a.choose),
     ])
     wording.write_summary(text, a.out_dir, markdown=False)
     wording.write_decision(result, a.out_dir)

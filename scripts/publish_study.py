@@ -156,7 +156,8 @@ def publish_statistics(folds: pd.DataFrame, summary: pd.DataFrame, config: dict,
     write_tables(result, out)
     text = wording.summary_text(result, extra=[
         wording.race_paragraph(*raced, config["statistics"]["metric"]) if raced else None,
-        wording.decide_paragraph(list(decide_rounds), result.tables["compare_to_best"], int(folds["fold"].nunique())),
+        wording.decide_paragraph(list(decide_rounds), result.tables["compare_to_best"], int(folds["fold"].nunique()),
+                                 choose=final["choose"]),
     ])
     wording.write_summary(text, out, markdown=True)
     return result

@@ -349,9 +349,14 @@ def test_the_summary_says_which_points_got_repeats_what_changed_and_what_it_cost
     nothing = decide_paragraph([first.assign(gets_repeat=False)], final, folds=5)
     assert "none was added" in nothing
     swapped = final.assign(verdict=["undecided", "best", "undecided", "worse"])
+    moved = decide_paragraph([first, second], swapped, folds=5)
     assert ("The best changed (model_a: batch size 16, learning rate 0.0004, augmentation none after the added "
-            "repeats, batch size 16, learning rate 0.001, augmentation none on the first)") in decide_paragraph(
-        [first, second], swapped, folds=5)
+            "repeats, batch size 16, learning rate 0.001, augmentation none on the first)") in moved
+    # Which point the final model is: the best after the repeats under final.choose best (rules/final.smk
+    # reads cv_summary.tsv), the Decision's point under any other rule (it reads decision.tsv).
+    assert "refitted on the best after the added repeats (cv_summary.tsv's rank 1), not the Decision's point" in moved
+    other = decide_paragraph([first, second], swapped, folds=5, choose="cheapest_contender")
+    assert "refitted on the Decision's point" in other and "rank 1" not in other
 
 
 def test_a_small_real_run_with_decide_goes_end_to_end(tmp_path):

@@ -565,12 +565,13 @@ def _ordinal(n: int) -> str:
 
 
 def decide_paragraph(rounds: Sequence[pd.DataFrame], final: pd.DataFrame, folds: int,
-                     max_listed: int = MAX_LISTED) -> str | None:
+                     max_listed: int = MAX_LISTED, choose: str = "best") -> str | None:
     """cv.decide's repeats (rules/decide.smk): which points each round gave a repeat, which
     verdicts changed from the first round's (on the configured repeats of every point) to the
     final ones (`final`, compare_to_best.tsv), and the training jobs that cost against repeating
     the whole grid as often (points x `folds` x repeats added). `rounds`: the rounds' tables
-    (cvgrid.decision.repeat_round) in order; None without any."""
+    (cvgrid.decision.repeat_round) in order; None without any. `choose` (final.choose) says
+    which point the final model refits where the added repeats changed the best."""
     if not rounds:
         return None
     keys = axes_of(rounds[0])
@@ -600,8 +601,14 @@ def decide_paragraph(rounds: Sequence[pd.DataFrame], final: pd.DataFrame, folds:
              f"{_describe(row, keys)} on the first" for model, row in firsts.iterrows()
              if model in finals.index and any(finals.loc[model, k] != row[k] for k in keys if k != "model")]
     if moved:
+        # The refit follows cv_summary's best under final.choose best, decision.tsv otherwise
+        # (rules/final.smk): say which, so that the Decision and results/final are not read as one point.
+        refit = ("the best after the added repeats (cv_summary.tsv's rank 1), not the Decision's point"
+                 if choose == "best" else "the Decision's point")
         stop += (". The best changed (" + "; ".join(moved) + "): the contenders, the decision and the "
-                 "corrected accuracy are computed on the repeats every point has, where the first is best")
+                 "corrected accuracy are computed on the repeats every point has, where the first is best, "
+                 f"while the final model (results/final) is refitted on {refit}; the verdicts "
+                 "(compare_to_best.tsv) use every repeat")
     if not given:
         return (f"**Repeats only where they decide** (cv.decide): after the first {int(rounds[0]['repeats_done'].iloc[0])}"
                 " repeat(s), no undecided point could be decided by more repeats, so none was added.")
