@@ -55,11 +55,13 @@ report: env
 # run beside the rest; their report follows the other's (also in .pytest-slurm.log). A failure
 # in either fails the target.
 PYTEST = PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
+# Two pytest processes: the SLURM tests, which mostly wait for the scheduler, with the one
+# long single-process scale test beside them, and everything else.
 test: env
-	@$(PYTEST) -m slurm > .pytest-slurm.log 2>&1 & slurm=$$!; \
-	$(PYTEST) -m "not slurm"; rest=$$?; \
+	@$(PYTEST) -m "slurm or scale" > .pytest-slurm.log 2>&1 & slurm=$$!; \
+	$(PYTEST) -m "not slurm and not scale"; rest=$$?; \
 	wait $$slurm; slurm_status=$$?; \
-	echo "=== the SLURM tests (pytest -m slurm), run beside the others ==="; cat .pytest-slurm.log; \
+	echo "=== the SLURM and scale tests (pytest -m 'slurm or scale'), run beside the others ==="; cat .pytest-slurm.log; \
 	[ $$rest -eq 0 ] && [ $$slurm_status -eq 0 ]
 
 # Not after `env`: a run is using .venv, which must not be rebuilt under it.

@@ -8,6 +8,7 @@ import functools
 import json
 
 import pandas as pd
+import pytest
 from snakemake.utils import Paramspace
 
 from conftest import run_snakemake, tiny_config, write_config, write_image_folder
@@ -25,6 +26,7 @@ def stub_predictions(correct: int) -> str:
     rows = [f"{k}\tclass_{t}/img_{k:03d}.jpg\t{t}\t{p}\t0.9" for k, (t, p) in enumerate(zip(true, predicted))]
     return "sample\tfile\ttrue\tpredicted\tprobability\n" + "\n".join(rows) + "\n"
 
+@pytest.mark.scale
 def test_the_workflow_gathers_25000_jobs(tmp_path):
     data = write_image_folder(tmp_path / "images", n_classes=3, per_class=20, size=(16, 16))
     grid = {"model": ["model_a"], "batch_size": list(range(8, 408, 8)),
