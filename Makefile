@@ -51,12 +51,10 @@ run: env
 report: env
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --configfile $(CONFIG) --report report.html
 
-# Two pytest processes at once: the SLURM tests (-m slurm) mostly wait for the scheduler, so they
-# run beside the rest; their report follows the other's (also in .pytest-slurm.log). A failure
-# in either fails the target.
 PYTEST = PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
-# Two pytest processes: the SLURM tests, which mostly wait for the scheduler, with the one
-# long single-process scale test beside them, and everything else.
+# Two pytest processes at once: the SLURM tests, which mostly wait for the scheduler, and the one
+# long single-process scale test (-m "slurm or scale") run beside the rest; their report follows
+# the other's (also in .pytest-slurm.log). A failure in either fails the target.
 test: env
 	@$(PYTEST) -m "slurm or scale" > .pytest-slurm.log 2>&1 & slurm=$$!; \
 	$(PYTEST) -m "not slurm and not scale"; rest=$$?; \

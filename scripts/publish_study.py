@@ -239,23 +239,19 @@ def point_folders(metrics: list[Path], axes: list[str]) -> pd.DataFrame:
                          for path in metrics]).drop_duplicates(ignore_index=True)
 
 
-def replayed_races(search: Path, config: dict, afters=(2, 3, 4)) -> list[str]:
-    """What a race with each `after_folds` would have done over the full run's jobs (the
-    configured thresholds; cvgrid.race.replay_race): markdown table rows of jobs run, points
-    stopped, and of those how many the full run calls contenders and *worse* on all folds."""
-    metrics = sorted((search / "jobs" / "stratified").glob("train/**/metrics.json"))
+def replayed_races(search: Path, config: dict, folds: pd.DataFrame, contenders: set, worse: set,
+                   afters=(2, 3, 4)) -> list[str]:
+    """What a race with each `after_folds` would have done over the full run's jobs (`folds`, its
+    cv_folds.tsv; the configured thresholds; cvgrid.race.replay_race): markdown table rows of
+    jobs run, points stopped, and of those how many are among the full run's `contenders` and
+    its points called `worse` (sets of grid-key tuples)."""
     axes = grid_axes(config)
-    folders = point_folders(metrics, axes)
-    folds = fold_table(metrics, axes)
+    folders = point_folders(sorted((search / "jobs" / "stratified").glob("train/**/metrics.json")), axes)
     total = config["cv"]["folds"]
-    stats = search / "stratified" / "stats"
-    contenders = set(folders.merge(pd.read_csv(stats / "contenders.tsv", sep="\t")[axes], on=axes)["point"])
-    verdicts = pd.read_csv(stats / "compare_to_best.tsv", sep="\t")
-    worse = set(folders.merge(verdicts.loc[verdicts["verdict"] == "worse", axes], on=axes)["point"])
     rows = []
     for after in afters:
         last = replay_race(folds, folders, Thresholds.from_config(config["statistics"]), after, total)[-1]
-        stopped = set(last.loc[last["status"] == "stopped", "point"])
+        stopped = set(map(tuple, last.loc[last["status"] == "stopped", axes].to_numpy().tolist()))
         jobs = sum(total if pd.isna(k) else int(k) for k in last["stopped_after"])
         rows.append(f"| {after} | {jobs} | {len(stopped)} | {len(stopped & contenders)} | {len(stopped & worse)} |")
     return rows
@@ -330,7 +326,7 @@ def update_readme(table_md: str, readme: Path = REPO / "README.md", marker: str 
     start, end = f"<!-- {marker}: written by scripts/publish_study.py -->\n", f"<!-- end of {marker} -->\n"
     text = readme.read_text()
     if start not in text or end not in text:
-        raise SystemExit(f"{readme} lacks the study table's markers {start.strip()!r} ... {end.strip()!r}")
+        raise SystemExit(f"{readme} lacks the {marker}'s markers {start.strip()!r} ... {end.strip()!r}")
     head, rest = text.split(start, 1)
     readme.write_text(head + start + table_md + rest[rest.index(end):])
 
@@ -400,45 +396,48 @@ def search_table(search: Path = SEARCH, study: Path = STUDY) -> str | None:
     config = overlaid_config(search / "config.yaml", search / "raced" / "config.yaml")
     if full["complete"] != full["points"] or full["jobs"] != full["points"] * config["cv"]["folds"]:
         return None
+    folds, after = config["cv"]["folds"], config["cv"]["race"]["after_folds"]
     rows = [("training jobs", full["jobs"], f"{raced['jobs']} ({full['jobs'] - raced['jobs']} saved)"),
-            ("training work: epochs run × training images, millions (what a job costs on any machine)",
+            ("training work: epochs run × training images, millions (independent of machine load)",
              f"{full['work']:.2f}", f"{raced['work']:.2f} ({100 * (1 - raced['work'] / full['work']):.1f} % less)"),
             ("training minutes: the jobs' own seconds, under the load of the day (not a speed)",
              f"{full['minutes']:.0f}", f"{raced['minutes']:.0f}"),
-            ("grid points with all 5 folds", full["complete"], raced["complete"]),
-            ("best point (highest mean over its 5 folds)", full["best"], raced["best"]),
+            (f"grid points with all {folds} folds", full["complete"], raced["complete"]),
+            (f"best point (highest mean over its {folds} folds)", full["best"], raced["best"]),
             ("its mean ± fold spread (2 × std): best of many, optimistic", full["mean"], raced["mean"]),
             ("corrected for the choice (Tibshirani & Tibshirani 2009)", full["corrected"], raced["corrected"]),
             ("expected accuracy, BBC-CV (95 % bootstrap interval)", full["bbc"], raced["bbc"]),
             ("others against the best: worse / practically equivalent / undecided", full["verdicts"], raced["verdicts"]),
             ("contenders (not separable from the best)", full["contenders"], raced["contenders"])]
-    lines = ["| | full: 5 folds of every point | raced: `cv.race: {after_folds: 3}` |", "|---|---|---|"]
+    lines = [f"| | full: {folds} folds of every point | raced: `cv.race: {{after_folds: {after}}}` |", "|---|---|---|"]
     lines += [f"| {name} | {a} | {b} |" for name, a, b in rows]
     # The stopped points as the full run judges them on all their folds, and the contenders of both.
     keys = list(full["best_keys"])
-    raced_summary = pd.read_csv(search / "raced" / "cv_summary.tsv", sep="\t")
-    stopped = raced_summary.loc[raced_summary["race"] != "completed", keys]
-    judged = stopped.merge(pd.read_csv(search / "stratified" / "stats" / "compare_to_best.tsv", sep="\t"), on=keys)
+    verdicts = pd.read_csv(search / "stratified" / "stats" / "compare_to_best.tsv", sep="\t")
+    worse = set(map(tuple, verdicts.loc[verdicts["verdict"] == "worse", keys].to_numpy().tolist()))
     contenders = [set(map(tuple, pd.read_csv(folder / "stats" / "contenders.tsv", sep="\t")[keys].to_numpy().tolist()))
                   for folder in (search / "stratified", search / "raced")]
-    stopped_keys = set(map(tuple, stopped.to_numpy().tolist()))
+    raced_summary = pd.read_csv(search / "raced" / "cv_summary.tsv", sep="\t")
+    judged = raced_summary.loc[raced_summary["race"] != "completed", keys].merge(verdicts, on=keys)
+    stopped = set(map(tuple, judged[keys].to_numpy().tolist()))
     not_worse = judged[judged["verdict"] != "worse"]
-    lines += ["", f"The race stopped {len(stopped)} points after 3 folds, each *worse* than the best there. On all 5 "
-              f"folds (the full run) {int((judged['verdict'] == 'worse').sum())} of them are *worse*"
+    lines += ["", f"The race stopped {len(judged)} points after {after} folds, each *worse* than the best there. On "
+              f"all {folds} folds (the full run) {len(stopped & worse)} of them are *worse*"
               + "".join(f"; {wording.describe_point(r, keys)} is {r['verdict']} (P(worse) {r['prob_worse']:.2f}, "
                         f"{100 * r['mean_diff']:+.1f} points)" for _, r in not_worse.iterrows())
-              + f". Contenders of the full run among the stopped points: {len(stopped_keys & contenders[0])}; the "
+              + f". Contenders of the full run among the stopped points: {len(stopped & contenders[0])}; the "
               f"full run's contenders are {'the same as' if contenders[0] == contenders[1] else 'not the same as'} "
               "the raced run's."]
     lines += ["", "The same jobs raced with another `after_folds` (replayed by `cvgrid.race.replay_race`, the "
               "configured thresholds):", "",
               "| after_folds | training jobs | points stopped | of them contenders of the full run "
-              "| of them *worse* on all 5 folds |", "|---|---|---|---|---|", *replayed_races(search, config)]
+              f"| of them *worse* on all {folds} folds |", "|---|---|---|---|---|",
+              *replayed_races(search, config, full["folds"], contenders[0], worse)]
     # The two bests on the same folds (the search runs the study's cv: settings): per-fold differences.
     pair = []
     for facts in (full, reference):
-        folds = facts["folds"]
-        chosen = folds.loc[(folds[list(facts["best_keys"])] == pd.Series(facts["best_keys"])).all(axis=1)]
+        table = facts["folds"]
+        chosen = table.loc[(table[list(facts["best_keys"])] == pd.Series(facts["best_keys"])).all(axis=1)]
         pair.append(chosen.set_index(["repeat", "fold"]).sort_index())
     if not (pair[0]["n_test"] == pair[1]["n_test"]).all():
         raise SystemExit("docs/search and docs/study do not share their folds: their bests cannot be paired")
@@ -446,13 +445,14 @@ def search_table(search: Path = SEARCH, study: Path = STUDY) -> str | None:
     n_train, n_test = design_sizes(pair[0].reset_index())
     rope = config["statistics"]["rope"]
     test = bayesian_correlated_ttest(diffs, n_train, n_test, rope)
-    lines += ["", "| | study: 18 points of model A | wide search: 32 points |", "|---|---|---|",
+    lines += ["", f"| | study: {reference['points']} points of model A | wide search: {full['points']} points |",
+              "|---|---|---|",
               f"| best point | {reference['best']} | {full['best']} |",
               f"| its mean ± fold spread: best of many, optimistic | {reference['mean']} | {full['mean']} |",
               f"| corrected for the choice | {reference['corrected']} | {full['corrected']} |",
               f"| expected accuracy, BBC-CV (95 % bootstrap interval) | {reference['bbc']} | {full['bbc']} |",
               "",
-              f"The search's best minus the study's best on the same 5 folds: {100 * test['mean_diff']:+.2f} points "
+              f"The search's best minus the study's best on the same {folds} folds: {100 * test['mean_diff']:+.2f} points "
               f"(per fold {', '.join(f'{100 * d:+.2f}' for d in diffs)}); Bayesian correlated t-test, ROPE "
               f"±{100 * rope:g} points: P(better by more) {test['p_right']:.2f}, P(within) {test['p_rope']:.2f}, "
               f"P(worse by more) {test['p_left']:.2f}.", ""]
